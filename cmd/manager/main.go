@@ -1,0 +1,110 @@
+// Command manager runs Millrace's controllers: the Queue controller, the shared queue-depth monitor
+// and (in later releases) the Consumer and Workflow controllers.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"time"
+
+	"k8s.io/apimachinery/pkg/runtime"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	millracev1 "github.com/millrace-io/millrace/api/v1alpha1"
+	"github.com/millrace-io/millrace/controllers"
+	"github.com/millrace-io/millrace/internal/depth"
+	"github.com/millrace-io/millrace/internal/sqsx"
+)
+
+type options struct {
+	metricsAddr, probeAddr string
+	leaderElect            bool
+	region, endpoint       string
+	clusterName            string
+	resync                 time.Duration
+	stalledRetry           time.Duration
+	depthInterval          time.Duration
+	depthMaxInterval       time.Duration
+	statusWriteInterval    time.Duration
+}
+
+func main() {
+	var o options
+	flag.StringVar(&o.metricsAddr, "metrics-bind-address", ":8080", "Address of the Prometheus metrics endpoint (0 disables it).")
+	flag.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz endpoints.")
+	flag.BoolVar(&o.leaderElect, "leader-elect", false, "Elect a leader so that only one replica reconciles.")
+	flag.StringVar(&o.region, "region", os.Getenv("AWS_REGION"), "AWS region (default: $AWS_REGION or the shared config).")
+	flag.StringVar(&o.endpoint, "sqs-endpoint", os.Getenv("MILLRACE_SQS_ENDPOINT"), "SQS endpoint override, for fauxqs, LocalStack or ElasticMQ.")
+	flag.StringVar(&o.clusterName, "cluster-name", "default", "Name of this cluster in the owner tag of the queues it manages.")
+	flag.DurationVar(&o.resync, "resync-interval", 10*time.Minute, "How often a Ready Queue is compared with SQS again (drift correction).")
+	flag.DurationVar(&o.stalledRetry, "stalled-retry-interval", 30*time.Minute, "How often a Stalled Queue is tried again without a spec change.")
+	flag.DurationVar(&o.depthInterval, "depth-interval", 10*time.Second, "How often queue depth is read while it changes.")
+	flag.DurationVar(&o.depthMaxInterval, "depth-max-interval", time.Minute, "Slowest depth polling interval while a queue is steady.")
+	flag.DurationVar(&o.statusWriteInterval, "status-write-interval", 5*time.Second, "Minimum time between two writes of a Queue's message counts.")
+	zapOpts := zap.Options{}
+	zapOpts.BindFlags(flag.CommandLine)
+	flag.Parse()
+	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
+
+	if err := run(ctrl.SetupSignalHandler(), o); err != nil {
+		fmt.Fprintln(os.Stderr, "manager:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, o options) error {
+	log := ctrl.Log.WithName("manager")
+	scheme := runtime.NewScheme()
+	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
+	utilruntime.Must(millracev1.AddToScheme(scheme))
+
+	mgr, err := ctrl.NewManager(ctrl.GetConfigOrDie(), ctrl.Options{
+		Scheme:                        scheme,
+		Metrics:                       metricsserver.Options{BindAddress: o.metricsAddr},
+		HealthProbeBindAddress:        o.probeAddr,
+		LeaderElection:                o.leaderElect,
+		LeaderElectionID:              "millrace-manager.millrace.io",
+		LeaderElectionReleaseOnCancel: true,
+	})
+	if err != nil {
+		return fmt.Errorf("creating manager: %w", err)
+	}
+	client, err := sqsx.New(ctx, sqsx.Options{Region: o.region, Endpoint: o.endpoint, Metrics: sqsx.NewMetrics(metrics.Registry)})
+	if err != nil {
+		return err
+	}
+	monitor := depth.NewMonitor(client, depth.Options{
+		MaxInterval: o.depthMaxInterval,
+		Registerer:  metrics.Registry,
+		Log:         ctrl.Log.WithName("depth"),
+	})
+	if err := (&controllers.QueueReconciler{
+		Client:        mgr.GetClient(),
+		SQS:           client,
+		Recorder:      mgr.GetEventRecorder("millrace-queue-controller"),
+		Monitor:       monitor,
+		Counts:        &controllers.QueueCountsWriter{Client: mgr.GetClient(), MinInterval: o.statusWriteInterval, Log: ctrl.Log.WithName("queue-counts")},
+		ClusterName:   o.clusterName,
+		Resync:        o.resync,
+		StalledRetry:  o.stalledRetry,
+		DepthInterval: o.depthInterval,
+	}).SetupWithManager(ctx, mgr); err != nil {
+		return fmt.Errorf("setting up the Queue controller: %w", err)
+	}
+	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
+		return err
+	}
+	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
+		return err
+	}
+	log.Info("starting", "region", o.region, "sqsEndpoint", o.endpoint, "cluster", o.clusterName)
+	return mgr.Start(ctx)
+}

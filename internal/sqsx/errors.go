@@ -3,6 +3,7 @@ package sqsx
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
@@ -69,12 +70,14 @@ func Classify(err error) (ErrorClass, string) {
 		return Transient, ""
 	}
 	code := api.ErrorCode()
+	// SQS's JSON protocol keeps the query protocol's codes for compatibility: "AWS.SimpleQueueService.X".
+	short := strings.TrimPrefix(code, "AWS.SimpleQueueService.")
 	switch {
-	case code == "AWS.SimpleQueueService.NonExistentQueue" || code == "QueueDoesNotExist":
+	case short == "NonExistentQueue" || short == "QueueDoesNotExist":
 		return NotFound, code
-	case code == "AWS.SimpleQueueService.QueueDeletedRecently" || code == "QueueDeletedRecently":
+	case short == "QueueDeletedRecently":
 		return Wait, code
-	case refusedCodes[code]:
+	case refusedCodes[short]:
 		return Refused, code
 	}
 	return Transient, code

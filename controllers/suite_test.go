@@ -1,0 +1,149 @@
+package controllers_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap/zapcore"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	millracev1 "github.com/millrace-io/millrace/api/v1alpha1"
+	"github.com/millrace-io/millrace/controllers"
+	"github.com/millrace-io/millrace/internal/depth"
+	"github.com/millrace-io/millrace/internal/sqsx"
+	"github.com/millrace-io/millrace/internal/testenv"
+)
+
+// The suite runs one real kube-apiserver + etcd (envtest, our built binaries), one fauxqs emulator
+// and one manager with the Queue controller for the whole package; each test uses its own namespace.
+var (
+	k8s        client.Client
+	sqsClient  *sqs.Client // the tests' own client, outside the controller's metrics
+	sqsMetrics *sqsx.Metrics
+)
+
+const (
+	testResync       = 3 * time.Second
+	testStatusWrites = 500 * time.Millisecond
+)
+
+func TestMain(m *testing.M) {
+	os.Exit(runSuite(m))
+}
+
+func runSuite(m *testing.M) int {
+	ctrl.SetLogger(zap.New(zap.UseDevMode(true), zap.Level(zapcore.Level(zapLevel()))))
+	fauxqs, err := testenv.StartFauxqs()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer fauxqs.Stop()
+	cp, err := testenv.StartControlPlane()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer func() { _ = cp.Stop() }()
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	scheme := runtime.NewScheme()
+	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
+	utilruntime.Must(millracev1.AddToScheme(scheme))
+	mgr, err := ctrl.NewManager(cp.Config, ctrl.Options{
+		Scheme:                 scheme,
+		Metrics:                metricsserver.Options{BindAddress: "0"},
+		HealthProbeBindAddress: "0",
+	})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	sqsMetrics = sqsx.NewMetrics(prometheus.NewRegistry())
+	controllerSQS, err := fauxqs.Client(ctx, sqsMetrics)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	if sqsClient, err = fauxqs.Client(ctx, nil); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	monitor := depth.NewMonitor(controllerSQS, depth.Options{MaxInterval: 2 * time.Second, Registerer: prometheus.NewRegistry()})
+	err = (&controllers.QueueReconciler{
+		Client:        mgr.GetClient(),
+		SQS:           controllerSQS,
+		Recorder:      mgr.GetEventRecorder("millrace-queue-controller"),
+		Monitor:       monitor,
+		Counts:        &controllers.QueueCountsWriter{Client: mgr.GetClient(), MinInterval: testStatusWrites},
+		ClusterName:   "test",
+		Resync:        testResync,
+		StalledRetry:  time.Hour,
+		DepthInterval: 200 * time.Millisecond,
+	}).SetupWithManager(ctx, mgr)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	go func() {
+		if err := mgr.Start(ctx); err != nil {
+			fmt.Fprintln(os.Stderr, "manager:", err)
+		}
+	}()
+	k8s, err = client.New(cp.Config, client.Options{Scheme: scheme})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	return m.Run()
+}
+
+func zapLevel() int8 {
+	if os.Getenv("MILLRACE_TEST_VERBOSE") != "" {
+		return -1
+	}
+	return 1 // errors only
+}
+
+var nsCounter int
+
+// newNamespace creates a namespace of its own for a test.
+func newNamespace(t *testing.T) string {
+	t.Helper()
+	nsCounter++
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: fmt.Sprintf("t%d-", nsCounter)}}
+	if err := k8s.Create(context.Background(), ns); err != nil {
+		t.Fatal(err)
+	}
+	return ns.Name
+}
+
+// eventually retries check until it returns nil or the timeout passes.
+func eventually(t *testing.T, timeout time.Duration, check func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := check()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after %v: %v", timeout, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}

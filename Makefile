@@ -39,10 +39,8 @@ vet: ## Vet the Go code.
 	go vet ./...
 
 .PHONY: verify
-verify: generate manifests fmt ## Fail when generated or formatted files differ from what is committed.
-	@if [ -n "$$(git status --porcelain -- api config controllers internal cmd)" ]; then \
-		echo "generated or formatted files drifted; run 'make generate manifests fmt' and commit:"; \
-		git status --porcelain -- api config controllers internal cmd; git --no-pager diff --stat; exit 1; fi
+verify: $(CONTROLLER_GEN) ## Fail when generated code, CRDs or formatting differ from what the generators produce.
+	hack/verify.sh
 
 ##@ Test
 

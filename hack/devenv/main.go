@@ -1,0 +1,109 @@
+// Command devenv is the local environment behind `make dev`:
+//
+//	devenv control-plane <state-dir>   start kube-apiserver + etcd (our built binaries) with the
+//	                                   CRDs installed, write <state-dir>/kubeconfig, run until SIGTERM
+//	devenv sqs-queues <endpoint>       print every queue of an SQS endpoint with its attributes and tags
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	"github.com/millrace-io/millrace/internal/testenv"
+)
+
+func main() {
+	if len(os.Args) != 3 {
+		fmt.Fprintln(os.Stderr, "usage: devenv control-plane <state-dir> | devenv sqs-queues <endpoint>")
+		os.Exit(2)
+	}
+	var err error
+	switch os.Args[1] {
+	case "control-plane":
+		err = controlPlane(os.Args[2])
+	case "sqs-queues":
+		err = sqsQueues(os.Args[2])
+	default:
+		err = fmt.Errorf("unknown command %q", os.Args[1])
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "devenv:", err)
+		os.Exit(1)
+	}
+}
+
+func controlPlane(stateDir string) error {
+	cp, err := testenv.StartControlPlane()
+	if err != nil {
+		return err
+	}
+	defer func() { _ = cp.Stop() }()
+	user, err := cp.Env.AddUser(envtest.User{Name: "developer", Groups: []string{"system:masters"}}, nil)
+	if err != nil {
+		return err
+	}
+	kubeconfig, err := user.KubeConfig()
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(stateDir, "kubeconfig"), kubeconfig, 0o600); err != nil {
+		return err
+	}
+	fmt.Println("control plane ready:", cp.Config.Host)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	<-ctx.Done()
+	return nil
+}
+
+func sqsQueues(endpoint string) error {
+	ctx := context.Background()
+	testenv.UseLocalCredentials()
+	client, err := (&testenv.Fauxqs{Endpoint: endpoint}).Client(ctx, nil)
+	if err != nil {
+		return err
+	}
+	list, err := client.ListQueues(ctx, &sqs.ListQueuesInput{})
+	if err != nil {
+		return err
+	}
+	slices.Sort(list.QueueUrls)
+	for _, url := range list.QueueUrls {
+		attrs, err := client.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{
+			QueueUrl: aws.String(url), AttributeNames: []types.QueueAttributeName{types.QueueAttributeNameAll},
+		})
+		if err != nil {
+			return err
+		}
+		tags, err := client.ListQueueTags(ctx, &sqs.ListQueueTagsInput{QueueUrl: aws.String(url)})
+		if err != nil {
+			return err
+		}
+		fmt.Println(url)
+		fmt.Println("  " + joined(attrs.Attributes, "CreatedTimestamp", "LastModifiedTimestamp", "QueueArn"))
+		fmt.Println("  tags: " + joined(tags.Tags))
+	}
+	return nil
+}
+
+func joined(m map[string]string, skip ...string) string {
+	parts := make([]string, 0, len(m))
+	for k, v := range m {
+		if !slices.Contains(skip, k) {
+			parts = append(parts, k+"="+v)
+		}
+	}
+	slices.Sort(parts)
+	return strings.Join(parts, " ")
+}

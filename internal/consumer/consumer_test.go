@@ -1,0 +1,192 @@
+package consumer
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+
+	millracev1 "github.com/millrace-io/millrace/api/v1alpha1"
+	"github.com/millrace-io/millrace/internal/scaling"
+)
+
+func sample(mode millracev1.DeliveryMode) *millracev1.Consumer {
+	return &millracev1.Consumer{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "billing", UID: "uid-1"},
+		Spec: millracev1.ConsumerSpec{
+			QueueRef: millracev1.ConsumerQueueReference{Name: "orders"},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"team": "a"}},
+				Spec: corev1.PodSpec{
+					InitContainers: []corev1.Container{{Name: "migrate", Image: "migrate:1"}},
+					Containers: []corev1.Container{{Name: "handler", Image: "handler:1",
+						Env: []corev1.EnvVar{{Name: "AWS_REGION", Value: "stale"}, {Name: "KEEP", Value: "1"}}}},
+				},
+			},
+			Delivery: millracev1.DeliverySpec{Mode: mode, Port: 8080, Path: "/events", BatchSize: 10, Concurrency: 2,
+				Timeout: "45s", BatchWindow: ptr.To(millracev1.Duration("2s")), ReportBatchItemFailures: ptr.To(true)},
+		},
+	}
+}
+
+var target = Target{QueueURL: "http://q/1/orders", QueueARN: "arn:aws:sqs:us-east-1:1:orders", Region: "us-east-1", Endpoint: "http://127.0.0.1:4566"}
+
+func env(c corev1.Container) map[string]string {
+	m := map[string]string{}
+	for _, e := range c.Env {
+		m[e.Name] = e.Value
+	}
+	return m
+}
+
+func TestRenderHTTPInjectsTheDispatcherAsANativeSidecar(t *testing.T) {
+	d := Render(sample(millracev1.DeliveryHTTP), 3, target, Options{DispatcherImage: "dispatcher:v1"})
+	if *d.Spec.Replicas != 3 || d.Name != "billing" || d.Namespace != "shop" {
+		t.Fatalf("deployment %s/%s replicas %d", d.Namespace, d.Name, *d.Spec.Replicas)
+	}
+	if d.Spec.Selector.MatchLabels[LabelConsumer] != "billing" || d.Spec.Template.Labels[LabelConsumer] != "billing" || d.Spec.Template.Labels["team"] != "a" {
+		t.Fatalf("labels: selector %v, pod %v", d.Spec.Selector.MatchLabels, d.Spec.Template.Labels)
+	}
+	if o := d.OwnerReferences; len(o) != 1 || o[0].Kind != "Consumer" || o[0].UID != "uid-1" || !*o[0].Controller {
+		t.Fatalf("owner references %+v", o)
+	}
+	inits := d.Spec.Template.Spec.InitContainers
+	if len(inits) != 2 || inits[0].Name != "migrate" || inits[1].Name != DispatcherName {
+		t.Fatalf("init containers %v: the dispatcher must follow the user's", inits)
+	}
+	side := inits[1]
+	if side.RestartPolicy == nil || *side.RestartPolicy != corev1.ContainerRestartPolicyAlways || side.Image != "dispatcher:v1" {
+		t.Fatalf("sidecar %+v", side)
+	}
+	e := env(side)
+	for k, v := range map[string]string{
+		EnvQueueURL: target.QueueURL, EnvQueueARN: target.QueueARN, EnvQueueFIFO: "false", EnvRegion: "us-east-1",
+		EnvSQSEndpoint: target.Endpoint, EnvDeliveryMode: "HTTP", EnvHandlerURL: "http://127.0.0.1:8080/events",
+		EnvBatchSize: "10", EnvBatchWindow: "2s", EnvConcurrency: "2", EnvHandlerTimeout: "45s",
+		EnvReportBatchItemFailures: "true", EnvConsumer: "shop/billing",
+	} {
+		if e[k] != v {
+			t.Errorf("dispatcher env %s = %q, want %q", k, e[k], v)
+		}
+	}
+	if h := env(d.Spec.Template.Spec.Containers[0]); h["AWS_REGION"] != "stale" || h[EnvQueueURL] != "" {
+		t.Fatalf("HTTP mode must leave the handler's env alone: %v", h)
+	}
+	if g := *d.Spec.Template.Spec.TerminationGracePeriodSeconds; g != 60 {
+		t.Fatalf("termination grace %d, want timeout 45s + 15s drain", g)
+	}
+}
+
+func TestRenderLambdaRuntimePointsTheHandlerAtTheRuntimeAPI(t *testing.T) {
+	d := Render(sample(millracev1.DeliveryLambdaRuntime), 1, target, Options{DispatcherImage: "d"})
+	h := env(d.Spec.Template.Spec.Containers[0])
+	if h[EnvLambdaAPI] != RuntimeAPIAddress || h[EnvLambdaName] != "billing" || h["AWS_REGION"] != "us-east-1" || h["KEEP"] != "1" {
+		t.Fatalf("handler env %v", h)
+	}
+	side := env(d.Spec.Template.Spec.InitContainers[1])
+	if side[EnvRuntimeAPIAddress] != RuntimeAPIAddress || side[EnvHandlerURL] != "" {
+		t.Fatalf("sidecar env %v", side)
+	}
+}
+
+func TestRenderNoneInjectsOnlyTheQueueCoordinates(t *testing.T) {
+	c := sample(millracev1.DeliveryNone)
+	c.Spec.Delivery.BatchWindow, c.Spec.Delivery.ReportBatchItemFailures = nil, nil
+	d := Render(c, 1, target, Options{DispatcherImage: "d"})
+	if len(d.Spec.Template.Spec.InitContainers) != 1 {
+		t.Fatalf("mode None injected a container: %v", d.Spec.Template.Spec.InitContainers)
+	}
+	h := env(d.Spec.Template.Spec.Containers[0])
+	if h[EnvQueueURL] != target.QueueURL || h["AWS_REGION"] != "us-east-1" || h[EnvSQSEndpoint] != target.Endpoint || h["KEEP"] != "1" {
+		t.Fatalf("handler env %v", h)
+	}
+}
+
+func TestRenderedHashIgnoresReplicasAndFollowsTheTemplate(t *testing.T) {
+	c := sample(millracev1.DeliveryHTTP)
+	a := Render(c, 1, target, Options{DispatcherImage: "d"}).Annotations[AnnotationHash]
+	b := Render(c, 7, target, Options{DispatcherImage: "d"}).Annotations[AnnotationHash]
+	if a != b {
+		t.Fatal("a scale decision changed the rendered hash (it would roll the pods)")
+	}
+	c.Spec.Template.Spec.Containers[0].Image = "handler:2"
+	if Render(c, 1, target, Options{DispatcherImage: "d"}).Annotations[AnnotationHash] == a {
+		t.Fatal("a template change kept the hash")
+	}
+	if Render(sample(millracev1.DeliveryHTTP), 1, target, Options{DispatcherImage: "d2"}).Annotations[AnnotationHash] == a {
+		t.Fatal("a new dispatcher image kept the hash")
+	}
+	if sample(millracev1.DeliveryHTTP).Spec.Template.Spec.InitContainers[0].Name != "migrate" {
+		t.Fatal("rendering changed the Consumer")
+	}
+}
+
+func TestAUserGracePeriodLongerThanNeededIsKept(t *testing.T) {
+	c := sample(millracev1.DeliveryHTTP)
+	c.Spec.Template.Spec.TerminationGracePeriodSeconds = ptr.To[int64](600)
+	if g := *Render(c, 1, target, Options{}).Spec.Template.Spec.TerminationGracePeriodSeconds; g != 600 {
+		t.Fatalf("grace %d", g)
+	}
+}
+
+func TestValidate(t *testing.T) {
+	queue := func(typ millracev1.QueueType, vis string) *millracev1.Queue {
+		q := &millracev1.Queue{ObjectMeta: metav1.ObjectMeta{Name: "orders"}, Spec: millracev1.QueueSpec{Type: typ}}
+		if vis != "" {
+			q.Spec.VisibilityTimeout = ptr.To(millracev1.Duration(vis))
+		}
+		return q
+	}
+	cases := []struct {
+		name   string
+		change func(*millracev1.Consumer)
+		queue  *millracev1.Queue
+		want   string
+	}{
+		{"a consumer within the queue's limits is valid", nil, queue(millracev1.QueueTypeStandard, "1m"), ""},
+		{"a queue in another namespace is refused", func(c *millracev1.Consumer) { c.Spec.QueueRef.Namespace = "other" }, nil, "spec.queueRef.namespace"},
+		{"naming the own namespace is allowed", func(c *millracev1.Consumer) { c.Spec.QueueRef.Namespace = "shop" }, queue(millracev1.QueueTypeStandard, "1m"), ""},
+		{"a timeout above the visibility timeout is refused", nil, queue(millracev1.QueueTypeStandard, "30s"), "spec.delivery.timeout: 45s exceeds the visibility timeout"},
+		{"an unset visibility timeout means 30s", nil, queue(millracev1.QueueTypeStandard, ""), "(30s)"},
+		{"mode None has no handler timeout to check", func(c *millracev1.Consumer) { c.Spec.Delivery.Mode = millracev1.DeliveryNone }, queue(millracev1.QueueTypeStandard, "1s"), ""},
+		{"a fifo batch above 10 is refused", func(c *millracev1.Consumer) { c.Spec.Delivery.BatchSize = 11 }, queue(millracev1.QueueTypeFIFO, "1m"), "spec.delivery.batchSize"},
+		{"a standard batch above 10 is allowed", func(c *millracev1.Consumer) { c.Spec.Delivery.BatchSize = 500 }, queue(millracev1.QueueTypeStandard, "1m"), ""},
+		{"a fifo batch window is refused", nil, queue(millracev1.QueueTypeFIFO, "1m"), "spec.delivery.batchWindow"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c := sample(millracev1.DeliveryHTTP)
+			if tc.change != nil {
+				tc.change(c)
+			}
+			err := Validate(c, tc.queue)
+			if (tc.want == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tc.want)) {
+				t.Fatalf("Validate = %v, want %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestPolicyDefaultsAndBehavior(t *testing.T) {
+	p := Policy(millracev1.ScalingSpec{MaxReplicas: 5, BacklogPerReplica: 20, ScaleToZeroDelay: "2m"})
+	if p.MinReplicas != 0 || p.MaxReplicas != 5 || p.BacklogPerReplica != 20 || !p.CountInFlight || p.ScaleToZeroDelay != 2*time.Minute {
+		t.Fatalf("policy %+v", p)
+	}
+	if p.ScaleDown.StabilizationWindow != 5*time.Minute || len(p.ScaleUp.Policies) != 2 {
+		t.Fatalf("HPA defaults not applied: %+v", p)
+	}
+	p = Policy(millracev1.ScalingSpec{MaxReplicas: 5, CountInFlight: ptr.To(false), Behavior: &millracev1.ScalingBehavior{
+		ScaleDown: &millracev1.ScalingRules{StabilizationWindow: ptr.To(millracev1.Duration("0s")), SelectPolicy: "Min",
+			Policies: []millracev1.ScalingPolicy{{Type: "Pods", Value: 1, Period: "30s"}}},
+	}})
+	want := scaling.Rules{Select: scaling.SelectMin, Policies: []scaling.RatePolicy{{Kind: scaling.Pods, Value: 1, Period: 30 * time.Second}}}
+	if p.CountInFlight || p.ScaleDown.StabilizationWindow != 0 || p.ScaleDown.Select != want.Select || p.ScaleDown.Policies[0] != want.Policies[0] {
+		t.Fatalf("behavior %+v", p.ScaleDown)
+	}
+	if len(p.ScaleUp.Policies) != 2 {
+		t.Fatal("an unset direction must keep the HPA default")
+	}
+}

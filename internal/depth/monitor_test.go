@@ -1,0 +1,167 @@
+package depth_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/millrace-io/millrace/internal/depth"
+	"github.com/millrace-io/millrace/internal/testenv"
+)
+
+// These tests run the monitor against the real fauxqs emulator.
+var sqsClient *sqs.Client
+
+func TestMain(m *testing.M) {
+	f, err := testenv.StartFauxqs()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	sqsClient, err = f.Client(context.Background(), nil)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		f.Stop()
+		os.Exit(1)
+	}
+	code := m.Run()
+	f.Stop()
+	os.Exit(code)
+}
+
+// countingAPI counts GetQueueAttributes calls on their way to SQS.
+type countingAPI struct {
+	calls atomic.Int64
+	api   depth.API
+}
+
+func (c *countingAPI) GetQueueAttributes(ctx context.Context, in *sqs.GetQueueAttributesInput, opts ...func(*sqs.Options)) (*sqs.GetQueueAttributesOutput, error) {
+	c.calls.Add(1)
+	return c.api.GetQueueAttributes(ctx, in, opts...)
+}
+
+func newQueue(t testing.TB, name string) string {
+	t.Helper()
+	out, err := sqsClient.CreateQueue(context.Background(), &sqs.CreateQueueInput{QueueName: aws.String(name)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return aws.ToString(out.QueueUrl)
+}
+
+type recorder struct {
+	mu      sync.Mutex
+	samples []depth.Sample
+}
+
+func (r *recorder) notify(s depth.Sample) {
+	r.mu.Lock()
+	r.samples = append(r.samples, s)
+	r.mu.Unlock()
+}
+func (r *recorder) last() (depth.Sample, int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.samples) == 0 {
+		return depth.Sample{}, 0
+	}
+	return r.samples[len(r.samples)-1], len(r.samples)
+}
+
+func start(t testing.TB, api depth.API, maxInterval time.Duration) *depth.Monitor {
+	t.Helper()
+	m := depth.NewMonitor(api, depth.Options{MaxInterval: maxInterval, Registerer: prometheus.NewRegistry()})
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	go func() { _ = m.Start(ctx) }()
+	return m
+}
+
+func TestSubscribersOfOneQueueShareOnePoller(t *testing.T) {
+	url := newQueue(t, "shared")
+	api := &countingAPI{api: sqsClient}
+	m := start(t, api, 100*time.Millisecond)
+	var a, b recorder
+	m.Watch(url, "a", depth.Subscription{Interval: 100 * time.Millisecond, Notify: a.notify})
+	m.Watch(url, "b", depth.Subscription{Interval: 100 * time.Millisecond, Notify: b.notify})
+	for i := 0; i < 3; i++ {
+		if _, err := sqsClient.SendMessage(context.Background(), &sqs.SendMessageInput{QueueUrl: aws.String(url), MessageBody: aws.String("m")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(time.Second)
+	if m.Watched() != 1 {
+		t.Fatalf("%d pollers for one queue", m.Watched())
+	}
+	calls := api.calls.Load()
+	// One poller at 100 ms for ~1 s: about 10 calls; two independent pollers would make about 20.
+	if calls < 5 || calls > 14 {
+		t.Fatalf("%d GetQueueAttributes calls in 1s at a 100ms interval for two subscribers", calls)
+	}
+	for name, r := range map[string]*recorder{"a": &a, "b": &b} {
+		s, n := r.last()
+		if n == 0 || s.Visible != 3 || s.Err != nil {
+			t.Fatalf("subscriber %s: %d samples, last %+v", name, n, s)
+		}
+	}
+	m.Unwatch(url, "a")
+	m.Unwatch(url, "b")
+	if m.Watched() != 0 {
+		t.Fatal("the poller outlived its last subscriber")
+	}
+	before := api.calls.Load()
+	time.Sleep(300 * time.Millisecond)
+	if after := api.calls.Load(); after > before+1 {
+		t.Fatalf("a queue without subscribers is still polled: %d calls", after-before)
+	}
+}
+
+func TestASteadyQueueIsPolledLessOften(t *testing.T) {
+	url := newQueue(t, "steady")
+	api := &countingAPI{api: sqsClient}
+	m := depth.NewMonitor(api, depth.Options{MaxInterval: 800 * time.Millisecond, SteadyAfter: 2, Registerer: prometheus.NewRegistry()})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { _ = m.Start(ctx) }()
+	m.Watch(url, "slow", depth.Subscription{Interval: 50 * time.Millisecond})
+	time.Sleep(2 * time.Second)
+	steady := api.calls.Load()
+	// Fixed 50 ms polling would make ~40 calls; the adaptive interval (50, 50, 100, 200, 400, 800, 800...)
+	// makes under 12.
+	if steady > 12 {
+		t.Fatalf("%d calls in 2s on a steady queue", steady)
+	}
+	// A subscriber that needs speed keeps the base interval.
+	m.Watch(url, "fast", depth.Subscription{Interval: 50 * time.Millisecond, Fast: true})
+	time.Sleep(time.Second)
+	if fast := api.calls.Load() - steady; fast < 10 {
+		t.Fatalf("only %d calls in 1s with a fast subscriber at 50ms", fast)
+	}
+}
+
+func TestReadErrorsReachSubscribers(t *testing.T) {
+	m := start(t, sqsClient, time.Second)
+	var r recorder
+	m.Watch("http://127.0.0.1:1/000000000000/nowhere", "x", depth.Subscription{Interval: 50 * time.Millisecond, Notify: r.notify})
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		if s, n := r.last(); n > 0 {
+			if s.Err == nil {
+				t.Fatalf("reading an unreachable queue succeeded: %+v", s)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no sample")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

@@ -15,6 +15,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -66,6 +67,17 @@ func waitCondition(t *testing.T, ns, name, kind string, status metav1.ConditionS
 		return nil
 	})
 	return q
+}
+
+// updateQueue changes a Queue's spec on its latest version, retrying on conflicts with the
+// controller's own writes, and returns the API server's answer.
+func updateQueue(t *testing.T, ns, name string, change func(*millracev1.QueueSpec)) error {
+	t.Helper()
+	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		q := getQueue(t, ns, name)
+		change(&q.Spec)
+		return k8s.Update(context.Background(), q)
+	})
 }
 
 func waitReadyQueue(t *testing.T, ns, name string) *millracev1.Queue {
@@ -325,8 +337,7 @@ func TestAdoption(t *testing.T) {
 	if got := attributes(t, aws.ToString(pre.QueueUrl))["VisibilityTimeout"]; got != "300" {
 		t.Fatalf("a queue that was not adopted was changed: VisibilityTimeout=%s", got)
 	}
-	q.Spec.AdoptionPolicy = millracev1.AdoptionPolicyAdopt
-	if err := k8s.Update(ctx, q); err != nil {
+	if err := updateQueue(t, ns, "legacy", func(s *millracev1.QueueSpec) { s.AdoptionPolicy = millracev1.AdoptionPolicyAdopt }); err != nil {
 		t.Fatal(err)
 	}
 	q = waitReadyQueue(t, ns, "legacy")
@@ -391,8 +402,7 @@ func TestAnSQSRefusalStallsAndIsNotRetried(t *testing.T) {
 	q := waitReadyQueue(t, ns, "refused")
 	// fauxqs, unlike AWS, refuses to change DeduplicationScope on an existing queue: a real SQS-side
 	// refusal of something the CRD allows.
-	q.Spec.HighThroughput = ptr.To(true)
-	if err := k8s.Update(context.Background(), q); err != nil {
+	if err := updateQueue(t, ns, "refused", func(s *millracev1.QueueSpec) { s.HighThroughput = ptr.To(true) }); err != nil {
 		t.Fatal(err)
 	}
 	q = waitCondition(t, ns, "refused", millracev1.ConditionStalled, metav1.ConditionTrue, controllers.ReasonSQSRefused)
@@ -410,8 +420,7 @@ func TestAnSQSRefusalStallsAndIsNotRetried(t *testing.T) {
 	}
 	eventually(t, 5*time.Second, func() error { return hasEvent(t, ns, "refused", controllers.ReasonSQSRefused) })
 	// Undoing the change makes it Ready again.
-	q.Spec.HighThroughput = nil
-	if err := k8s.Update(context.Background(), q); err != nil {
+	if err := updateQueue(t, ns, "refused", func(s *millracev1.QueueSpec) { s.HighThroughput = nil }); err != nil {
 		t.Fatal(err)
 	}
 	waitReadyQueue(t, ns, "refused")

@@ -132,7 +132,6 @@ func TestTheAPIServerRejectsInvalidQueues(t *testing.T) {
 
 func TestImmutableFieldsCannotChange(t *testing.T) {
 	ns := newNamespace(t)
-	ctx := context.Background()
 	cases := []struct {
 		name   string
 		spec   millracev1.QueueSpec
@@ -153,8 +152,7 @@ func TestImmutableFieldsCannotChange(t *testing.T) {
 			q := newQueue(ns, "immutable-"+string(rune('a'+i)), tc.spec)
 			q.Spec.DeletionPolicy = millracev1.DeletionPolicyDelete
 			create(t, q)
-			tc.change(&q.Spec)
-			err := k8s.Update(ctx, q)
+			err := updateQueue(t, ns, q.Name, tc.change)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("update error = %v, want %q", err, tc.want)
 			}

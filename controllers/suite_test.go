@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -12,6 +14,7 @@ import (
 	"go.uber.org/zap/zapcore"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -19,9 +22,11 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/yaml"
 
 	millracev1 "github.com/millrace-io/millrace/api/v1alpha1"
 	"github.com/millrace-io/millrace/controllers"
+	"github.com/millrace-io/millrace/internal/consumer"
 	"github.com/millrace-io/millrace/internal/depth"
 	"github.com/millrace-io/millrace/internal/sqsx"
 	"github.com/millrace-io/millrace/internal/testenv"
@@ -30,9 +35,11 @@ import (
 // The suite runs one real kube-apiserver + etcd (envtest, our built binaries), one fauxqs emulator
 // and one manager with the Queue controller for the whole package; each test uses its own namespace.
 var (
-	k8s        client.Client
-	sqsClient  *sqs.Client // the tests' own client, outside the controller's metrics
-	sqsMetrics *sqsx.Metrics
+	k8s         client.Client
+	monitor     *depth.Monitor
+	sqsEndpoint string
+	sqsClient   *sqs.Client // the tests' own client, outside the controller's metrics
+	sqsMetrics  *sqsx.Metrics
 )
 
 const (
@@ -83,7 +90,8 @@ func runSuite(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	monitor := depth.NewMonitor(controllerSQS, depth.Options{MaxInterval: 2 * time.Second, Registerer: prometheus.NewRegistry()})
+	sqsEndpoint = fauxqs.Endpoint
+	monitor = depth.NewMonitor(controllerSQS, depth.Options{MaxInterval: 2 * time.Second, Registerer: prometheus.NewRegistry()})
 	err = (&controllers.QueueReconciler{
 		Client:        mgr.GetClient(),
 		SQS:           controllerSQS,
@@ -99,6 +107,20 @@ func runSuite(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
+	err = (&controllers.ConsumerReconciler{
+		Client:              mgr.GetClient(),
+		Recorder:            mgr.GetEventRecorder("millrace-consumer-controller"),
+		Monitor:             monitor,
+		Metrics:             controllers.NewConsumerMetrics(prometheus.NewRegistry()),
+		Render:              consumer.Options{DispatcherImage: "dispatcher:test"},
+		Region:              "us-east-1",
+		Endpoint:            fauxqs.Endpoint,
+		StatusWriteInterval: testStatusWrites,
+	}).SetupWithManager(ctx, mgr)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
 	go func() {
 		if err := mgr.Start(ctx); err != nil {
 			fmt.Fprintln(os.Stderr, "manager:", err)
@@ -109,7 +131,33 @@ func runSuite(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
+	if err := installAdmissionPolicies(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
 	return m.Run()
+}
+
+// installAdmissionPolicies creates the ValidatingAdmissionPolicies of config/admission.
+func installAdmissionPolicies(ctx context.Context) error {
+	root, err := testenv.RepoRoot()
+	if err != nil {
+		return err
+	}
+	raw, err := os.ReadFile(filepath.Join(root, "config", "admission", "consumer_same_namespace.yaml"))
+	if err != nil {
+		return err
+	}
+	for _, doc := range strings.Split(string(raw), "\n---\n") {
+		u := &unstructured.Unstructured{}
+		if err := yaml.Unmarshal([]byte(doc), &u.Object); err != nil {
+			return err
+		}
+		if err := k8s.Create(ctx, u); err != nil {
+			return fmt.Errorf("creating %s: %w", u.GetName(), err)
+		}
+	}
+	return nil
 }
 
 func zapLevel() int8 {

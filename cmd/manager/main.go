@@ -20,6 +20,7 @@ import (
 
 	millracev1 "github.com/millrace-io/millrace/api/v1alpha1"
 	"github.com/millrace-io/millrace/controllers"
+	"github.com/millrace-io/millrace/internal/consumer"
 	"github.com/millrace-io/millrace/internal/depth"
 	"github.com/millrace-io/millrace/internal/sqsx"
 )
@@ -34,6 +35,7 @@ type options struct {
 	depthInterval          time.Duration
 	depthMaxInterval       time.Duration
 	statusWriteInterval    time.Duration
+	dispatcherImage        string
 }
 
 func main() {
@@ -49,6 +51,7 @@ func main() {
 	flag.DurationVar(&o.depthInterval, "depth-interval", 10*time.Second, "How often queue depth is read while it changes.")
 	flag.DurationVar(&o.depthMaxInterval, "depth-max-interval", time.Minute, "Slowest depth polling interval while a queue is steady.")
 	flag.DurationVar(&o.statusWriteInterval, "status-write-interval", 5*time.Second, "Minimum time between two writes of a Queue's message counts.")
+	flag.StringVar(&o.dispatcherImage, "dispatcher-image", "ghcr.io/millrace-io/millrace-dispatcher:v0.1.0", "Image of the dispatcher sidecar injected into Consumer pods.")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -98,6 +101,18 @@ func run(ctx context.Context, o options) error {
 		DepthInterval: o.depthInterval,
 	}).SetupWithManager(ctx, mgr); err != nil {
 		return fmt.Errorf("setting up the Queue controller: %w", err)
+	}
+	if err := (&controllers.ConsumerReconciler{
+		Client:              mgr.GetClient(),
+		Recorder:            mgr.GetEventRecorder("millrace-consumer-controller"),
+		Monitor:             monitor,
+		Metrics:             controllers.NewConsumerMetrics(metrics.Registry),
+		Render:              consumer.Options{DispatcherImage: o.dispatcherImage},
+		Region:              client.Options().Region,
+		Endpoint:            o.endpoint,
+		StatusWriteInterval: o.statusWriteInterval,
+	}).SetupWithManager(ctx, mgr); err != nil {
+		return fmt.Errorf("setting up the Consumer controller: %w", err)
 	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
 		return err

@@ -170,6 +170,9 @@ func (m *Monitor) Latest(queueURL string) (Sample, bool) {
 	return p.last, !p.last.At.IsZero()
 }
 
+// Polls is the counter of depth readings, by queue name and result ("ok", "error").
+func (m *Monitor) Polls() *prometheus.CounterVec { return m.polls }
+
 // Watched returns how many queues have a poller.
 func (m *Monitor) Watched() int {
 	m.mu.Lock()

@@ -32,14 +32,14 @@ func newQueue(ns, name string, spec millracev1.QueueSpec) *millracev1.Queue {
 	return &millracev1.Queue{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, Spec: spec}
 }
 
-func create(t *testing.T, obj client.Object) {
+func create(t testing.TB, obj client.Object) {
 	t.Helper()
 	if err := k8s.Create(context.Background(), obj); err != nil {
 		t.Fatalf("creating %s: %v", obj.GetName(), err)
 	}
 }
 
-func getQueue(t *testing.T, ns, name string) *millracev1.Queue {
+func getQueue(t testing.TB, ns, name string) *millracev1.Queue {
 	t.Helper()
 	q := &millracev1.Queue{}
 	if err := k8s.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, q); err != nil {
@@ -50,7 +50,7 @@ func getQueue(t *testing.T, ns, name string) *millracev1.Queue {
 
 // waitCondition waits until the Queue's condition has the status and (when given) the reason, for
 // the current generation, and returns the Queue.
-func waitCondition(t *testing.T, ns, name, kind string, status metav1.ConditionStatus, reason string) *millracev1.Queue {
+func waitCondition(t testing.TB, ns, name, kind string, status metav1.ConditionStatus, reason string) *millracev1.Queue {
 	t.Helper()
 	var q *millracev1.Queue
 	eventually(t, waitReady, func() error {
@@ -71,7 +71,7 @@ func waitCondition(t *testing.T, ns, name, kind string, status metav1.ConditionS
 
 // updateQueue changes a Queue's spec on its latest version, retrying on conflicts with the
 // controller's own writes, and returns the API server's answer.
-func updateQueue(t *testing.T, ns, name string, change func(*millracev1.QueueSpec)) error {
+func updateQueue(t testing.TB, ns, name string, change func(*millracev1.QueueSpec)) error {
 	t.Helper()
 	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		q := getQueue(t, ns, name)
@@ -80,7 +80,7 @@ func updateQueue(t *testing.T, ns, name string, change func(*millracev1.QueueSpe
 	})
 }
 
-func waitReadyQueue(t *testing.T, ns, name string) *millracev1.Queue {
+func waitReadyQueue(t testing.TB, ns, name string) *millracev1.Queue {
 	t.Helper()
 	q := waitCondition(t, ns, name, millracev1.ConditionReady, metav1.ConditionTrue, controllers.ReasonSynced)
 	if q.Status.ObservedGeneration != q.Generation {
@@ -92,7 +92,7 @@ func waitReadyQueue(t *testing.T, ns, name string) *millracev1.Queue {
 	return q
 }
 
-func attributes(t *testing.T, url string) map[string]string {
+func attributes(t testing.TB, url string) map[string]string {
 	t.Helper()
 	out, err := sqsClient.GetQueueAttributes(context.Background(), &sqs.GetQueueAttributesInput{
 		QueueUrl: aws.String(url), AttributeNames: []types.QueueAttributeName{types.QueueAttributeNameAll},
@@ -103,7 +103,7 @@ func attributes(t *testing.T, url string) map[string]string {
 	return out.Attributes
 }
 
-func tags(t *testing.T, url string) map[string]string {
+func tags(t testing.TB, url string) map[string]string {
 	t.Helper()
 	out, err := sqsClient.ListQueueTags(context.Background(), &sqs.ListQueueTagsInput{QueueUrl: aws.String(url)})
 	if err != nil {
@@ -112,7 +112,7 @@ func tags(t *testing.T, url string) map[string]string {
 	return out.Tags
 }
 
-func expectAttributes(t *testing.T, got, want map[string]string) {
+func expectAttributes(t testing.TB, got, want map[string]string) {
 	t.Helper()
 	for k, v := range want {
 		if !sqsx.Equal(k, v, got[k]) {
@@ -129,7 +129,7 @@ func queueExists(name string) (string, bool) {
 	return aws.ToString(out.QueueUrl), true
 }
 
-func hasEvent(t *testing.T, ns, name, reason string) error {
+func hasEvent(t testing.TB, ns, name, reason string) error {
 	t.Helper()
 	var list eventsv1.EventList
 	if err := k8s.List(context.Background(), &list, client.InNamespace(ns)); err != nil {
@@ -364,7 +364,7 @@ func TestAQueueNeverAdoptedIsNotDeletedWithTheResource(t *testing.T) {
 	}
 }
 
-func deleteAndWaitGone(t *testing.T, q *millracev1.Queue) {
+func deleteAndWaitGone(t testing.TB, q *millracev1.Queue) {
 	t.Helper()
 	if err := k8s.Delete(context.Background(), q); err != nil {
 		t.Fatal(err)

@@ -101,7 +101,7 @@ func runSuite(m *testing.M) int {
 		ClusterName:   "test",
 		Resync:        testResync,
 		StalledRetry:  time.Hour,
-		DepthInterval: 200 * time.Millisecond,
+		DepthInterval: time.Second,
 	}).SetupWithManager(ctx, mgr)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -170,7 +170,7 @@ func zapLevel() int8 {
 var nsCounter int
 
 // newNamespace creates a namespace of its own for a test.
-func newNamespace(t *testing.T) string {
+func newNamespace(t testing.TB) string {
 	t.Helper()
 	nsCounter++
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: fmt.Sprintf("t%d-", nsCounter)}}
@@ -181,7 +181,7 @@ func newNamespace(t *testing.T) string {
 }
 
 // eventually retries check until it returns nil or the timeout passes.
-func eventually(t *testing.T, timeout time.Duration, check func() error) {
+func eventually(t testing.TB, timeout time.Duration, check func() error) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
@@ -194,4 +194,8 @@ func eventually(t *testing.T, timeout time.Duration, check func() error) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+func metaOnly(ns, name string) metav1.ObjectMeta {
+	return metav1.ObjectMeta{Namespace: ns, Name: name}
 }

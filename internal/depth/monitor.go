@@ -129,7 +129,12 @@ func (m *Monitor) Watch(queueURL, id string, sub Subscription) {
 	last := p.last
 	p.mu.Unlock()
 	if !existed {
-		p.poke()
+		// A new subscriber gets the newest sample at once; the queue is read again right away only
+		// if that sample is older than the subscriber's interval (so N subscribers joining at once
+		// cost one read, not N).
+		if last.At.IsZero() || time.Since(last.At) > sub.Interval {
+			p.poke()
+		}
 		if !last.At.IsZero() && sub.Notify != nil {
 			sub.Notify(last)
 		}

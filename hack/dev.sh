@@ -43,18 +43,28 @@ echo "SQS endpoint: $SQS_ENDPOINT"
 say "starting the manager"
 AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true \
   setsid bin/manager --sqs-endpoint "$SQS_ENDPOINT" --metrics-bind-address 127.0.0.1:0 \
-  --health-probe-bind-address 127.0.0.1:0 --depth-interval 2s --status-write-interval 2s \
+  --health-probe-bind-address 127.0.0.1:0 --depth-interval 2s --status-write-interval 1s \
+  --dispatcher-image ghcr.io/millrace-io/millrace-dispatcher:dev \
   >"$STATE/manager.log" 2>&1 & pids+=($!)
 
 say "kubectl apply -k config/samples"
 "$KUBECTL" apply -n default -k config/samples
 "$KUBECTL" wait -n default --for=condition=Ready queue --all --timeout=90s
+"$KUBECTL" wait -n default --for=condition=Ready consumer --all --timeout=60s
 
-say "kubectl get queues"
+say "kubectl get queues,consumers"
 "$KUBECTL" get -n default queues -o wide
+"$KUBECTL" get -n default consumers -o wide
 
 say "what the SQS emulator reports"
 bin/devenv sqs-queues "$SQS_ENDPOINT"
+
+say "25 orders arrive: the billing Consumer scales from zero (10 per replica -> 3)"
+bin/devenv sqs-send "$SQS_ENDPOINT" "$("$KUBECTL" get -n default queue orders -o jsonpath='{.status.queueURL}')" 25
+"$KUBECTL" wait -n default --for=jsonpath='{.spec.replicas}'=3 deployment/billing --timeout=60s
+"$KUBECTL" get -n default consumers -o wide
+"$KUBECTL" get -n default deployment billing
+"$KUBECTL" get -n default events --field-selector involvedObject.kind=Consumer -o custom-columns=REASON:.reason,MESSAGE:.message
 
 if [[ -t 0 && "${DEV_EXIT:-0}" != 1 ]]; then
   say "Millrace is running. Try, in another shell:"

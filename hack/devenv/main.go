@@ -3,6 +3,7 @@
 //	devenv control-plane <state-dir>   start kube-apiserver + etcd (our built binaries) with the
 //	                                   CRDs installed, write <state-dir>/kubeconfig, run until SIGTERM
 //	devenv sqs-queues <endpoint>       print every queue of an SQS endpoint with its attributes and tags
+//	devenv sqs-send <endpoint> <queue-url> <n>   send n messages to a queue
 package main
 
 import (
@@ -24,8 +25,8 @@ import (
 )
 
 func main() {
-	if len(os.Args) != 3 {
-		fmt.Fprintln(os.Stderr, "usage: devenv control-plane <state-dir> | devenv sqs-queues <endpoint>")
+	if len(os.Args) < 3 {
+		fmt.Fprintln(os.Stderr, "usage: devenv control-plane <state-dir> | devenv sqs-queues <endpoint> | devenv sqs-send <endpoint> <queue-url> <n>")
 		os.Exit(2)
 	}
 	var err error
@@ -34,6 +35,8 @@ func main() {
 		err = controlPlane(os.Args[2])
 	case "sqs-queues":
 		err = sqsQueues(os.Args[2])
+	case "sqs-send":
+		err = sqsSend(os.Args[2], os.Args[3:])
 	default:
 		err = fmt.Errorf("unknown command %q", os.Args[1])
 	}
@@ -106,4 +109,29 @@ func joined(m map[string]string, skip ...string) string {
 	}
 	slices.Sort(parts)
 	return strings.Join(parts, " ")
+}
+
+func sqsSend(endpoint string, args []string) error {
+	if len(args) != 2 {
+		return fmt.Errorf("usage: devenv sqs-send <endpoint> <queue-url> <n>")
+	}
+	queueURL := args[0]
+	n := 0
+	if _, err := fmt.Sscan(args[1], &n); err != nil {
+		return fmt.Errorf("message count %q: %w", args[1], err)
+	}
+	ctx := context.Background()
+	testenv.UseLocalCredentials()
+	client, err := (&testenv.Fauxqs{Endpoint: endpoint}).Client(ctx, nil)
+	if err != nil {
+		return err
+	}
+	for i := 0; i < n; i++ {
+		if _, err := client.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: aws.String(queueURL),
+			MessageBody: aws.String(fmt.Sprintf(`{"order":%d}`, i))}); err != nil {
+			return err
+		}
+	}
+	fmt.Printf("sent %d messages to %s\n", n, queueURL)
+	return nil
 }

@@ -1,0 +1,607 @@
+package dispatch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/aws/aws-lambda-go/events"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"github.com/go-logr/logr"
+	"golang.org/x/sync/semaphore"
+)
+
+// SQSAPI is the part of the SQS client the dispatcher uses.
+type SQSAPI interface {
+	ReceiveMessage(ctx context.Context, in *sqs.ReceiveMessageInput, opts ...func(*sqs.Options)) (*sqs.ReceiveMessageOutput, error)
+	DeleteMessageBatch(ctx context.Context, in *sqs.DeleteMessageBatchInput, opts ...func(*sqs.Options)) (*sqs.DeleteMessageBatchOutput, error)
+	ChangeMessageVisibilityBatch(ctx context.Context, in *sqs.ChangeMessageVisibilityBatchInput, opts ...func(*sqs.Options)) (*sqs.ChangeMessageVisibilityBatchOutput, error)
+	GetQueueAttributes(ctx context.Context, in *sqs.GetQueueAttributesInput, opts ...func(*sqs.Options)) (*sqs.GetQueueAttributesOutput, error)
+}
+
+// Config are the dispatcher's settings.
+type Config struct {
+	QueueURL string
+	QueueARN string
+	FIFO     bool
+	Region   string
+	// BatchSize is the most messages per event (default 10).
+	BatchSize int
+	// BatchWindow gathers messages for up to this long before delivering a batch smaller than
+	// BatchSize (Standard queues; 0 delivers each receive's messages at once).
+	BatchWindow time.Duration
+	// Concurrency is how many batches are handled at once (default 1).
+	Concurrency int
+	// HandlerTimeout bounds one delivery (default 30s).
+	HandlerTimeout time.Duration
+	// ReportBatchItemFailures honours batchItemFailures in the handler's answer; otherwise any 2xx
+	// deletes the whole batch.
+	ReportBatchItemFailures bool
+	// FailureBackoff, when set, makes failed messages visible again after this long instead of
+	// after the queue's visibility timeout.
+	FailureBackoff time.Duration
+	// VisibilityTimeout is the queue's; 0 reads it from SQS at start.
+	VisibilityTimeout time.Duration
+	// WaitTime is the long-poll wait of each receive (default 20s).
+	WaitTime time.Duration
+	// Pollers is how many receives run at once (default: enough to fill Concurrency batches).
+	Pollers int
+	// UnhealthyAfter consecutive failed receives make the dispatcher not ready (default 3).
+	UnhealthyAfter int
+}
+
+func (c *Config) defaults() {
+	if c.BatchSize <= 0 {
+		c.BatchSize = 10
+	}
+	if c.Concurrency <= 0 {
+		c.Concurrency = 1
+	}
+	if c.HandlerTimeout <= 0 {
+		c.HandlerTimeout = 30 * time.Second
+	}
+	if c.WaitTime <= 0 {
+		c.WaitTime = 20 * time.Second
+	}
+	if c.Pollers <= 0 {
+		c.Pollers = min(max(1, c.Concurrency*((c.BatchSize+9)/10)), 16)
+	}
+	if c.UnhealthyAfter <= 0 {
+		c.UnhealthyAfter = 3
+	}
+}
+
+// Dispatcher moves messages from a queue to a handler.
+type Dispatcher struct {
+	cfg      Config
+	sqs      SQSAPI
+	invoker  Invoker
+	callback *CallbackClient
+	metrics  *Metrics
+	log      logr.Logger
+
+	capacity *semaphore.Weighted
+	incoming chan []*message
+	done     chan batchResult
+	ready    atomic.Bool
+	failures atomic.Int32
+}
+
+// message is a received message while the dispatcher holds it.
+type message struct {
+	m        types.Message
+	group    string
+	deadline time.Time // when its visibility ends, as far as the dispatcher knows
+	inFlight bool
+	stopAt   time.Time // in flight: no extension beyond the handler's deadline
+}
+
+type batch struct {
+	msgs  []*message
+	group string
+}
+
+type batchResult struct {
+	b       batch
+	failed  map[string]bool // message ids not deleted
+	whole   bool            // the whole batch failed
+	elapsed time.Duration
+}
+
+// New creates a dispatcher. callback may be nil (no workflow task reporting).
+func New(cfg Config, api SQSAPI, invoker Invoker, callback *CallbackClient, metrics *Metrics, log logr.Logger) *Dispatcher {
+	cfg.defaults()
+	if metrics == nil {
+		metrics = NewMetrics(nil)
+	}
+	capacity := int64(cfg.Concurrency * cfg.BatchSize)
+	if cfg.FIFO {
+		capacity = max(capacity, int64(cfg.Concurrency*10))
+	}
+	return &Dispatcher{
+		cfg: cfg, sqs: api, invoker: invoker, callback: callback, metrics: metrics, log: log,
+		capacity: semaphore.NewWeighted(capacity),
+		incoming: make(chan []*message, cfg.Pollers),
+		done:     make(chan batchResult, cfg.Concurrency),
+	}
+}
+
+// Ready reports whether the dispatcher can reach SQS (for the readiness probe).
+func (d *Dispatcher) Ready() bool { return d.ready.Load() }
+
+// Run dispatches until ctx ends, then drains: it stops receiving, makes every received but
+// unstarted message visible again at once, and lets in-flight batches finish (their own deadline
+// is the handler timeout). It returns when nothing is left in hand.
+func (d *Dispatcher) Run(ctx context.Context) error {
+	if d.cfg.VisibilityTimeout <= 0 {
+		d.cfg.VisibilityTimeout = d.readVisibility(ctx)
+	}
+	d.ready.Store(true)
+	var pollers sync.WaitGroup
+	for i := 0; i < d.cfg.Pollers; i++ {
+		pollers.Add(1)
+		go func() {
+			defer pollers.Done()
+			d.poll(ctx)
+		}()
+	}
+	pollersDone := make(chan struct{})
+	go func() { pollers.Wait(); close(pollersDone) }()
+	return d.coordinate(ctx, pollersDone)
+}
+
+func (d *Dispatcher) readVisibility(ctx context.Context) time.Duration {
+	out, err := d.sqs.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: aws.String(d.cfg.QueueURL),
+		AttributeNames: []types.QueueAttributeName{types.QueueAttributeNameVisibilityTimeout}})
+	if err == nil {
+		if s, err := strconv.Atoi(out.Attributes[string(types.QueueAttributeNameVisibilityTimeout)]); err == nil && s > 0 {
+			return time.Duration(s) * time.Second
+		}
+	}
+	d.log.Info("could not read the queue's visibility timeout; assuming 30s", "error", err)
+	return 30 * time.Second
+}
+
+// poll receives messages while there is room for them. A receive in progress when ctx ends is
+// allowed to finish, and its messages are released at once.
+func (d *Dispatcher) poll(ctx context.Context) {
+	backoff := newBackoff()
+	want := int64(min(10, d.cfg.BatchSize))
+	if d.cfg.FIFO {
+		want = 10
+	}
+	for ctx.Err() == nil {
+		if err := d.capacity.Acquire(ctx, want); err != nil {
+			return
+		}
+		out, err := d.sqs.ReceiveMessage(context.WithoutCancel(ctx), &sqs.ReceiveMessageInput{
+			QueueUrl:                    aws.String(d.cfg.QueueURL),
+			MaxNumberOfMessages:         int32(want),
+			WaitTimeSeconds:             int32(d.cfg.WaitTime / time.Second),
+			MessageAttributeNames:       []string{"All"},
+			MessageSystemAttributeNames: []types.MessageSystemAttributeName{types.MessageSystemAttributeNameAll},
+		})
+		if err != nil {
+			d.capacity.Release(want)
+			d.metrics.SQSErrors.WithLabelValues("ReceiveMessage").Inc()
+			if d.failures.Add(1) >= int32(d.cfg.UnhealthyAfter) {
+				d.ready.Store(false)
+			}
+			d.log.V(1).Info("receive failed", "error", err.Error())
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(backoff.next()):
+			}
+			continue
+		}
+		backoff.reset()
+		d.failures.Store(0)
+		d.ready.Store(true)
+		got := int64(len(out.Messages))
+		if got < want {
+			d.capacity.Release(want - got)
+		}
+		if got == 0 {
+			continue
+		}
+		d.metrics.Received.Add(float64(got))
+		d.metrics.InHand.Add(float64(got))
+		now := time.Now()
+		msgs := make([]*message, 0, got)
+		for _, m := range out.Messages {
+			msgs = append(msgs, &message{m: m, group: m.Attributes[string(types.MessageSystemAttributeNameMessageGroupId)],
+				deadline: now.Add(d.cfg.VisibilityTimeout)})
+		}
+		d.incoming <- msgs
+	}
+}
+
+// coordinate owns every message in hand: it forms batches, starts deliveries, keeps visibility
+// leases, and on shutdown releases what was not started.
+func (d *Dispatcher) coordinate(ctx context.Context, pollersDone <-chan struct{}) error {
+	var (
+		pending    []*message            // received, not started (Standard), in arrival order
+		groups     = map[string][]*message{} // FIFO: pending per group, in order
+		groupOrder []string
+		busy       = map[string]bool{}
+		inFlight   = map[*message]bool{}
+		active     int
+		oldest     time.Time
+		stopping   bool
+		pollersEnd = pollersDone
+	)
+	lease := time.NewTicker(leaseTick(d.cfg.VisibilityTimeout))
+	defer lease.Stop()
+	window := time.NewTimer(time.Hour)
+	window.Stop()
+
+	start := func(b batch) {
+		active++
+		busy[b.group] = d.cfg.FIFO
+		stopAt := time.Now().Add(d.cfg.HandlerTimeout)
+		for _, m := range b.msgs {
+			m.inFlight, m.stopAt = true, stopAt
+			inFlight[m] = true
+		}
+		d.metrics.InFlight.Inc()
+		go d.deliver(b)
+	}
+	schedule := func(flush bool) {
+		if stopping {
+			return
+		}
+		if d.cfg.FIFO {
+			for _, g := range groupOrder {
+				if active >= d.cfg.Concurrency {
+					return
+				}
+				if busy[g] || len(groups[g]) == 0 {
+					continue
+				}
+				n := min(len(groups[g]), d.cfg.BatchSize)
+				start(batch{msgs: slices.Clone(groups[g][:n]), group: g})
+				groups[g] = groups[g][n:]
+			}
+			groupOrder = slices.DeleteFunc(groupOrder, func(g string) bool { return len(groups[g]) == 0 && !busy[g] })
+			return
+		}
+		for active < d.cfg.Concurrency && len(pending) > 0 && (flush || len(pending) >= d.cfg.BatchSize || time.Since(oldest) >= d.cfg.BatchWindow) {
+			n := min(len(pending), d.cfg.BatchSize)
+			start(batch{msgs: slices.Clone(pending[:n])})
+			pending = pending[n:]
+			flush = false
+			if len(pending) > 0 {
+				oldest = time.Now()
+			}
+		}
+		if len(pending) > 0 && d.cfg.BatchWindow > 0 {
+			window.Reset(time.Until(oldest.Add(d.cfg.BatchWindow)))
+		}
+	}
+	add := func(msgs []*message) {
+		if stopping {
+			d.release(msgs)
+			return
+		}
+		if d.cfg.FIFO {
+			for _, m := range msgs {
+				if !slices.Contains(groupOrder, m.group) {
+					groupOrder = append(groupOrder, m.group)
+				}
+				groups[m.group] = append(groups[m.group], m)
+			}
+			return
+		}
+		if len(pending) == 0 {
+			oldest = time.Now()
+		}
+		pending = append(pending, msgs...)
+	}
+	unstarted := func() []*message {
+		out := slices.Clone(pending)
+		pending = nil
+		for g, ms := range groups {
+			out = append(out, ms...)
+			delete(groups, g)
+		}
+		groupOrder = nil
+		return out
+	}
+
+	for {
+		if stopping && pollersEnd == nil && active == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			if !stopping {
+				stopping = true
+				window.Stop()
+				d.log.Info("draining", "inFlightBatches", active)
+				d.release(unstarted())
+			}
+			ctx = context.Background() // only once
+		case <-pollersEnd:
+			pollersEnd = nil
+			if !stopping {
+				// pollers only end when ctx ends; keep the loop honest anyway
+				stopping = true
+				d.release(unstarted())
+			}
+		case msgs := <-d.incoming:
+			add(msgs)
+			schedule(false)
+		case <-window.C:
+			schedule(true)
+		case r := <-d.done:
+			active--
+			busy[r.b.group] = false
+			for _, m := range r.b.msgs {
+				delete(inFlight, m)
+			}
+			d.metrics.InFlight.Dec()
+			if d.cfg.FIFO && len(r.failed) > 0 {
+				// A failure stops the group: its later messages must not overtake the failed one.
+				if later := groups[r.b.group]; len(later) > 0 {
+					delete(groups, r.b.group)
+					d.release(later)
+				}
+			}
+			schedule(false)
+		case <-lease.C:
+			d.extend(pending, groups, inFlight)
+		}
+	}
+}
+
+func leaseTick(visibility time.Duration) time.Duration {
+	return min(max(visibility/6, 200*time.Millisecond), 5*time.Second)
+}
+
+// extend renews the visibility of messages in hand whose lease has less than half of the visibility
+// timeout left; in-flight messages are not extended past their handler deadline.
+func (d *Dispatcher) extend(pending []*message, groups map[string][]*message, inFlight map[*message]bool) {
+	now := time.Now()
+	half := d.cfg.VisibilityTimeout / 2
+	var due []*message
+	consider := func(m *message) {
+		if m.deadline.Sub(now) > half {
+			return
+		}
+		if m.inFlight && !m.stopAt.After(m.deadline) {
+			return
+		}
+		due = append(due, m)
+	}
+	for _, m := range pending {
+		consider(m)
+	}
+	for _, ms := range groups {
+		for _, m := range ms {
+			consider(m)
+		}
+	}
+	for m := range inFlight {
+		consider(m)
+	}
+	if len(due) == 0 {
+		return
+	}
+	seconds := int32(d.cfg.VisibilityTimeout / time.Second)
+	ok := d.changeVisibility(due, seconds)
+	for _, m := range ok {
+		m.deadline = now.Add(d.cfg.VisibilityTimeout)
+	}
+	d.metrics.Extensions.Add(float64(len(ok)))
+}
+
+// release makes messages visible again at once and gives their room back.
+func (d *Dispatcher) release(msgs []*message) {
+	if len(msgs) == 0 {
+		return
+	}
+	d.changeVisibility(msgs, 0)
+	d.metrics.Released.Add(float64(len(msgs)))
+	d.letGo(len(msgs))
+}
+
+func (d *Dispatcher) letGo(n int) {
+	d.capacity.Release(int64(n))
+	d.metrics.InHand.Sub(float64(n))
+}
+
+// changeVisibility sets the visibility of messages in batches of ten, returning those that took it.
+func (d *Dispatcher) changeVisibility(msgs []*message, seconds int32) []*message {
+	var ok []*message
+	for chunk := range slices.Chunk(msgs, 10) {
+		entries := make([]types.ChangeMessageVisibilityBatchRequestEntry, len(chunk))
+		for i, m := range chunk {
+			entries[i] = types.ChangeMessageVisibilityBatchRequestEntry{Id: aws.String(strconv.Itoa(i)), ReceiptHandle: m.m.ReceiptHandle, VisibilityTimeout: seconds}
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		out, err := d.sqs.ChangeMessageVisibilityBatch(ctx, &sqs.ChangeMessageVisibilityBatchInput{QueueUrl: aws.String(d.cfg.QueueURL), Entries: entries})
+		cancel()
+		if err != nil {
+			d.metrics.SQSErrors.WithLabelValues("ChangeMessageVisibilityBatch").Inc()
+			d.log.V(1).Info("changing visibility failed", "error", err.Error())
+			continue
+		}
+		for _, s := range out.Successful {
+			i, _ := strconv.Atoi(aws.ToString(s.Id))
+			ok = append(ok, chunk[i])
+		}
+	}
+	return ok
+}
+
+// deliver hands one batch to the handler and settles it: deletes what succeeded, keeps (or backs
+// off) what failed, reports workflow tasks, then tells the coordinator.
+func (d *Dispatcher) deliver(b batch) {
+	ctx, cancel := context.WithTimeout(context.Background(), d.cfg.HandlerTimeout)
+	defer cancel()
+	records := make([]events.SQSMessage, len(b.msgs))
+	keys := make([]string, len(b.msgs))
+	for i, m := range b.msgs {
+		records[i] = toRecord(m.m, d.cfg.QueueARN, d.cfg.Region)
+		keys[i] = idempotencyKey(m.m)
+		if n, err := strconv.Atoi(m.m.Attributes[string(types.MessageSystemAttributeNameApproximateReceiveCount)]); err == nil {
+			d.metrics.ReceiveCount.Observe(float64(n))
+		}
+	}
+	d.metrics.Delivered.Add(float64(len(b.msgs)))
+	d.metrics.BatchSize.Observe(float64(len(b.msgs)))
+	started := time.Now()
+	outcome, err := d.invoker.Invoke(ctx, events.SQSEvent{Records: records}, keys)
+	elapsed := time.Since(started)
+	d.metrics.HandlerTime.Observe(elapsed.Seconds())
+
+	failed := map[string]bool{}
+	var cause string
+	switch {
+	case err != nil:
+		cause = err.Error()
+		for _, k := range keys {
+			failed[k] = true
+		}
+		d.log.Info("batch failed", "messages", len(keys), "error", cause)
+	case d.cfg.ReportBatchItemFailures && len(outcome.Failed) > 0:
+		cause = "reported in batchItemFailures"
+		known := map[string]bool{}
+		for _, k := range keys {
+			known[k] = true
+		}
+		stop := false
+		for _, k := range keys {
+			// FIFO: after the first failure, every later message of the group fails too, as in Lambda.
+			if slices.Contains(outcome.Failed, k) || stop {
+				failed[k] = true
+				stop = d.cfg.FIFO
+			}
+		}
+		for _, f := range outcome.Failed {
+			if !known[f] {
+				// An identifier that is not in the batch makes Lambda treat the whole batch as failed.
+				cause = fmt.Sprintf("batchItemFailures names %q, which is not in the batch", f)
+				for _, k := range keys {
+					failed[k] = true
+				}
+			}
+		}
+	}
+	var succeeded, failing []*message
+	for _, m := range b.msgs {
+		if failed[idempotencyKey(m.m)] {
+			failing = append(failing, m)
+		} else {
+			succeeded = append(succeeded, m)
+		}
+	}
+	d.metrics.Succeeded.Add(float64(len(succeeded)))
+	d.metrics.Failed.Add(float64(len(failing)))
+	d.report(succeeded, failing, outcome.Output, cause)
+	d.deleteAll(succeeded)
+	if d.cfg.FailureBackoff > 0 && len(failing) > 0 {
+		d.changeVisibility(failing, int32(d.cfg.FailureBackoff/time.Second))
+	}
+	d.letGo(len(b.msgs))
+	d.done <- batchResult{b: b, failed: failed, whole: err != nil, elapsed: elapsed}
+}
+
+// deleteAll deletes messages in batches of ten, retrying failed entries with backoff; a message
+// that still cannot be deleted simply reappears after its visibility timeout (at-least-once).
+func (d *Dispatcher) deleteAll(msgs []*message) {
+	for chunk := range slices.Chunk(msgs, 10) {
+		left := chunk
+		backoff := newBackoff()
+		for attempt := 0; attempt < 5 && len(left) > 0; attempt++ {
+			if attempt > 0 {
+				time.Sleep(backoff.next())
+			}
+			entries := make([]types.DeleteMessageBatchRequestEntry, len(left))
+			for i, m := range left {
+				entries[i] = types.DeleteMessageBatchRequestEntry{Id: aws.String(strconv.Itoa(i)), ReceiptHandle: m.m.ReceiptHandle}
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			out, err := d.sqs.DeleteMessageBatch(ctx, &sqs.DeleteMessageBatchInput{QueueUrl: aws.String(d.cfg.QueueURL), Entries: entries})
+			cancel()
+			if err != nil {
+				d.metrics.SQSErrors.WithLabelValues("DeleteMessageBatch").Inc()
+				continue
+			}
+			d.metrics.Deleted.Add(float64(len(out.Successful)))
+			var retry []*message
+			for _, f := range out.Failed {
+				i, _ := strconv.Atoi(aws.ToString(f.Id))
+				if !f.SenderFault {
+					retry = append(retry, left[i])
+				}
+			}
+			left = retry
+		}
+	}
+}
+
+// report sends the results of workflow task messages to the manager.
+func (d *Dispatcher) report(succeeded, failing []*message, output []byte, cause string) {
+	if d.callback == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	send := func(token string, call func() error) {
+		backoff := newBackoff()
+		for attempt := 0; attempt < 5; attempt++ {
+			err := call()
+			var refused *RefusedError
+			switch {
+			case err == nil:
+				d.metrics.TaskReports.WithLabelValues("accepted").Inc()
+				return
+			case errors.As(err, &refused):
+				d.metrics.TaskReports.WithLabelValues("refused").Inc()
+				return
+			}
+			select {
+			case <-ctx.Done():
+				d.metrics.TaskReports.WithLabelValues("lost").Inc()
+				return
+			case <-time.After(backoff.next()):
+			}
+		}
+		d.metrics.TaskReports.WithLabelValues("lost").Inc()
+	}
+	for _, m := range succeeded {
+		if t := taskToken(m.m); t != "" {
+			send(t, func() error { return d.callback.TaskSuccess(ctx, t, output) })
+		}
+	}
+	for _, m := range failing {
+		if t := taskToken(m.m); t != "" {
+			send(t, func() error { return d.callback.TaskFailure(ctx, t, "Handler.Failed", cause) })
+		}
+	}
+}
+
+// backoff is bounded exponential backoff with full jitter: 100ms doubling to 10s.
+type backoff struct{ n int }
+
+func newBackoff() *backoff { return &backoff{} }
+
+func (b *backoff) next() time.Duration {
+	ceiling := min(100*time.Millisecond<<b.n, 10*time.Second)
+	if b.n < 10 {
+		b.n++
+	}
+	return ceiling/2 + time.Duration(rand.Int64N(int64(ceiling/2)+1))
+}
+
+func (b *backoff) reset() { b.n = 0 }

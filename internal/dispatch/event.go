@@ -1,0 +1,65 @@
+package dispatch
+
+import (
+	"github.com/aws/aws-lambda-go/events"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
+)
+
+// TaskTokenAttribute is the message attribute that carries a Millrace workflow task token.
+const TaskTokenAttribute = "millrace-task-token"
+
+// toRecord converts an SQS message to the record of a Lambda SQS event.
+func toRecord(m types.Message, queueARN, region string) events.SQSMessage {
+	r := events.SQSMessage{
+		MessageId:              aws.ToString(m.MessageId),
+		ReceiptHandle:          aws.ToString(m.ReceiptHandle),
+		Body:                   aws.ToString(m.Body),
+		Md5OfBody:              aws.ToString(m.MD5OfBody),
+		Md5OfMessageAttributes: aws.ToString(m.MD5OfMessageAttributes),
+		Attributes:             map[string]string{},
+		MessageAttributes:      map[string]events.SQSMessageAttribute{},
+		EventSourceARN:         queueARN,
+		EventSource:            "aws:sqs",
+		AWSRegion:              region,
+	}
+	for k, v := range m.Attributes {
+		r.Attributes[k] = v
+	}
+	for k, v := range m.MessageAttributes {
+		r.MessageAttributes[k] = events.SQSMessageAttribute{
+			StringValue:      v.StringValue,
+			BinaryValue:      v.BinaryValue,
+			StringListValues: nonNil(v.StringListValues),
+			BinaryListValues: nonNilBytes(v.BinaryListValues),
+			DataType:         aws.ToString(v.DataType),
+		}
+	}
+	return r
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+func nonNilBytes(s [][]byte) [][]byte {
+	if s == nil {
+		return [][]byte{}
+	}
+	return s
+}
+
+// idempotencyKey is the stable identity of a message across redeliveries: its message id (kept by
+// SQS across receives of the same message).
+func idempotencyKey(m types.Message) string { return aws.ToString(m.MessageId) }
+
+// taskToken returns the workflow task token of a message, if it carries one.
+func taskToken(m types.Message) string {
+	if a, ok := m.MessageAttributes[TaskTokenAttribute]; ok {
+		return aws.ToString(a.StringValue)
+	}
+	return ""
+}

@@ -48,7 +48,9 @@ func (c *CallbackClient) TaskHeartbeat(ctx context.Context, token string) error 
 // RefusedError is a 4xx answer: the manager will never accept this report.
 type RefusedError struct{ Status int }
 
-func (e *RefusedError) Error() string { return fmt.Sprintf("callback refused with status %d", e.Status) }
+func (e *RefusedError) Error() string {
+	return fmt.Sprintf("callback refused with status %d", e.Status)
+}
 
 func (c *CallbackClient) post(ctx context.Context, kind string, payload any) error {
 	body, err := json.Marshal(payload)

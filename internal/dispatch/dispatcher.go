@@ -229,7 +229,7 @@ func (d *Dispatcher) poll(ctx context.Context) {
 // leases, and on shutdown releases what was not started.
 func (d *Dispatcher) coordinate(ctx context.Context, pollersDone <-chan struct{}) error {
 	var (
-		pending    []*message            // received, not started (Standard), in arrival order
+		pending    []*message                // received, not started (Standard), in arrival order
 		groups     = map[string][]*message{} // FIFO: pending per group, in order
 		groupOrder []string
 		busy       = map[string]bool{}

@@ -50,7 +50,9 @@ type FunctionError struct {
 	Type, Message string
 }
 
-func (e *FunctionError) Error() string { return fmt.Sprintf("function error %s: %s", e.Type, e.Message) }
+func (e *FunctionError) Error() string {
+	return fmt.Sprintf("function error %s: %s", e.Type, e.Message)
+}
 
 // Listen starts serving on addr (e.g. 127.0.0.1:9001) and returns the bound address.
 func (r *RuntimeAPI) Listen(addr string) (string, error) {

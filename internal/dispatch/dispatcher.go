@@ -122,9 +122,10 @@ func New(cfg Config, api SQSAPI, invoker Invoker, callback *CallbackClient, metr
 	if metrics == nil {
 		metrics = NewMetrics(nil)
 	}
-	capacity := int64(cfg.Concurrency * cfg.BatchSize)
+	// Room for every running batch plus one being assembled, so receiving overlaps handling.
+	capacity := int64((cfg.Concurrency + 1) * cfg.BatchSize)
 	if cfg.FIFO {
-		capacity = max(capacity, int64(cfg.Concurrency*10))
+		capacity = max(capacity, int64((cfg.Concurrency+1)*10))
 	}
 	return &Dispatcher{
 		cfg: cfg, sqs: api, invoker: invoker, callback: callback, metrics: metrics, log: log,

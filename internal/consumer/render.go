@@ -17,6 +17,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
 
 	millracev1 "github.com/millrace-io/millrace/api/v1alpha1"
@@ -28,6 +29,8 @@ const (
 	AnnotationHash    = "millrace.io/rendered-hash"
 	DispatcherName    = "millrace-dispatcher"
 	RuntimeAPIAddress = "127.0.0.1:9001"
+	// DispatcherHealthPort serves the dispatcher's /healthz, /readyz and /metrics.
+	DispatcherHealthPort = 9097
 
 	EnvQueueURL                = "MILLRACE_QUEUE_URL"
 	EnvQueueARN                = "MILLRACE_QUEUE_ARN"
@@ -41,6 +44,7 @@ const (
 	EnvHandlerTimeout          = "MILLRACE_HANDLER_TIMEOUT"
 	EnvReportBatchItemFailures = "MILLRACE_REPORT_BATCH_ITEM_FAILURES"
 	EnvRuntimeAPIAddress       = "MILLRACE_RUNTIME_API_ADDRESS"
+	EnvHealthAddress           = "MILLRACE_HEALTH_ADDRESS"
 	EnvRegion                  = "AWS_REGION"
 	// EnvSQSEndpoint is the AWS SDKs' standard service-specific endpoint override.
 	EnvSQSEndpoint = "AWS_ENDPOINT_URL_SQS"
@@ -148,6 +152,7 @@ func dispatcher(c *millracev1.Consumer, t Target, o Options) corev1.Container {
 		corev1.EnvVar{Name: EnvConcurrency, Value: strconv.Itoa(int(d.Concurrency))},
 		corev1.EnvVar{Name: EnvHandlerTimeout, Value: d.Timeout.Duration().String()},
 		corev1.EnvVar{Name: EnvReportBatchItemFailures, Value: strconv.FormatBool(ptr.Deref(d.ReportBatchItemFailures, false))},
+		corev1.EnvVar{Name: EnvHealthAddress, Value: fmt.Sprintf(":%d", DispatcherHealthPort)},
 	)
 	if d.BatchWindow != nil {
 		env = append(env, corev1.EnvVar{Name: EnvBatchWindow, Value: d.BatchWindow.Duration().String()})
@@ -162,6 +167,17 @@ func dispatcher(c *millracev1.Consumer, t Target, o Options) corev1.Container {
 		Image:         o.DispatcherImage,
 		RestartPolicy: ptr.To(corev1.ContainerRestartPolicyAlways),
 		Env:           env,
+		Ports:         []corev1.ContainerPort{{Name: "dispatcher", ContainerPort: DispatcherHealthPort}},
+		// Not ready while SQS cannot be reached (repeated receive failures).
+		ReadinessProbe: &corev1.Probe{
+			ProbeHandler:  corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/readyz", Port: intstr.FromInt32(DispatcherHealthPort)}},
+			PeriodSeconds: 5,
+		},
+		LivenessProbe: &corev1.Probe{
+			ProbeHandler:     corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/healthz", Port: intstr.FromInt32(DispatcherHealthPort)}},
+			PeriodSeconds:    10,
+			FailureThreshold: 3,
+		},
 		Resources: corev1.ResourceRequirements{
 			Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("10m"), corev1.ResourceMemory: resource.MustParse("32Mi")},
 			Limits:   corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("128Mi")},

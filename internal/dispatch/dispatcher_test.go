@@ -568,3 +568,7 @@ func TestLambdaRuntimeModeRunsAnAWSLambdaGoFunction(t *testing.T) {
 type writerFunc func([]byte) (int, error)
 
 func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
+func contextWithCancel() (context.Context, context.CancelFunc) {
+	return context.WithCancel(context.Background())
+}

@@ -93,6 +93,7 @@ type Dispatcher struct {
 	done     chan batchResult
 	ready    atomic.Bool
 	failures atomic.Int32
+	settling sync.WaitGroup // deliveries not yet settled (deleted, reported)
 }
 
 // message is a received message while the dispatcher holds it.
@@ -122,8 +123,9 @@ func New(cfg Config, api SQSAPI, invoker Invoker, callback *CallbackClient, metr
 	if metrics == nil {
 		metrics = NewMetrics(nil)
 	}
-	// Room for every running batch plus one being assembled, so receiving overlaps handling.
-	capacity := int64((cfg.Concurrency + 1) * cfg.BatchSize)
+	// Room for every running batch, as many being settled, and one being assembled, so receiving
+	// and deleting overlap handling.
+	capacity := int64((2*cfg.Concurrency + 1) * cfg.BatchSize)
 	if cfg.FIFO {
 		capacity = max(capacity, int64((cfg.Concurrency+1)*10))
 	}
@@ -156,7 +158,9 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	}
 	pollersDone := make(chan struct{})
 	go func() { pollers.Wait(); close(pollersDone) }()
-	return d.coordinate(ctx, pollersDone)
+	err := d.coordinate(ctx, pollersDone)
+	d.settling.Wait()
+	return err
 }
 
 func (d *Dispatcher) readVisibility(ctx context.Context) time.Duration {
@@ -254,7 +258,11 @@ func (d *Dispatcher) coordinate(ctx context.Context, pollersDone <-chan struct{}
 			inFlight[m] = true
 		}
 		d.metrics.InFlight.Inc()
-		go d.deliver(b)
+		d.settling.Add(1)
+		go func() {
+			defer d.settling.Done()
+			d.deliver(b)
+		}()
 	}
 	schedule := func(flush bool) {
 		if stopping {
@@ -508,13 +516,22 @@ func (d *Dispatcher) deliver(b batch) {
 	}
 	d.metrics.Succeeded.Add(float64(len(succeeded)))
 	d.metrics.Failed.Add(float64(len(failing)))
+	result := batchResult{b: b, failed: failed, whole: err != nil, elapsed: elapsed}
+	if !d.cfg.FIFO {
+		// The handler is free: its concurrency slot goes back now, and settling (deletes, reports)
+		// overlaps the next delivery. The messages stay in hand (capacity) until settled.
+		d.done <- result
+	}
 	d.report(succeeded, failing, outcome.Output, cause)
 	d.deleteAll(succeeded)
 	if d.cfg.FailureBackoff > 0 && len(failing) > 0 {
 		d.changeVisibility(failing, int32(d.cfg.FailureBackoff/time.Second))
 	}
 	d.letGo(len(b.msgs))
-	d.done <- batchResult{b: b, failed: failed, whole: err != nil, elapsed: elapsed}
+	if d.cfg.FIFO {
+		// FIFO: a group's next batch starts only once this one is settled.
+		d.done <- result
+	}
 }
 
 // deleteAll deletes messages in batches of ten, retrying failed entries with backoff; a message

@@ -1,0 +1,156 @@
+package dispatch_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"runtime"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-lambda-go/events"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/millrace-io/millrace/internal/dispatch"
+)
+
+const benchMessages = 6000
+
+// BenchmarkDispatcherThroughput compares the dispatcher delivering to a no-op HTTP handler with a
+// bare SDK loop (receive 10, delete the batch) on the same emulator, for concurrency 1 and 4.
+// It reports both rates, their ratio, the p99 latency the HTTP delivery adds per batch, and the
+// heap in use while the dispatcher runs.
+func BenchmarkDispatcherThroughput(b *testing.B) {
+	for _, conc := range []int{1, 4} {
+		b.Run(fmt.Sprintf("concurrency=%d", conc), func(b *testing.B) {
+			var bare, disp float64
+			var added []time.Duration
+			var heap uint64
+			for i := 0; i < b.N; i++ {
+				bare += bareLoop(b, conc)
+				rate, lat, h := dispatcherRun(b, conc)
+				disp += rate
+				added = append(added, lat...)
+				heap = max(heap, h)
+			}
+			n := float64(b.N)
+			b.ReportMetric(bare/n, "bare-msgs/s")
+			b.ReportMetric(disp/n, "dispatcher-msgs/s")
+			b.ReportMetric(disp/bare, "dispatcher/bare")
+			slices.Sort(added)
+			b.ReportMetric(float64(added[len(added)*99/100].Microseconds())/1000, "p99-added-ms/batch")
+			b.ReportMetric(float64(heap)/(1<<20), "heap-MiB")
+		})
+	}
+}
+
+func fill(b *testing.B) string {
+	url, _ := newQueue(b, false, 30)
+	var wg sync.WaitGroup
+	for w := 0; w < 4; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w * 10; i < benchMessages; i += 40 {
+				entries := make([]types.SendMessageBatchRequestEntry, 10)
+				for j := range entries {
+					entries[j] = types.SendMessageBatchRequestEntry{Id: aws.String(strconv.Itoa(j)), MessageBody: aws.String(`{"order":` + strconv.Itoa(i+j) + `}`)}
+				}
+				if _, err := sqsClient.SendMessageBatch(context.Background(), &sqs.SendMessageBatchInput{QueueUrl: aws.String(url), Entries: entries}); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return url
+}
+
+func bareLoop(b *testing.B, conc int) float64 {
+	b.StopTimer()
+	url := fill(b)
+	b.StartTimer()
+	var deleted atomic.Int64
+	var finished atomic.Int64 // unix nanos when the last message was deleted
+	start := time.Now()
+	var wg sync.WaitGroup
+	for w := 0; w < conc; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for deleted.Load() < benchMessages {
+				// The same request the dispatcher makes: a Lambda event needs every attribute.
+				out, err := sqsClient.ReceiveMessage(context.Background(), &sqs.ReceiveMessageInput{QueueUrl: aws.String(url), MaxNumberOfMessages: 10, WaitTimeSeconds: 1,
+					MessageAttributeNames: []string{"All"}, MessageSystemAttributeNames: []types.MessageSystemAttributeName{types.MessageSystemAttributeNameAll}})
+				if err != nil || len(out.Messages) == 0 {
+					continue
+				}
+				entries := make([]types.DeleteMessageBatchRequestEntry, len(out.Messages))
+				for i, m := range out.Messages {
+					entries[i] = types.DeleteMessageBatchRequestEntry{Id: aws.String(strconv.Itoa(i)), ReceiptHandle: m.ReceiptHandle}
+				}
+				if del, err := sqsClient.DeleteMessageBatch(context.Background(), &sqs.DeleteMessageBatchInput{QueueUrl: aws.String(url), Entries: entries}); err == nil {
+					if deleted.Add(int64(len(del.Successful))) >= benchMessages {
+						finished.CompareAndSwap(0, time.Now().UnixNano())
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	// Timed to the last deletion, not to the end of the receives still long-polling an empty queue.
+	return benchMessages / time.Unix(0, finished.Load()).Sub(start).Seconds()
+}
+
+// timedInvoker records how long each delivery to the handler takes: the latency the dispatcher's
+// HTTP hop adds per batch compared with the bare loop, which calls no handler.
+type timedInvoker struct {
+	inner dispatch.Invoker
+	mu    sync.Mutex
+	took  []time.Duration
+}
+
+func (t *timedInvoker) Invoke(ctx context.Context, e events.SQSEvent, keys []string) (dispatch.Outcome, error) {
+	start := time.Now()
+	o, err := t.inner.Invoke(ctx, e, keys)
+	t.mu.Lock()
+	t.took = append(t.took, time.Since(start))
+	t.mu.Unlock()
+	return o, err
+}
+
+func dispatcherRun(b *testing.B, conc int) (float64, []time.Duration, uint64) {
+	b.StopTimer()
+	url := fill(b)
+	noop := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(200) }))
+	defer noop.Close()
+	inv := &timedInvoker{inner: &dispatch.HTTPInvoker{URL: noop.URL, Client: dispatch.NewHandlerClient(conc)}}
+	b.StartTimer()
+	start := time.Now()
+	r := start2(b, dispatch.Config{QueueURL: url, BatchSize: 10, Concurrency: conc, VisibilityTimeout: 30 * time.Second}, inv)
+	var heap uint64
+	for i := 0; testutil.ToFloat64(r.metrics.Deleted) < benchMessages; i++ {
+		if i%40 == 0 { // every 200ms: ReadMemStats stops the world
+			var ms runtime.MemStats
+			runtime.ReadMemStats(&ms)
+			heap = max(heap, ms.HeapInuse)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	rate := benchMessages / time.Since(start).Seconds()
+	r.stop(b)
+	return rate, inv.took, heap
+}
+
+func start2(b *testing.B, cfg dispatch.Config, inv dispatch.Invoker) *running {
+	return start(b, cfg, nil, inv)
+}

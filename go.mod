@@ -11,6 +11,7 @@ require (
 	github.com/go-logr/logr v1.4.4
 	github.com/google/uuid v1.6.0
 	github.com/prometheus/client_golang v1.25.0
+	github.com/theory/jsonpath v0.12.3
 	go.uber.org/zap v1.27.1
 	golang.org/x/sync v0.25.0
 	k8s.io/api v0.37.2

@@ -1,0 +1,163 @@
+package asl
+
+import (
+	"encoding/json"
+	"fmt"
+	"maps"
+	"strings"
+
+	"github.com/theory/jsonpath"
+	"github.com/theory/jsonpath/spec"
+)
+
+// Path is a JSONPath applied to the state's input ($) or to the context object ($$).
+type Path struct {
+	raw     string
+	context bool
+	query   *jsonpath.Path
+}
+
+// ParsePath parses a Path: a JSONPath starting with $ (the effective input) or $$ (the context
+// object).
+func ParsePath(s string) (Path, error) {
+	p := Path{raw: s}
+	expr := s
+	switch {
+	case strings.HasPrefix(s, "$$"):
+		p.context = true
+		expr = s[1:]
+	case strings.HasPrefix(s, "$"):
+	default:
+		return Path{}, fmt.Errorf("%q is not a path: it must start with $", s)
+	}
+	q, err := jsonpath.Parse(expr)
+	if err != nil {
+		return Path{}, fmt.Errorf("%q is not a valid JSONPath: %v", s, err)
+	}
+	p.query = q
+	return p, nil
+}
+
+// ParseReferencePath parses a Reference Path: a path that identifies a single node (only names
+// and indexes, no wildcards, filters, slices or descendants).
+func ParseReferencePath(s string) (Path, error) {
+	p, err := ParsePath(s)
+	if err != nil {
+		return Path{}, err
+	}
+	if p.query.Query().Singular() == nil {
+		return Path{}, fmt.Errorf("%q is not a reference path: it must select a single node", s)
+	}
+	return p, nil
+}
+
+func (p Path) String() string { return p.raw }
+
+// IsSingular reports whether the path selects at most one node.
+func (p Path) IsSingular() bool { return p.query.Query().Singular() != nil }
+
+// Get evaluates the path. A singular path yields its node (an error when it is missing); any other
+// path yields the array of the nodes it selects.
+func (p Path) Get(input, context any) (any, error) {
+	doc := input
+	if p.context {
+		doc = context
+	}
+	nodes := p.query.Select(doc)
+	if p.IsSingular() {
+		if len(nodes) == 0 {
+			return nil, fmt.Errorf("the path %s selects nothing", p.raw)
+		}
+		return nodes[0], nil
+	}
+	out := make([]any, 0, len(nodes))
+	out = append(out, nodes...)
+	return out, nil
+}
+
+// Present reports whether a singular path selects a node.
+func (p Path) Present(input, context any) bool {
+	doc := input
+	if p.context {
+		doc = context
+	}
+	return len(p.query.Select(doc)) > 0
+}
+
+// Set returns a copy of doc with value placed at the reference path, creating objects on the way;
+// "$" replaces the whole document. Placing under a node that is not an object (or an index out of
+// range) fails, as States.ResultPathMatchFailure.
+func Set(doc any, ref Path, value any) (any, error) {
+	segments := ref.query.Query().Segments()
+	if len(segments) == 0 {
+		return value, nil
+	}
+	return set(deepCopy(doc), segments, value, ref.raw)
+}
+
+func set(node any, segments []*spec.Segment, value any, raw string) (any, error) {
+	if len(segments) == 0 {
+		return value, nil
+	}
+	sel := segments[0].Selectors()[0]
+	switch s := sel.(type) {
+	case spec.Name:
+		obj, ok := node.(map[string]any)
+		if node == nil {
+			obj, ok = map[string]any{}, true
+		}
+		if !ok {
+			return nil, fmt.Errorf("cannot place a result at %s: %s is not an object", raw, string(s))
+		}
+		child, err := set(obj[string(s)], segments[1:], value, raw)
+		if err != nil {
+			return nil, err
+		}
+		obj[string(s)] = child
+		return obj, nil
+	case spec.Index:
+		arr, ok := node.([]any)
+		i := int(s)
+		if i < 0 {
+			i += len(arr)
+		}
+		if !ok || i < 0 || i >= len(arr) {
+			return nil, fmt.Errorf("cannot place a result at %s: no such array element", raw)
+		}
+		child, err := set(arr[i], segments[1:], value, raw)
+		if err != nil {
+			return nil, err
+		}
+		arr[i] = child
+		return arr, nil
+	}
+	return nil, fmt.Errorf("cannot place a result at %s", raw)
+}
+
+func deepCopy(v any) any {
+	switch t := v.(type) {
+	case map[string]any:
+		out := maps.Clone(t)
+		for k, c := range out {
+			out[k] = deepCopy(c)
+		}
+		return out
+	case []any:
+		out := make([]any, len(t))
+		for i, c := range t {
+			out[i] = deepCopy(c)
+		}
+		return out
+	}
+	return v
+}
+
+// Normalize turns any Go value into a JSON document of maps, slices, strings, float64s, bools and nils.
+func Normalize(v any) (any, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	var out any
+	return out, json.Unmarshal(b, &out)
+}

@@ -1,0 +1,524 @@
+package asl
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"time"
+)
+
+// Status of a run.
+type Status string
+
+const (
+	Running   Status = "RUNNING"
+	Succeeded Status = "SUCCEEDED"
+	Failed    Status = "FAILED"
+	TimedOut  Status = "TIMED_OUT"
+)
+
+// Predefined error names.
+const (
+	ErrAll                   = "States.ALL"
+	ErrRuntime               = "States.Runtime"
+	ErrTimeout               = "States.Timeout"
+	ErrTaskFailed            = "States.TaskFailed"
+	ErrNoChoiceMatched       = "States.NoChoiceMatched"
+	ErrIntrinsicFailure      = "States.IntrinsicFailure"
+	ErrResultPathMatchFailed = "States.ResultPathMatchFailure"
+	ErrParameterPathFailure  = "States.ParameterPathFailure"
+	ErrHeartbeatTimeout      = "States.HeartbeatTimeout"
+)
+
+// Run is the whole state of one execution between events: what the controller persists.
+type Run struct {
+	Status Status `json:"status"`
+	// State is the current state's name; Input its raw input.
+	State   string    `json:"state,omitempty"`
+	Input   any       `json:"input,omitempty"`
+	Entered time.Time `json:"entered,omitempty"`
+	// Attempt counts the executions of the current Task (1-based), RetryCounts its retriers' use.
+	Attempt     int   `json:"attempt,omitempty"`
+	RetryCounts []int `json:"retryCounts,omitempty"`
+	// Waiting is set while a Wait state or a retry delay runs.
+	Waiting *time.Time `json:"waiting,omitempty"`
+	// Retrying is true while Waiting is a retry delay (the Task runs again when it ends).
+	Retrying bool `json:"retrying,omitempty"`
+
+	Output any    `json:"output,omitempty"`
+	Error  string `json:"error,omitempty"`
+	Cause  string `json:"cause,omitempty"`
+
+	Execution   Execution `json:"execution"`
+	Transitions int       `json:"transitions"`
+}
+
+// Execution identifies a run in the context object ($$.Execution).
+type Execution struct {
+	ID        string    `json:"Id"`
+	Name      string    `json:"Name"`
+	Input     any       `json:"Input"`
+	StartTime time.Time `json:"StartTime"`
+}
+
+// EventKind is what happened to a run.
+type EventKind string
+
+const (
+	EventStart         EventKind = "Start"
+	EventTaskSucceeded EventKind = "TaskSucceeded"
+	EventTaskFailed    EventKind = "TaskFailed"
+	EventTimer         EventKind = "TimerFired"
+	EventContinue      EventKind = "Continue"
+	EventTimeout       EventKind = "ExecutionTimedOut"
+)
+
+// Event drives a run one step.
+type Event struct {
+	Kind   EventKind
+	At     time.Time
+	Input  any    // Start
+	Output any    // TaskSucceeded
+	Error  string // TaskFailed
+	Cause  string // TaskFailed
+	// Execution names the run (Start).
+	Execution Execution
+	// Attempt is the attempt a task event belongs to; events of other attempts are ignored.
+	Attempt int
+}
+
+// EffectKind is something the caller must do after persisting the run.
+type EffectKind string
+
+const (
+	EffectRunTask  EffectKind = "RunTask"
+	EffectTimer    EffectKind = "Timer"
+	EffectContinue EffectKind = "Continue"
+)
+
+// Effect is a side effect to perform (idempotently: State + Attempt identify it).
+type Effect struct {
+	Kind             EffectKind
+	State            string
+	Resource         string
+	Input            any
+	Attempt          int
+	TimeoutSeconds   int
+	HeartbeatSeconds int
+	Until            time.Time
+}
+
+// Transition is one entry of the run's history.
+type Transition struct {
+	At    time.Time
+	State string
+	Kind  string // Entered, Exited, Failed, Retrying, Caught, Succeeded
+	Info  string
+}
+
+// Options tune the interpreter.
+type Options struct {
+	// MaxTransitionsPerStep bounds one step (a loop of Pass/Choice states yields a Continue effect).
+	MaxTransitionsPerStep int
+	// Jitter returns a number in [0,1) for FULL jitter; nil uses no randomness (the full delay).
+	Jitter func() float64
+}
+
+// Step applies an event to a run and returns the new run, the effects to perform after persisting
+// it, and the transitions for the history. It never mutates its arguments.
+func (m *Machine) Step(run Run, ev Event, opt Options) (Run, []Effect, []Transition) {
+	if opt.MaxTransitionsPerStep <= 0 {
+		opt.MaxTransitionsPerStep = 500
+	}
+	s := &stepper{m: m, run: run, opt: opt, now: ev.At}
+	switch ev.Kind {
+	case EventStart:
+		s.run = Run{Status: Running, Execution: ev.Execution}
+		if s.run.Execution.StartTime.IsZero() {
+			s.run.Execution.StartTime = ev.At
+		}
+		s.run.Execution.Input = ev.Input
+		s.enter(m.StartAt, ev.Input)
+	case EventTimeout:
+		if s.run.Status == Running {
+			s.finish(TimedOut, nil, ErrTimeout, "the execution exceeded its TimeoutSeconds")
+		}
+		return s.run, nil, s.history
+	}
+	if s.run.Status != Running {
+		return s.run, nil, s.history
+	}
+	st := m.States[s.run.State]
+	switch ev.Kind {
+	case EventTaskSucceeded:
+		if st == nil || st.Type != "Task" || s.run.Waiting != nil || ev.Attempt != s.run.Attempt {
+			return run, nil, nil // stale or duplicate: harmless
+		}
+		s.taskDone(st, ev.Output)
+	case EventTaskFailed:
+		if st == nil || st.Type != "Task" || s.run.Waiting != nil || ev.Attempt != s.run.Attempt {
+			return run, nil, nil
+		}
+		s.fail(st, ev.Error, ev.Cause)
+	case EventTimer:
+		if s.run.Waiting == nil || ev.At.Before(*s.run.Waiting) {
+			return run, []Effect{{Kind: EffectTimer, State: s.run.State, Until: waitingOr(s.run.Waiting, ev.At)}}, nil
+		}
+		retrying := s.run.Retrying
+		s.run.Waiting, s.run.Retrying = nil, false
+		if retrying {
+			s.run.Attempt++
+			s.startTask(st)
+		} else {
+			s.leave(st, s.effectiveOutput(st, s.run.Input))
+		}
+	}
+	s.advance()
+	return s.run, s.effects, s.history
+}
+
+func waitingOr(t *time.Time, d time.Time) time.Time {
+	if t != nil {
+		return *t
+	}
+	return d
+}
+
+type stepper struct {
+	m       *Machine
+	run     Run
+	opt     Options
+	now     time.Time
+	effects []Effect
+	history []Transition
+	steps   int
+}
+
+func (s *stepper) record(state, kind, info string) {
+	s.history = append(s.history, Transition{At: s.now, State: state, Kind: kind, Info: info})
+}
+
+func (s *stepper) context() any {
+	return map[string]any{
+		"Execution": map[string]any{"Id": s.run.Execution.ID, "Name": s.run.Execution.Name,
+			"Input": s.run.Execution.Input, "StartTime": s.run.Execution.StartTime.UTC().Format(time.RFC3339Nano)},
+		"State": map[string]any{"Name": s.run.State, "EnteredTime": s.run.Entered.UTC().Format(time.RFC3339Nano),
+			"RetryCount": float64(max(s.run.Attempt-1, 0))},
+		"StateMachine": map[string]any{"Id": s.run.Execution.ID, "Name": s.run.Execution.Name},
+	}
+}
+
+func (s *stepper) enter(name string, input any) {
+	s.run.State, s.run.Input, s.run.Entered = name, input, s.now
+	s.run.Attempt, s.run.RetryCounts, s.run.Waiting, s.run.Retrying = 0, nil, nil, false
+	s.run.Transitions++
+	s.record(name, "Entered", "")
+}
+
+func (s *stepper) finish(status Status, output any, errName, cause string) {
+	s.run.Status, s.run.Output, s.run.Error, s.run.Cause = status, output, errName, cause
+	s.record(s.run.State, string(status), errName)
+}
+
+// advance runs states until one blocks (Task, Wait in the future) or the run ends.
+func (s *stepper) advance() {
+	for s.run.Status == Running && s.run.Waiting == nil && s.run.Attempt == 0 {
+		if s.steps >= s.opt.MaxTransitionsPerStep {
+			s.effects = append(s.effects, Effect{Kind: EffectContinue, State: s.run.State})
+			return
+		}
+		s.steps++
+		st := s.m.States[s.run.State]
+		if st == nil {
+			s.finish(Failed, nil, ErrRuntime, fmt.Sprintf("no state named %q", s.run.State))
+			return
+		}
+		s.execute(st)
+	}
+}
+
+// execute runs the current (non-started) state.
+func (s *stepper) execute(st *State) {
+	effective, err := s.inputOf(st)
+	if err != nil {
+		s.fail(st, ErrRuntime, err.Error())
+		return
+	}
+	switch st.Type {
+	case "Pass":
+		result := effective
+		if st.Parameters != nil {
+			if result, err = st.Parameters.Resolve(effective, s.context()); err != nil {
+				s.fail(st, errorName(err, ErrParameterPathFailure), err.Error())
+				return
+			}
+		}
+		if st.HasResult {
+			result = st.Result
+		}
+		s.complete(st, result)
+	case "Succeed":
+		out, err := s.outputOf(st, effective)
+		if err != nil {
+			s.fail(st, ErrRuntime, err.Error())
+			return
+		}
+		s.record(st.Name, "Exited", "")
+		s.finish(Succeeded, out, "", "")
+	case "Fail":
+		errName, cause := st.Error, st.Cause
+		if st.ErrorPath != nil {
+			v, err := st.ErrorPath.Get(s.run.Input, s.context())
+			errName, _ = v.(string)
+			if err != nil {
+				errName, cause = ErrRuntime, err.Error()
+			}
+		}
+		if st.CausePath != nil {
+			v, _ := st.CausePath.Get(s.run.Input, s.context())
+			cause, _ = v.(string)
+		}
+		s.finish(Failed, nil, errName, cause)
+	case "Choice":
+		for _, r := range st.Choices {
+			ok, err := r.Matches(effective, s.context())
+			if err != nil {
+				s.fail(st, ErrRuntime, err.Error())
+				return
+			}
+			if ok {
+				s.leaveTo(st, r.Next, effective)
+				return
+			}
+		}
+		if st.Default != "" {
+			s.leaveTo(st, st.Default, effective)
+			return
+		}
+		s.fail(st, ErrNoChoiceMatched, "no choice rule matched and there is no Default")
+	case "Wait":
+		until, err := s.waitUntil(st, effective)
+		if err != nil {
+			s.fail(st, ErrRuntime, err.Error())
+			return
+		}
+		if !until.After(s.now) {
+			s.leave(st, s.effectiveOutput(st, s.run.Input))
+			return
+		}
+		s.run.Waiting = &until
+		s.effects = append(s.effects, Effect{Kind: EffectTimer, State: st.Name, Until: until})
+	case "Task":
+		s.run.Attempt = 1
+		s.startTask(st)
+	default:
+		s.fail(st, ErrRuntime, fmt.Sprintf("%s states are not supported by this engine yet", st.Type))
+	}
+}
+
+func (s *stepper) waitUntil(st *State, effective any) (time.Time, error) {
+	switch {
+	case st.Seconds != nil:
+		return s.run.Entered.Add(time.Duration(*st.Seconds) * time.Second), nil
+	case st.Timestamp != "":
+		return parseTimestamp(st.Timestamp)
+	case st.SecondsPath != nil:
+		v, err := st.SecondsPath.Get(effective, s.context())
+		f, ok := v.(float64)
+		if err != nil || !ok || f < 0 {
+			return time.Time{}, fmt.Errorf("SecondsPath %s must select a non-negative number", st.SecondsPath)
+		}
+		return s.run.Entered.Add(time.Duration(f * float64(time.Second))), nil
+	default:
+		v, err := st.TimestampPath.Get(effective, s.context())
+		str, ok := v.(string)
+		if err != nil || !ok {
+			return time.Time{}, fmt.Errorf("TimestampPath %s must select a timestamp", st.TimestampPath)
+		}
+		return parseTimestamp(str)
+	}
+}
+
+func (s *stepper) startTask(st *State) {
+	effective, err := s.inputOf(st)
+	if err != nil {
+		s.fail(st, ErrRuntime, err.Error())
+		return
+	}
+	input := effective
+	if st.Parameters != nil {
+		if input, err = st.Parameters.Resolve(effective, s.context()); err != nil {
+			s.run.Attempt = 0
+			s.fail(st, errorName(err, ErrParameterPathFailure), err.Error())
+			return
+		}
+	}
+	s.effects = append(s.effects, Effect{Kind: EffectRunTask, State: st.Name, Resource: st.Resource, Input: input,
+		Attempt: s.run.Attempt, TimeoutSeconds: st.TimeoutSeconds, HeartbeatSeconds: st.HeartbeatSeconds})
+}
+
+func (s *stepper) taskDone(st *State, result any) {
+	if st.ResultSelector != nil {
+		var err error
+		if result, err = st.ResultSelector.Resolve(result, s.context()); err != nil {
+			s.fail(st, errorName(err, ErrRuntime), err.Error())
+			return
+		}
+	}
+	s.run.Attempt = 0
+	s.complete(st, result)
+}
+
+// complete applies ResultPath and OutputPath and moves on.
+func (s *stepper) complete(st *State, result any) {
+	combined := result
+	switch {
+	case st.ResultPath.Null:
+		combined = s.run.Input
+	case st.ResultPath.Set:
+		var err error
+		if combined, err = Set(s.run.Input, st.ResultPath.Path, result); err != nil {
+			s.fail(st, ErrResultPathMatchFailed, err.Error())
+			return
+		}
+	}
+	s.leave(st, combined)
+}
+
+// leave applies OutputPath to a state's result-combined document and follows Next / End.
+func (s *stepper) leave(st *State, combined any) {
+	out, err := s.outputOf(st, combined)
+	if err != nil {
+		s.fail(st, ErrRuntime, err.Error())
+		return
+	}
+	s.record(st.Name, "Exited", "")
+	if st.End {
+		s.finish(Succeeded, out, "", "")
+		return
+	}
+	s.enter(st.Next, out)
+}
+
+func (s *stepper) leaveTo(st *State, next string, effective any) {
+	out, err := s.outputOf(st, effective)
+	if err != nil {
+		s.fail(st, ErrRuntime, err.Error())
+		return
+	}
+	s.record(st.Name, "Exited", next)
+	s.enter(next, out)
+}
+
+func (s *stepper) effectiveOutput(st *State, raw any) any {
+	eff, err := s.inputOf(st)
+	if err != nil {
+		return raw
+	}
+	return eff
+}
+
+func (s *stepper) inputOf(st *State) (any, error) {
+	switch {
+	case st.InputPath.Null:
+		return map[string]any{}, nil
+	case st.InputPath.Set:
+		return st.InputPath.Path.Get(s.run.Input, s.context())
+	}
+	return s.run.Input, nil
+}
+
+func (s *stepper) outputOf(st *State, doc any) (any, error) {
+	switch {
+	case st.OutputPath.Null:
+		return map[string]any{}, nil
+	case st.OutputPath.Set:
+		return st.OutputPath.Path.Get(doc, s.context())
+	}
+	return doc, nil
+}
+
+// fail handles an error in the current state: a matching retrier schedules another attempt, a
+// matching catcher moves on with the error as result, otherwise the run fails.
+func (s *stepper) fail(st *State, errName, cause string) {
+	if errName == "" {
+		errName = ErrTaskFailed
+	}
+	s.record(st.Name, "Failed", errName)
+	if len(s.run.RetryCounts) != len(st.Retry) {
+		s.run.RetryCounts = make([]int, len(st.Retry))
+	}
+	if st.Type == "Task" || st.Type == "Parallel" || st.Type == "Map" {
+		for i, r := range st.Retry {
+			if !matchesError(r.ErrorEquals, errName) {
+				continue
+			}
+			if s.run.RetryCounts[i] >= r.MaxAttempts {
+				break
+			}
+			delay := r.IntervalSeconds * math.Pow(r.BackoffRate, float64(s.run.RetryCounts[i]))
+			if r.MaxDelaySeconds > 0 {
+				delay = math.Min(delay, r.MaxDelaySeconds)
+			}
+			if r.JitterStrategy == "FULL" && s.opt.Jitter != nil {
+				delay *= s.opt.Jitter()
+			}
+			counts := slices.Clone(s.run.RetryCounts)
+			counts[i]++
+			s.run.RetryCounts = counts
+			until := s.now.Add(time.Duration(delay * float64(time.Second)))
+			s.run.Waiting, s.run.Retrying = &until, true
+			s.record(st.Name, "Retrying", fmt.Sprintf("%s; attempt %d in %.3gs", errName, s.run.Attempt+1, delay))
+			s.effects = append(s.effects, Effect{Kind: EffectTimer, State: st.Name, Until: until})
+			return
+		}
+	}
+	for _, c := range st.Catch {
+		if !matchesError(c.ErrorEquals, errName) {
+			continue
+		}
+		errOut := map[string]any{"Error": errName, "Cause": cause}
+		combined := any(errOut)
+		switch {
+		case c.ResultPath.Null:
+			combined = s.run.Input
+		case c.ResultPath.Set:
+			var err error
+			if combined, err = Set(s.run.Input, c.ResultPath.Path, errOut); err != nil {
+				s.finish(Failed, nil, ErrResultPathMatchFailed, err.Error())
+				return
+			}
+		}
+		s.record(st.Name, "Caught", errName)
+		s.run.Attempt = 0
+		s.enter(c.Next, combined)
+		return
+	}
+	s.run.Attempt = 0
+	s.finish(Failed, nil, errName, cause)
+}
+
+// matchesError applies ErrorEquals: States.ALL matches every error but States.Runtime;
+// States.TaskFailed matches every error but States.Timeout (and States.Runtime).
+func matchesError(names []string, err string) bool {
+	for _, n := range names {
+		switch {
+		case n == err:
+			return true
+		case n == ErrAll && err != ErrRuntime:
+			return true
+		case n == ErrTaskFailed && err != ErrTimeout && err != ErrRuntime && err != ErrHeartbeatTimeout:
+			return true
+		}
+	}
+	return false
+}
+
+func errorName(err error, def string) string {
+	var ie *IntrinsicError
+	if errors.As(err, &ie) {
+		return ErrIntrinsicFailure
+	}
+	return def
+}

@@ -1,0 +1,108 @@
+package asl
+
+import (
+	"fmt"
+	"strings"
+)
+
+// Template is a payload template (Parameters, ResultSelector, ItemSelector): a JSON value whose
+// object keys ending in ".$" take their value from a path or an intrinsic function call.
+type Template struct {
+	raw any
+}
+
+// ParseTemplate checks every ".$" field of a payload template, returning errors with the JSON path
+// (relative to the template) of each bad one.
+func ParseTemplate(raw any) (Template, []FieldError) {
+	var errs []FieldError
+	walkTemplate(raw, "", func(at, expr string) {
+		if IsIntrinsic(expr) {
+			if _, err := ParseIntrinsic(expr); err != nil {
+				errs = append(errs, FieldError{Path: at, Message: err.Error()})
+			}
+			return
+		}
+		if _, err := ParsePath(expr); err != nil {
+			errs = append(errs, FieldError{Path: at, Message: err.Error()})
+		}
+	})
+	return Template{raw: raw}, errs
+}
+
+func walkTemplate(v any, at string, visit func(at, expr string)) {
+	switch t := v.(type) {
+	case map[string]any:
+		for k, c := range t {
+			if strings.HasSuffix(k, ".$") {
+				s, ok := c.(string)
+				if !ok {
+					visit(at+"."+k, fmt.Sprint(c)+" (not a string)")
+					continue
+				}
+				visit(at+"."+k, s)
+				continue
+			}
+			walkTemplate(c, at+"."+k, visit)
+		}
+	case []any:
+		for i, c := range t {
+			walkTemplate(c, fmt.Sprintf("%s[%d]", at, i), visit)
+		}
+	}
+}
+
+// Resolve builds the payload from the input and the context object. A path that selects nothing
+// or a failing intrinsic is an error (States.Runtime / States.IntrinsicFailure).
+func (t Template) Resolve(input, context any) (any, error) {
+	return resolve(t.raw, input, context)
+}
+
+func resolve(v any, input, context any) (any, error) {
+	switch t := v.(type) {
+	case map[string]any:
+		out := make(map[string]any, len(t))
+		for k, c := range t {
+			if name, ok := strings.CutSuffix(k, ".$"); ok {
+				s, _ := c.(string)
+				val, err := evalExpr(s, input, context)
+				if err != nil {
+					return nil, fmt.Errorf("field %s: %w", k, err)
+				}
+				out[name] = val
+				continue
+			}
+			r, err := resolve(c, input, context)
+			if err != nil {
+				return nil, err
+			}
+			out[k] = r
+		}
+		return out, nil
+	case []any:
+		out := make([]any, len(t))
+		for i, c := range t {
+			r, err := resolve(c, input, context)
+			if err != nil {
+				return nil, err
+			}
+			out[i] = r
+		}
+		return out, nil
+	}
+	return v, nil
+}
+
+func evalExpr(s string, input, context any) (any, error) {
+	if IsIntrinsic(s) {
+		c, err := ParseIntrinsic(s)
+		if err != nil {
+			return nil, &IntrinsicError{Msg: err.Error()}
+		}
+		return c.eval(input, context)
+	}
+	p, err := ParsePath(s)
+	if err != nil {
+		return nil, err
+	}
+	return p.Get(input, context)
+}

@@ -290,3 +290,65 @@ func TestAResultPathIntoAScalarFails(t *testing.T) {
 		t.Fatalf("run %+v", run)
 	}
 }
+
+func TestParallelBranchesRunAndTheirOutputsAreCollectedInOrder(t *testing.T) {
+	m := mustParse(t, `{"StartAt":"P","States":{"P":{"Type":"Parallel","ResultPath":"$.results","End":true,"Branches":[
+		{"StartAt":"A","States":{"A":{"Type":"Task","Resource":"a","End":true}}},
+		{"StartAt":"B","States":{"B":{"Type":"Pass","Parameters":{"sum.$":"States.MathAdd($.x, 1)"},"End":true}}}]}}}`)
+	run, eff, _ := m.Step(Run{}, Event{Kind: EventStart, Input: doc(t, `{"x":1}`)}, Options{})
+	if run.Status != Running || len(eff) != 1 || eff[0].Kind != EffectRunTask || !reflect.DeepEqual(eff[0].Path, []int{0}) {
+		t.Fatalf("run %+v effects %+v", run, eff)
+	}
+	run, _, _ = m.Step(run, Event{Kind: EventTaskSucceeded, Path: []int{0}, Attempt: 1, Output: "from-a"}, Options{})
+	if run.Status != Succeeded || !reflect.DeepEqual(run.Output, doc(t, `{"x":1,"results":["from-a",{"sum":2}]}`)) {
+		t.Fatalf("run %+v", run)
+	}
+}
+
+func TestAFailingBranchFailsTheParallelStateAndCanBeRetried(t *testing.T) {
+	m := mustParse(t, `{"StartAt":"P","States":{"P":{"Type":"Parallel","End":true,
+		"Retry":[{"ErrorEquals":["Boom"],"MaxAttempts":1,"IntervalSeconds":1}],
+		"Branches":[{"StartAt":"A","States":{"A":{"Type":"Task","Resource":"a","End":true}}}]}}}`)
+	t0 := time.Unix(100, 0)
+	run, _, _ := m.Step(Run{}, Event{Kind: EventStart, At: t0, Input: doc(t, `{}`)}, Options{})
+	run, eff, _ := m.Step(run, Event{Kind: EventTaskFailed, At: t0, Path: []int{0}, Attempt: 1, Error: "Boom"}, Options{})
+	if run.Status != Running || eff[0].Kind != EffectTimer {
+		t.Fatalf("retry: %+v %+v", run, eff)
+	}
+	run, eff, _ = m.Step(run, Event{Kind: EventTimer, At: t0.Add(time.Second)}, Options{})
+	if len(eff) != 1 || eff[0].Kind != EffectRunTask || !reflect.DeepEqual(eff[0].Path, []int{0}) {
+		t.Fatalf("branch not restarted: %+v", eff)
+	}
+	run, _, _ = m.Step(run, Event{Kind: EventTaskFailed, At: t0, Path: []int{0}, Attempt: 1, Error: "Boom", Cause: "again"}, Options{})
+	if run.Status != Failed || run.Error != "Boom" || run.Cause != "again" {
+		t.Fatalf("run %+v", run)
+	}
+}
+
+func TestMapRunsItemsWithinMaxConcurrency(t *testing.T) {
+	m := mustParse(t, `{"StartAt":"M","States":{"M":{"Type":"Map","ItemsPath":"$.orders","MaxConcurrency":2,
+		"ItemSelector":{"id.$":"$$.Map.Item.Value.id","index.$":"$$.Map.Item.Index","tag.$":"$.tag"},
+		"ItemProcessor":{"StartAt":"Ship","States":{"Ship":{"Type":"Task","Resource":"ship","End":true}}},
+		"ResultPath":"$.shipped","End":true}}}`)
+	run, eff, _ := m.Step(Run{}, Event{Kind: EventStart, Input: doc(t, `{"tag":"t","orders":[{"id":"a"},{"id":"b"},{"id":"c"}]}`)}, Options{})
+	if len(eff) != 2 || !reflect.DeepEqual(eff[1].Input, doc(t, `{"id":"b","index":1,"tag":"t"}`)) {
+		t.Fatalf("started %+v", eff)
+	}
+	run, eff, _ = m.Step(run, Event{Kind: EventTaskSucceeded, Path: []int{1}, Attempt: 1, Output: "B"}, Options{})
+	if len(eff) != 1 || !reflect.DeepEqual(eff[0].Path, []int{2}) {
+		t.Fatalf("third item not started when the second finished: %+v", eff)
+	}
+	run, _, _ = m.Step(run, Event{Kind: EventTaskSucceeded, Path: []int{2}, Attempt: 1, Output: "C"}, Options{})
+	run, _, _ = m.Step(run, Event{Kind: EventTaskSucceeded, Path: []int{0}, Attempt: 1, Output: "A"}, Options{})
+	if run.Status != Succeeded || !reflect.DeepEqual(run.Output.(map[string]any)["shipped"], doc(t, `["A","B","C"]`)) {
+		t.Fatalf("run %+v", run)
+	}
+}
+
+func TestAnEmptyMapSucceedsWithAnEmptyArray(t *testing.T) {
+	m := mustParse(t, `{"StartAt":"M","States":{"M":{"Type":"Map","Iterator":{"StartAt":"X","States":{"X":{"Type":"Pass","End":true}}},"End":true}}}`)
+	run, _, _ := m.Step(Run{}, Event{Kind: EventStart, Input: doc(t, `[]`)}, Options{})
+	if run.Status != Succeeded || !reflect.DeepEqual(run.Output, []any{}) {
+		t.Fatalf("run %+v", run)
+	}
+}

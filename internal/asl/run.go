@@ -52,6 +52,13 @@ type Run struct {
 
 	Execution   Execution `json:"execution"`
 	Transitions int       `json:"transitions"`
+
+	// Children are the branch runs of a running Parallel state or the item runs of a Map state.
+	Children []Run `json:"children,omitempty"`
+	// Items are the Map state's remaining work: inputs of the items not started yet.
+	Items []any `json:"items,omitempty"`
+	// ItemsTotal is how many items the Map state has; Children[i] runs item i.
+	ItemsTotal int `json:"itemsTotal,omitempty"`
 }
 
 // Execution identifies a run in the context object ($$.Execution).
@@ -86,6 +93,8 @@ type Event struct {
 	Execution Execution
 	// Attempt is the attempt a task event belongs to; events of other attempts are ignored.
 	Attempt int
+	// Path addresses a nested run: child indexes from the top run (Parallel branch, Map item).
+	Path []int
 }
 
 // EffectKind is something the caller must do after persisting the run.
@@ -107,6 +116,8 @@ type Effect struct {
 	TimeoutSeconds   int
 	HeartbeatSeconds int
 	Until            time.Time
+	// Path addresses the nested run the effect belongs to (echoed in the event it causes).
+	Path []int
 }
 
 // Transition is one entry of the run's history.
@@ -150,6 +161,25 @@ func (m *Machine) Step(run Run, ev Event, opt Options) (Run, []Effect, []Transit
 		return s.run, nil, s.history
 	}
 	st := m.States[s.run.State]
+	if len(ev.Path) > 0 {
+		if st == nil || (st.Type != "Parallel" && st.Type != "Map") || ev.Path[0] >= len(s.run.Children) {
+			return run, nil, nil // a child that no longer exists: stale
+		}
+		s.run.Children = slices.Clone(s.run.Children)
+		i := ev.Path[0]
+		child := s.run.Children[i]
+		if child.Status != Running {
+			return run, nil, nil
+		}
+		sub := ev
+		sub.Path = ev.Path[1:]
+		next, eff, hist := s.childMachine(st, i).Step(child, sub, opt)
+		s.run.Children[i] = next
+		s.adopt(i, eff, hist)
+		s.childrenChanged(st)
+		s.advance()
+		return s.run, s.effects, s.history
+	}
 	switch ev.Kind {
 	case EventTaskSucceeded:
 		if st == nil || st.Type != "Task" || s.run.Waiting != nil || ev.Attempt != s.run.Attempt {
@@ -162,15 +192,21 @@ func (m *Machine) Step(run Run, ev Event, opt Options) (Run, []Effect, []Transit
 		}
 		s.fail(st, ev.Error, ev.Cause)
 	case EventTimer:
-		if s.run.Waiting == nil || ev.At.Before(*s.run.Waiting) {
+		if s.run.Waiting == nil {
+			return run, nil, nil // stale
+		}
+		if ev.At.Before(*s.run.Waiting) {
 			return run, []Effect{{Kind: EffectTimer, State: s.run.State, Until: waitingOr(s.run.Waiting, ev.At)}}, nil
 		}
 		retrying := s.run.Retrying
 		s.run.Waiting, s.run.Retrying = nil, false
-		if retrying {
+		switch {
+		case retrying && st.Type == "Task":
 			s.run.Attempt++
 			s.startTask(st)
-		} else {
+		case retrying:
+			s.run.Attempt = 0 // Parallel or Map: run the whole state again
+		default:
 			s.leave(st, s.effectiveOutput(st, s.run.Input))
 		}
 	}
@@ -312,6 +348,51 @@ func (s *stepper) execute(st *State) {
 	case "Task":
 		s.run.Attempt = 1
 		s.startTask(st)
+	case "Parallel":
+		input := effective
+		if st.Parameters != nil {
+			if input, err = st.Parameters.Resolve(effective, s.context()); err != nil {
+				s.fail(st, errorName(err, ErrParameterPathFailure), err.Error())
+				return
+			}
+		}
+		s.run.Attempt = 1
+		s.run.Children = make([]Run, len(st.Branches))
+		for i, b := range st.Branches {
+			child, eff, hist := b.Step(Run{}, Event{Kind: EventStart, At: s.now, Input: input, Execution: s.run.Execution}, s.opt)
+			s.run.Children[i] = child
+			s.adopt(i, eff, hist)
+		}
+		s.childrenChanged(st)
+	case "Map":
+		items := effective
+		if st.ItemsPath != nil {
+			if items, err = st.ItemsPath.Get(effective, s.context()); err != nil {
+				s.fail(st, ErrRuntime, err.Error())
+				return
+			}
+		}
+		list, ok := items.([]any)
+		if !ok {
+			s.fail(st, ErrRuntime, fmt.Sprintf("the Map state's items (ItemsPath %v) are not an array", st.ItemsPath))
+			return
+		}
+		s.run.Attempt = 1
+		s.run.Items, s.run.ItemsTotal, s.run.Children = nil, len(list), nil
+		for i, item := range list {
+			in := item
+			if st.Selector != nil {
+				ctx := s.context().(map[string]any)
+				ctx["Map"] = map[string]any{"Item": map[string]any{"Index": float64(i), "Value": item}}
+				if in, err = st.Selector.Resolve(effective, ctx); err != nil {
+					s.fail(st, errorName(err, ErrParameterPathFailure), err.Error())
+					return
+				}
+			}
+			s.run.Items = append(s.run.Items, in)
+		}
+		s.startItems(st)
+		s.childrenChanged(st)
 	default:
 		s.fail(st, ErrRuntime, fmt.Sprintf("%s states are not supported by this engine yet", st.Type))
 	}
@@ -521,4 +602,71 @@ func errorName(err error, def string) string {
 		return ErrIntrinsicFailure
 	}
 	return def
+}
+
+// childMachine is the machine of child i of a Parallel or Map state.
+func (s *stepper) childMachine(st *State, i int) *Machine {
+	if st.Type == "Parallel" {
+		return st.Branches[i]
+	}
+	return st.ItemProcessor
+}
+
+// adopt takes a child's effects (prefixing their path) and history.
+func (s *stepper) adopt(i int, eff []Effect, hist []Transition) {
+	for _, e := range eff {
+		e.Path = append([]int{i}, e.Path...)
+		s.effects = append(s.effects, e)
+	}
+	for _, h := range hist {
+		h.State = fmt.Sprintf("%s[%d].%s", s.run.State, i, h.State)
+		s.history = append(s.history, h)
+	}
+}
+
+// startItems starts Map items up to MaxConcurrency (0: all).
+func (s *stepper) startItems(st *State) {
+	running := 0
+	for _, c := range s.run.Children {
+		if c.Status == Running {
+			running++
+		}
+	}
+	for len(s.run.Items) > 0 && (st.MaxConcurrency == 0 || running < st.MaxConcurrency) {
+		i := len(s.run.Children)
+		child, eff, hist := st.ItemProcessor.Step(Run{}, Event{Kind: EventStart, At: s.now, Input: s.run.Items[0], Execution: s.run.Execution}, s.opt)
+		s.run.Items = s.run.Items[1:]
+		s.run.Children = append(s.run.Children, child)
+		s.adopt(i, eff, hist)
+		if child.Status == Running {
+			running++
+		}
+	}
+}
+
+// childrenChanged settles a Parallel or Map state when its children have finished: the first
+// failure fails the state; otherwise their outputs, in order, are the state's result.
+func (s *stepper) childrenChanged(st *State) {
+	if st.Type == "Map" {
+		s.startItems(st)
+	}
+	for _, c := range s.run.Children {
+		if c.Status == Failed || c.Status == TimedOut {
+			s.run.Children, s.run.Items, s.run.ItemsTotal = nil, nil, 0
+			s.fail(st, c.Error, c.Cause)
+			return
+		}
+	}
+	if len(s.run.Items) > 0 {
+		return
+	}
+	results := make([]any, 0, len(s.run.Children))
+	for _, c := range s.run.Children {
+		if c.Status != Succeeded {
+			return
+		}
+		results = append(results, c.Output)
+	}
+	s.run.Children, s.run.Items, s.run.ItemsTotal = nil, nil, 0
+	s.taskDone(st, any(results))
 }

@@ -114,6 +114,12 @@ func run(ctx context.Context, o options) error {
 	}).SetupWithManager(ctx, mgr); err != nil {
 		return fmt.Errorf("setting up the Consumer controller: %w", err)
 	}
+	if err := (&controllers.WorkflowReconciler{
+		Client:   mgr.GetClient(),
+		Recorder: mgr.GetEventRecorder("millrace-workflow-controller"),
+	}).SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("setting up the Workflow controller: %w", err)
+	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
 		return err
 	}

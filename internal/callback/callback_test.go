@@ -1,0 +1,114 @@
+package callback_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/millrace-io/millrace/internal/callback"
+	"github.com/millrace-io/millrace/internal/dispatch"
+	"github.com/millrace-io/millrace/internal/tasktoken"
+)
+
+// memorySink stands in for the WorkflowRun controller: one run at attempt 2 of state "Charge".
+type memorySink struct {
+	mu      sync.Mutex
+	current tasktoken.Claims
+	got     []callback.Result
+}
+
+func (m *memorySink) Report(_ context.Context, c tasktoken.Claims, r callback.Result) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	switch {
+	case c.Run != m.current.Run:
+		return callback.ErrUnknownRun
+	case !c.SameTask(m.current):
+		return callback.ErrStale
+	}
+	m.got = append(m.got, r)
+	return nil
+}
+
+func TestTheDispatchersCallbackClientAndTheAPIAgree(t *testing.T) {
+	signer, _ := tasktoken.NewSigner([]byte(strings.Repeat("s", 32)))
+	current := tasktoken.Claims{Namespace: "shop", Run: "r1", RunUID: "u", State: "Charge", Attempt: 2, IssuedAt: time.Now()}
+	sink := &memorySink{current: current}
+	server := httptest.NewServer(callback.Handler(signer, sink))
+	defer server.Close()
+	client := &dispatch.CallbackClient{BaseURL: server.URL}
+	ctx := context.Background()
+
+	token, _ := signer.Issue(current)
+	if err := client.TaskSuccess(ctx, token, []byte(`{"charged":true}`)); err != nil {
+		t.Fatalf("success: %v", err)
+	}
+	if err := client.TaskHeartbeat(ctx, token); err != nil {
+		t.Fatalf("heartbeat: %v", err)
+	}
+	if err := client.TaskFailure(ctx, token, "Card.Declined", "no funds"); err != nil {
+		t.Fatalf("failure: %v", err)
+	}
+	if len(sink.got) != 3 || string(sink.got[0].Output) != `{"charged":true}` || sink.got[2].Error != "Card.Declined" {
+		t.Fatalf("recorded %+v", sink.got)
+	}
+
+	stale := current
+	stale.Attempt = 1
+	staleToken, _ := signer.Issue(stale)
+	other, _ := tasktoken.NewSigner([]byte(strings.Repeat("o", 32)))
+	forged, _ := other.Issue(current)
+	unknown := current
+	unknown.Run = "r2"
+	unknownToken, _ := signer.Issue(unknown)
+	for name, tc := range map[string]struct {
+		token  string
+		status int
+	}{
+		"a stale token is refused with 410":     {staleToken, http.StatusGone},
+		"a forged token is refused with 403":    {forged, http.StatusForbidden},
+		"an unknown run is refused with 404":    {unknownToken, http.StatusNotFound},
+		"a malformed token is refused with 400": {"garbage", http.StatusBadRequest},
+	} {
+		t.Run(name, func(t *testing.T) {
+			err := client.TaskSuccess(ctx, tc.token, []byte(`{}`))
+			var refused *dispatch.RefusedError
+			if !errors.As(err, &refused) || refused.Status != tc.status {
+				t.Fatalf("error %v, want a refusal with %d", err, tc.status)
+			}
+		})
+	}
+}
+
+func TestBadRequests(t *testing.T) {
+	signer, _ := tasktoken.NewSigner([]byte(strings.Repeat("s", 32)))
+	server := httptest.NewServer(callback.Handler(signer, &memorySink{}))
+	defer server.Close()
+	for name, tc := range map[string]struct {
+		body   string
+		status int
+	}{
+		"a body that is not JSON": {"nope", 400},
+		"a missing token":         {`{"output":{}}`, 400},
+		"a body over 256 KiB":     {`{"taskToken":"` + strings.Repeat("x", 300<<10) + `"}`, 413},
+	} {
+		t.Run(name, func(t *testing.T) {
+			resp, err := http.Post(server.URL+"/v1/tasks/success", "application/json", strings.NewReader(tc.body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			var msg map[string]string
+			_ = json.NewDecoder(resp.Body).Decode(&msg)
+			if resp.StatusCode != tc.status || msg["error"] == "" {
+				t.Fatalf("status %d %v", resp.StatusCode, msg)
+			}
+		})
+	}
+}

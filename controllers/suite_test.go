@@ -3,6 +3,7 @@ package controllers_test
 import (
 	"context"
 	"fmt"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -26,15 +27,19 @@ import (
 
 	millracev1 "github.com/millrace-io/millrace/api/v1alpha1"
 	"github.com/millrace-io/millrace/controllers"
+	"github.com/millrace-io/millrace/internal/callback"
 	"github.com/millrace-io/millrace/internal/consumer"
 	"github.com/millrace-io/millrace/internal/depth"
 	"github.com/millrace-io/millrace/internal/sqsx"
+	"github.com/millrace-io/millrace/internal/tasktoken"
 	"github.com/millrace-io/millrace/internal/testenv"
 )
 
 // The suite runs one real kube-apiserver + etcd (envtest, our built binaries), one fauxqs emulator
 // and one manager with the Queue controller for the whole package; each test uses its own namespace.
 var (
+	runs        *controllers.WorkflowRunReconciler
+	callbackURL string
 	k8s         client.Client
 	monitor     *depth.Monitor
 	sqsEndpoint string
@@ -121,6 +126,16 @@ func runSuite(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
+	signer, _ := tasktoken.NewSigner([]byte("suite-task-token-key-0123456789ab"))
+	runs = &controllers.WorkflowRunReconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("millrace-workflowrun-controller"),
+		SQS: controllerSQS, Signer: signer}
+	if err = runs.SetupWithManager(ctx, mgr); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	callbackServer := httptest.NewServer(callback.Handler(signer, runs))
+	defer callbackServer.Close()
+	callbackURL = callbackServer.URL
 	if err = (&controllers.WorkflowReconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("millrace-workflow-controller")}).SetupWithManager(mgr); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1

@@ -73,7 +73,7 @@ func main() {
 	flag.BoolVar(&cfg.ReportBatchItemFailures, "report-batch-item-failures", envBool(consumer.EnvReportBatchItemFailures, false), "Honour batchItemFailures ($"+consumer.EnvReportBatchItemFailures+").")
 	flag.DurationVar(&cfg.FailureBackoff, "failure-backoff", envDuration("MILLRACE_FAILURE_BACKOFF", 0), "Make failed messages visible again after this long instead of the visibility timeout ($MILLRACE_FAILURE_BACKOFF).")
 	flag.DurationVar(&cfg.WaitTime, "wait-time", envDuration("MILLRACE_WAIT_TIME", 20*time.Second), "Long-poll wait per receive ($MILLRACE_WAIT_TIME).")
-	flag.StringVar(&callbackURL, "callback-url", env("MILLRACE_CALLBACK_URL", ""), "Manager callback API for workflow task results ($MILLRACE_CALLBACK_URL).")
+	flag.StringVar(&callbackURL, "callback-url", env(consumer.EnvCallbackURL, ""), "Manager callback API for workflow task results ($MILLRACE_CALLBACK_URL).")
 	flag.StringVar(&healthAddr, "health-address", env("MILLRACE_HEALTH_ADDRESS", ":9090"), "Address of /healthz, /readyz and /metrics ($MILLRACE_HEALTH_ADDRESS).")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)

@@ -3,9 +3,13 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"crypto/rand"
+	"errors"
 	"flag"
 	"fmt"
+	"net/http"
 	"os"
 	"time"
 
@@ -20,9 +24,11 @@ import (
 
 	millracev1 "github.com/millrace-io/millrace/api/v1alpha1"
 	"github.com/millrace-io/millrace/controllers"
+	"github.com/millrace-io/millrace/internal/callback"
 	"github.com/millrace-io/millrace/internal/consumer"
 	"github.com/millrace-io/millrace/internal/depth"
 	"github.com/millrace-io/millrace/internal/sqsx"
+	"github.com/millrace-io/millrace/internal/tasktoken"
 )
 
 type options struct {
@@ -36,6 +42,9 @@ type options struct {
 	depthMaxInterval       time.Duration
 	statusWriteInterval    time.Duration
 	dispatcherImage        string
+	callbackAddr           string
+	callbackURL            string
+	tokenKeyFile           string
 }
 
 func main() {
@@ -52,6 +61,9 @@ func main() {
 	flag.DurationVar(&o.depthMaxInterval, "depth-max-interval", time.Minute, "Slowest depth polling interval while a queue is steady.")
 	flag.DurationVar(&o.statusWriteInterval, "status-write-interval", 5*time.Second, "Minimum time between two writes of a Queue's message counts.")
 	flag.StringVar(&o.dispatcherImage, "dispatcher-image", "ghcr.io/millrace-io/millrace-dispatcher:v0.1.0", "Image of the dispatcher sidecar injected into Consumer pods.")
+	flag.StringVar(&o.callbackAddr, "callback-bind-address", ":9443", "Address of the task callback API (POST /v1/tasks/{success,failure,heartbeat}).")
+	flag.StringVar(&o.callbackURL, "callback-url", os.Getenv("MILLRACE_CALLBACK_URL"), "URL at which dispatchers reach the callback API (e.g. http://millrace-callback.millrace-system:9443).")
+	flag.StringVar(&o.tokenKeyFile, "task-token-key-file", os.Getenv("MILLRACE_TASK_TOKEN_KEY_FILE"), "File holding the HMAC key (at least 32 bytes) that signs task tokens; mount it from a Secret. Empty: a random key, valid until the manager restarts.")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -107,7 +119,7 @@ func run(ctx context.Context, o options) error {
 		Recorder:            mgr.GetEventRecorder("millrace-consumer-controller"),
 		Monitor:             monitor,
 		Metrics:             controllers.NewConsumerMetrics(metrics.Registry),
-		Render:              consumer.Options{DispatcherImage: o.dispatcherImage},
+		Render:              consumer.Options{DispatcherImage: o.dispatcherImage, CallbackURL: o.callbackURL},
 		Region:              client.Options().Region,
 		Endpoint:            o.endpoint,
 		StatusWriteInterval: o.statusWriteInterval,
@@ -120,6 +132,26 @@ func run(ctx context.Context, o options) error {
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the Workflow controller: %w", err)
 	}
+	key, err := taskTokenKey(o.tokenKeyFile)
+	if err != nil {
+		return err
+	}
+	signer, err := tasktoken.NewSigner(key)
+	if err != nil {
+		return err
+	}
+	runs := &controllers.WorkflowRunReconciler{
+		Client:   mgr.GetClient(),
+		Recorder: mgr.GetEventRecorder("millrace-workflowrun-controller"),
+		SQS:      client,
+		Signer:   signer,
+	}
+	if err := runs.SetupWithManager(ctx, mgr); err != nil {
+		return fmt.Errorf("setting up the WorkflowRun controller: %w", err)
+	}
+	if err := mgr.Add(&callbackServer{addr: o.callbackAddr, handler: callback.Handler(signer, runs)}); err != nil {
+		return err
+	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
 		return err
 	}
@@ -128,4 +160,40 @@ func run(ctx context.Context, o options) error {
 	}
 	log.Info("starting", "region", o.region, "sqsEndpoint", o.endpoint, "cluster", o.clusterName)
 	return mgr.Start(ctx)
+}
+
+// taskTokenKey reads the HMAC key, or makes a random one (tokens then die with the process).
+func taskTokenKey(file string) ([]byte, error) {
+	if file != "" {
+		key, err := os.ReadFile(file)
+		if err != nil {
+			return nil, fmt.Errorf("reading the task token key: %w", err)
+		}
+		return bytes.TrimSpace(key), nil
+	}
+	ctrl.Log.WithName("manager").Info("no --task-token-key-file: using a random key; task tokens will not survive a restart")
+	key := make([]byte, 32)
+	_, err := rand.Read(key)
+	return key, err
+}
+
+// callbackServer serves the task callback API on every replica (results are written through the
+// API server, so any replica can take them).
+type callbackServer struct {
+	addr    string
+	handler http.Handler
+}
+
+func (s *callbackServer) NeedLeaderElection() bool { return false }
+
+func (s *callbackServer) Start(ctx context.Context) error {
+	server := &http.Server{Addr: s.addr, Handler: s.handler, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		<-ctx.Done()
+		_ = server.Close()
+	}()
+	if err := server.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
 }

@@ -134,6 +134,12 @@ type Options struct {
 	MaxTransitionsPerStep int
 	// Jitter returns a number in [0,1) for FULL jitter; nil uses no randomness (the full delay).
 	Jitter func() float64
+	// TaskToken returns the token of a task attempt, offered to its Parameters as $$.Task.Token
+	// (for waitForTaskToken integrations); nil offers none.
+	TaskToken func(state string, path []int, attempt int) string
+
+	// path is the position of the run being stepped inside the top run (Parallel/Map children).
+	path []int
 }
 
 // Step applies an event to a run and returns the new run, the effects to perform after persisting
@@ -173,7 +179,7 @@ func (m *Machine) Step(run Run, ev Event, opt Options) (Run, []Effect, []Transit
 		}
 		sub := ev
 		sub.Path = ev.Path[1:]
-		next, eff, hist := s.childMachine(st, i).Step(child, sub, opt)
+		next, eff, hist := s.childMachine(st, i).Step(child, sub, s.childOptions(i))
 		s.run.Children[i] = next
 		s.adopt(i, eff, hist)
 		s.childrenChanged(st)
@@ -359,7 +365,7 @@ func (s *stepper) execute(st *State) {
 		s.run.Attempt = 1
 		s.run.Children = make([]Run, len(st.Branches))
 		for i, b := range st.Branches {
-			child, eff, hist := b.Step(Run{}, Event{Kind: EventStart, At: s.now, Input: input, Execution: s.run.Execution}, s.opt)
+			child, eff, hist := b.Step(Run{}, Event{Kind: EventStart, At: s.now, Input: input, Execution: s.run.Execution}, s.childOptions(i))
 			s.run.Children[i] = child
 			s.adopt(i, eff, hist)
 		}
@@ -429,7 +435,11 @@ func (s *stepper) startTask(st *State) {
 	}
 	input := effective
 	if st.Parameters != nil {
-		if input, err = st.Parameters.Resolve(effective, s.context()); err != nil {
+		ctx := s.context().(map[string]any)
+		if s.opt.TaskToken != nil {
+			ctx["Task"] = map[string]any{"Token": s.opt.TaskToken(st.Name, s.opt.path, s.run.Attempt)}
+		}
+		if input, err = st.Parameters.Resolve(effective, ctx); err != nil {
 			s.run.Attempt = 0
 			s.fail(st, errorName(err, ErrParameterPathFailure), err.Error())
 			return
@@ -604,6 +614,12 @@ func errorName(err error, def string) string {
 	return def
 }
 
+func (s *stepper) childOptions(i int) Options {
+	o := s.opt
+	o.path = append(slices.Clone(s.opt.path), i)
+	return o
+}
+
 // childMachine is the machine of child i of a Parallel or Map state.
 func (s *stepper) childMachine(st *State, i int) *Machine {
 	if st.Type == "Parallel" {
@@ -634,7 +650,7 @@ func (s *stepper) startItems(st *State) {
 	}
 	for len(s.run.Items) > 0 && (st.MaxConcurrency == 0 || running < st.MaxConcurrency) {
 		i := len(s.run.Children)
-		child, eff, hist := st.ItemProcessor.Step(Run{}, Event{Kind: EventStart, At: s.now, Input: s.run.Items[0], Execution: s.run.Execution}, s.opt)
+		child, eff, hist := st.ItemProcessor.Step(Run{}, Event{Kind: EventStart, At: s.now, Input: s.run.Items[0], Execution: s.run.Execution}, s.childOptions(i))
 		s.run.Items = s.run.Items[1:]
 		s.run.Children = append(s.run.Children, child)
 		s.adopt(i, eff, hist)

@@ -45,6 +45,7 @@ const (
 	EnvReportBatchItemFailures = "MILLRACE_REPORT_BATCH_ITEM_FAILURES"
 	EnvRuntimeAPIAddress       = "MILLRACE_RUNTIME_API_ADDRESS"
 	EnvHealthAddress           = "MILLRACE_HEALTH_ADDRESS"
+	EnvCallbackURL             = "MILLRACE_CALLBACK_URL"
 	EnvRegion                  = "AWS_REGION"
 	// EnvSQSEndpoint is the AWS SDKs' standard service-specific endpoint override.
 	EnvSQSEndpoint = "AWS_ENDPOINT_URL_SQS"
@@ -68,6 +69,8 @@ type Target struct {
 // Options are the manager's settings for rendering.
 type Options struct {
 	DispatcherImage string
+	// CallbackURL is the manager's task callback API, handed to dispatchers (empty: none).
+	CallbackURL string
 }
 
 // Render returns the Deployment for a Consumer with the given replica count. Its
@@ -154,6 +157,9 @@ func dispatcher(c *millracev1.Consumer, t Target, o Options) corev1.Container {
 		corev1.EnvVar{Name: EnvReportBatchItemFailures, Value: strconv.FormatBool(ptr.Deref(d.ReportBatchItemFailures, false))},
 		corev1.EnvVar{Name: EnvHealthAddress, Value: fmt.Sprintf(":%d", DispatcherHealthPort)},
 	)
+	if o.CallbackURL != "" {
+		env = append(env, corev1.EnvVar{Name: EnvCallbackURL, Value: o.CallbackURL})
+	}
 	if d.BatchWindow != nil {
 		env = append(env, corev1.EnvVar{Name: EnvBatchWindow, Value: d.BatchWindow.Duration().String()})
 	}

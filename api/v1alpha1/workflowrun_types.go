@@ -1,0 +1,156 @@
+package v1alpha1
+
+import (
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// RunPhase is where a WorkflowRun is.
+// +kubebuilder:validation:Enum=Pending;Running;Succeeded;Failed;TimedOut;Aborted
+type RunPhase string
+
+const (
+	RunPending   RunPhase = "Pending"
+	RunRunning   RunPhase = "Running"
+	RunSucceeded RunPhase = "Succeeded"
+	RunFailed    RunPhase = "Failed"
+	RunTimedOut  RunPhase = "TimedOut"
+	RunAborted   RunPhase = "Aborted"
+)
+
+// WorkflowReference names a Workflow in the same namespace.
+type WorkflowReference struct {
+	// name of the Workflow.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	Name string `json:"name"`
+}
+
+// WorkflowRunSpec starts one execution of a Workflow.
+// +kubebuilder:validation:XValidation:rule="self.workflowRef == oldSelf.workflowRef",message="workflowRef is immutable",fieldPath=".workflowRef"
+// +kubebuilder:validation:XValidation:rule="!has(oldSelf.abort) || !oldSelf.abort || (has(self.abort) && self.abort)",message="abort cannot be undone",fieldPath=".abort"
+type WorkflowRunSpec struct {
+	// workflowRef names the Workflow to run. Immutable.
+	// +required
+	WorkflowRef WorkflowReference `json:"workflowRef"`
+	// input is the execution's input document (default {}). Read once, when the run starts.
+	// +optional
+	// +kubebuilder:validation:Schemaless
+	// +kubebuilder:pruning:PreserveUnknownFields
+	Input *apiextensionsv1.JSON `json:"input,omitempty"`
+	// abort stops the run (phase Aborted); it cannot be undone.
+	// +optional
+	Abort bool `json:"abort,omitempty"`
+}
+
+// ActiveState is a state a run is in.
+type ActiveState struct {
+	// name of the state; for states inside Parallel branches or Map items, path gives the
+	// position, e.g. "Fulfil[1].Ship".
+	Name string `json:"name"`
+	// +optional
+	Path string `json:"path,omitempty"`
+	// attempt of a Task (1 for the first execution).
+	// +optional
+	Attempt int32 `json:"attempt,omitempty"`
+	// since when the state was entered.
+	// +optional
+	Since *metav1.Time `json:"since,omitempty"`
+	// until when a Wait state or a retry delay lasts, or the Task's timeout.
+	// +optional
+	Until *metav1.Time `json:"until,omitempty"`
+}
+
+// HistoryEvent is one transition.
+type HistoryEvent struct {
+	Time  metav1.Time `json:"time"`
+	State string      `json:"state"`
+	// type: Entered, Exited, Failed, Retrying, Caught, SUCCEEDED, FAILED, TIMED_OUT, Aborted.
+	Type string `json:"type"`
+	// +optional
+	Info string `json:"info,omitempty"`
+}
+
+// WorkflowRunStatus is every transition of the run, as the operator recorded it.
+type WorkflowRunStatus struct {
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+	// +optional
+	Phase RunPhase `json:"phase,omitempty"`
+	// +optional
+	StartTime *metav1.Time `json:"startTime,omitempty"`
+	// +optional
+	CompletionTime *metav1.Time `json:"completionTime,omitempty"`
+	// currentState is the top-level state the run is in.
+	// +optional
+	CurrentState string `json:"currentState,omitempty"`
+	// activeStates are the states being executed (several inside Parallel and Map states).
+	// +optional
+	// +listType=atomic
+	ActiveStates []ActiveState `json:"activeStates,omitempty"`
+	// history holds the latest transitions (at most 100); historyTotal counts all of them.
+	// +optional
+	// +listType=atomic
+	History []HistoryEvent `json:"history,omitempty"`
+	// +optional
+	HistoryTotal int64 `json:"historyTotal,omitempty"`
+	// output of a Succeeded run.
+	// +optional
+	// +kubebuilder:validation:Schemaless
+	// +kubebuilder:pruning:PreserveUnknownFields
+	Output *apiextensionsv1.JSON `json:"output,omitempty"`
+	// error and cause of a Failed, TimedOut or Aborted run.
+	// +optional
+	Error string `json:"error,omitempty"`
+	// +optional
+	Cause string `json:"cause,omitempty"`
+	// definition is the Workflow definition the run started with (a run pins it).
+	// +optional
+	// +kubebuilder:validation:Schemaless
+	// +kubebuilder:pruning:PreserveUnknownFields
+	Definition *apiextensionsv1.JSON `json:"definition,omitempty"`
+	// engine is the interpreter's state between events (internal).
+	// +optional
+	// +kubebuilder:validation:Schemaless
+	// +kubebuilder:pruning:PreserveUnknownFields
+	Engine *apiextensionsv1.JSON `json:"engine,omitempty"`
+	// dispatched lists the task attempts already sent (state/path/attempt keys), so a restart
+	// does not send them again.
+	// +optional
+	// +listType=atomic
+	Dispatched []string `json:"dispatched,omitempty"`
+}
+
+// WorkflowRun is one execution of a Workflow.
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:categories=millrace,shortName=wfr
+// +kubebuilder:printcolumn:name="Workflow",type=string,JSONPath=`.spec.workflowRef.name`
+// +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`
+// +kubebuilder:printcolumn:name="State",type=string,JSONPath=`.status.currentState`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+// +kubebuilder:printcolumn:name="Error",type=string,JSONPath=`.status.error`,priority=1
+type WorkflowRun struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+	// +required
+	Spec WorkflowRunSpec `json:"spec"`
+	// +optional
+	Status WorkflowRunStatus `json:"status,omitempty"`
+}
+
+// WorkflowRunList is a list of WorkflowRuns.
+// +kubebuilder:object:root=true
+type WorkflowRunList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []WorkflowRun `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&WorkflowRun{}, &WorkflowRunList{})
+}

@@ -1,0 +1,561 @@
+package controllers
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	corev1 "k8s.io/api/core/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	k8stypes "k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
+
+	millracev1 "github.com/millrace-io/millrace/api/v1alpha1"
+	"github.com/millrace-io/millrace/internal/asl"
+	"github.com/millrace-io/millrace/internal/callback"
+	"github.com/millrace-io/millrace/internal/conditions"
+	"github.com/millrace-io/millrace/internal/dispatch"
+	"github.com/millrace-io/millrace/internal/tasktoken"
+)
+
+const (
+	maxHistory         = 100
+	workflowRefKey     = "spec.workflowRef.name"
+	ReasonRunStarted   = "RunStarted"
+	ReasonRunSucceeded = "RunSucceeded"
+	ReasonRunFailed    = "RunFailed"
+	ReasonRunAborted   = "RunAborted"
+	ReasonWaitingWF    = "WaitingForWorkflow"
+	ReasonTaskSendFail = "TaskDispatchFailed"
+)
+
+// TaskSender is the part of the SQS client that sends task messages.
+type TaskSender interface {
+	SendMessage(ctx context.Context, in *sqs.SendMessageInput, opts ...func(*sqs.Options)) (*sqs.SendMessageOutput, error)
+}
+
+// WorkflowRunReconciler executes WorkflowRuns with the pure interpreter of internal/asl: it
+// persists the run's new status first, then performs what the interpreter asks (sends task
+// messages, arms timers), so a crash in between repeats nothing a user can see. It is also the
+// Sink of the callback API.
+type WorkflowRunReconciler struct {
+	client.Client
+	Recorder events.EventRecorder
+	SQS      TaskSender
+	Signer   *tasktoken.Signer
+	Now      func() time.Time
+
+	wake chan event.TypedGenericEvent[*millracev1.WorkflowRun]
+}
+
+// +kubebuilder:rbac:groups=millrace.io,resources=workflowruns,verbs=get;list;watch;delete
+// +kubebuilder:rbac:groups=millrace.io,resources=workflowruns/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=millrace.io,resources=consumers,verbs=get;list;watch
+
+// Reconcile advances one run.
+func (r *WorkflowRunReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	run := &millracev1.WorkflowRun{}
+	if err := r.Get(ctx, req.NamespacedName, run); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if finished(run.Status.Phase) {
+		return ctrl.Result{}, nil
+	}
+	original := run.DeepCopy()
+	now := r.Now()
+
+	if run.Status.Engine == nil {
+		return r.start(ctx, original, run, now)
+	}
+	m, engine, err := r.load(run)
+	if err != nil {
+		return ctrl.Result{}, r.terminal(ctx, original, run, asl.ErrRuntime, err.Error(), now)
+	}
+	var history []asl.Transition
+	step := func(ev asl.Event) {
+		var h []asl.Transition
+		engine, _, h = m.Step(engine, ev, r.options(run))
+		history = append(history, h...)
+	}
+	if run.Spec.Abort {
+		engine.Status, engine.Error, engine.Cause = asl.Failed, "States.Aborted", "spec.abort is set"
+		history = append(history, asl.Transition{At: now, State: engine.State, Kind: "Aborted"})
+	}
+	if m.TimeoutSeconds > 0 && run.Status.StartTime != nil && !now.Before(run.Status.StartTime.Add(time.Duration(m.TimeoutSeconds)*time.Second)) {
+		step(asl.Event{Kind: asl.EventTimeout, At: now})
+	}
+	// Due timers (Wait states, retry delays) and task timeouts.
+	for _, a := range m.Active(engine) {
+		switch {
+		case a.Waiting != nil && !now.Before(*a.Waiting):
+			step(asl.Event{Kind: asl.EventTimer, At: now, Path: a.Path})
+		case a.Running() && a.State.TimeoutSeconds > 0 && !now.Before(a.Entered.Add(time.Duration(a.State.TimeoutSeconds)*time.Second)):
+			step(asl.Event{Kind: asl.EventTaskFailed, At: now, Path: a.Path, Attempt: a.Attempt, Error: asl.ErrTimeout,
+				Cause: fmt.Sprintf("the task did not finish within %ds", a.State.TimeoutSeconds)})
+		}
+	}
+	// A long chain of Pass/Choice states is run in slices; continue where the last step stopped.
+	for i := 0; i < 20 && engine.Status == asl.Running; i++ {
+		path, ok := needsContinue(m, engine)
+		if !ok {
+			break
+		}
+		step(asl.Event{Kind: asl.EventContinue, At: now, Path: path})
+	}
+	if err := r.record(run, m, engine, history, now); err != nil {
+		return ctrl.Result{}, err
+	}
+	if err := r.persist(ctx, original, run); err != nil {
+		return ctrl.Result{}, err
+	}
+	return r.act(ctx, run, m, engine, now)
+}
+
+// needsContinue finds a (sub)run stopped at a state that neither runs a task nor waits.
+func needsContinue(m *asl.Machine, engine asl.Run) ([]int, bool) {
+	for _, a := range m.Active(engine) {
+		if !a.Running() && a.Waiting == nil {
+			return a.Path, true
+		}
+	}
+	return nil, false
+}
+
+func finished(p millracev1.RunPhase) bool {
+	return p == millracev1.RunSucceeded || p == millracev1.RunFailed || p == millracev1.RunTimedOut || p == millracev1.RunAborted
+}
+
+// start pins the definition and takes the first step.
+func (r *WorkflowRunReconciler) start(ctx context.Context, original, run *millracev1.WorkflowRun, now time.Time) (ctrl.Result, error) {
+	wf := &millracev1.Workflow{}
+	err := r.Get(ctx, k8stypes.NamespacedName{Namespace: run.Namespace, Name: run.Spec.WorkflowRef.Name}, wf)
+	if apierrors.IsNotFound(err) {
+		run.Status.Phase = millracev1.RunPending
+		conditions.MarkReconciling(&run.Status.Conditions, run.Generation, ReasonWaitingWF,
+			fmt.Sprintf("spec.workflowRef: Workflow %q does not exist", run.Spec.WorkflowRef.Name))
+		return ctrl.Result{}, r.persist(ctx, original, run)
+	} else if err != nil {
+		return ctrl.Result{}, err
+	}
+	m, errs := asl.Parse(wf.Spec.Definition.Raw)
+	if len(errs) > 0 {
+		run.Status.Phase = millracev1.RunPending
+		conditions.MarkStalled(&run.Status.Conditions, run.Generation, ReasonInvalidDefinition,
+			fmt.Sprintf("Workflow %q is invalid: %s", wf.Name, errs[0].Error()))
+		run.Status.ObservedGeneration = run.Generation
+		return ctrl.Result{}, r.persist(ctx, original, run)
+	}
+	var input any = map[string]any{}
+	if run.Spec.Input != nil && len(run.Spec.Input.Raw) > 0 {
+		if err := json.Unmarshal(run.Spec.Input.Raw, &input); err != nil {
+			return ctrl.Result{}, r.terminal(ctx, original, run, asl.ErrRuntime, "spec.input: "+err.Error(), now)
+		}
+	}
+	run.Status.Definition = &apiextensionsv1.JSON{Raw: slices.Clone(wf.Spec.Definition.Raw)}
+	t := metav1.NewTime(now)
+	run.Status.StartTime = &t
+	engine, _, history := m.Step(asl.Run{}, asl.Event{Kind: asl.EventStart, At: now, Input: input,
+		Execution: asl.Execution{ID: string(run.UID), Name: run.Name, StartTime: now}}, r.options(run))
+	r.Recorder.Eventf(run, nil, corev1.EventTypeNormal, ReasonRunStarted, "Start", "run of Workflow %s started at %s", wf.Name, m.StartAt)
+	if err := r.record(run, m, engine, history, now); err != nil {
+		return ctrl.Result{}, err
+	}
+	if err := r.persist(ctx, original, run); err != nil {
+		return ctrl.Result{}, err
+	}
+	return r.act(ctx, run, m, engine, now)
+}
+
+func (r *WorkflowRunReconciler) options(run *millracev1.WorkflowRun) asl.Options {
+	return asl.Options{TaskToken: func(state string, path []int, attempt int) string {
+		tok, _ := r.Signer.Issue(tasktoken.Claims{Namespace: run.Namespace, Run: run.Name, RunUID: string(run.UID),
+			State: state, Path: path, Attempt: attempt})
+		return tok
+	}}
+}
+
+func (r *WorkflowRunReconciler) load(run *millracev1.WorkflowRun) (*asl.Machine, asl.Run, error) {
+	if run.Status.Definition == nil {
+		return nil, asl.Run{}, errors.New("the run lost its pinned definition")
+	}
+	m, errs := asl.Parse(run.Status.Definition.Raw)
+	if len(errs) > 0 {
+		return nil, asl.Run{}, fmt.Errorf("the pinned definition is invalid: %v", errs[0])
+	}
+	var engine asl.Run
+	if err := json.Unmarshal(run.Status.Engine.Raw, &engine); err != nil {
+		return nil, asl.Run{}, fmt.Errorf("the run's engine state is unreadable: %w", err)
+	}
+	return m, engine, nil
+}
+
+// record writes the engine's state into the run's status (persisted by the caller).
+func (r *WorkflowRunReconciler) record(run *millracev1.WorkflowRun, m *asl.Machine, engine asl.Run, history []asl.Transition, now time.Time) error {
+	raw, err := json.Marshal(engine)
+	if err != nil {
+		return err
+	}
+	run.Status.Engine = &apiextensionsv1.JSON{Raw: raw}
+	for _, h := range history {
+		run.Status.History = append(run.Status.History, millracev1.HistoryEvent{Time: metav1.NewTime(h.At), State: h.State, Type: h.Kind, Info: h.Info})
+	}
+	run.Status.HistoryTotal += int64(len(history))
+	if n := len(run.Status.History); n > maxHistory {
+		run.Status.History = slices.Clone(run.Status.History[n-maxHistory:])
+	}
+	run.Status.CurrentState = engine.State
+	run.Status.ActiveStates = nil
+	for _, a := range m.Active(engine) {
+		as := millracev1.ActiveState{Name: a.State.Name, Path: a.Label, Attempt: int32(a.Attempt)}
+		since := metav1.NewTime(a.Entered)
+		as.Since = &since
+		if a.Waiting != nil {
+			until := metav1.NewTime(*a.Waiting)
+			as.Until = &until
+		} else if a.Running() && a.State.TimeoutSeconds > 0 {
+			until := metav1.NewTime(a.Entered.Add(time.Duration(a.State.TimeoutSeconds) * time.Second))
+			as.Until = &until
+		}
+		run.Status.ActiveStates = append(run.Status.ActiveStates, as)
+	}
+	live := map[string]bool{}
+	for _, a := range m.Active(engine) {
+		live[a.Key()] = true
+	}
+	run.Status.Dispatched = slices.DeleteFunc(run.Status.Dispatched, func(k string) bool { return !live[k] })
+	switch engine.Status {
+	case asl.Running:
+		run.Status.Phase = millracev1.RunRunning
+		conditions.MarkReconciling(&run.Status.Conditions, run.Generation, "Running", "in "+engine.State)
+	case asl.Succeeded:
+		out, _ := json.Marshal(engine.Output)
+		run.Status.Output = &apiextensionsv1.JSON{Raw: out}
+		r.complete(run, millracev1.RunSucceeded, now)
+		conditions.MarkReady(&run.Status.Conditions, run.Generation, "Succeeded", "the run succeeded")
+		r.Recorder.Eventf(run, nil, corev1.EventTypeNormal, ReasonRunSucceeded, "Complete", "run succeeded")
+	default:
+		phase := millracev1.RunFailed
+		switch {
+		case engine.Error == "States.Aborted":
+			phase = millracev1.RunAborted
+		case engine.Status == asl.TimedOut:
+			phase = millracev1.RunTimedOut
+		}
+		run.Status.Error, run.Status.Cause = engine.Error, engine.Cause
+		r.complete(run, phase, now)
+		conditions.MarkStalled(&run.Status.Conditions, run.Generation, string(phase), fmt.Sprintf("%s: %s", engine.Error, engine.Cause))
+		reason := ReasonRunFailed
+		if phase == millracev1.RunAborted {
+			reason = ReasonRunAborted
+		}
+		r.Recorder.Eventf(run, nil, corev1.EventTypeWarning, reason, "Complete", "run %s: %s: %s", strings.ToLower(string(phase)), engine.Error, engine.Cause)
+	}
+	run.Status.ObservedGeneration = run.Generation
+	return nil
+}
+
+func (r *WorkflowRunReconciler) complete(run *millracev1.WorkflowRun, phase millracev1.RunPhase, now time.Time) {
+	run.Status.Phase = phase
+	t := metav1.NewTime(now)
+	run.Status.CompletionTime = &t
+	run.Status.ActiveStates, run.Status.Dispatched = nil, nil
+}
+
+func (r *WorkflowRunReconciler) terminal(ctx context.Context, original, run *millracev1.WorkflowRun, errName, cause string, now time.Time) error {
+	run.Status.Error, run.Status.Cause = errName, cause
+	r.complete(run, millracev1.RunFailed, now)
+	conditions.MarkStalled(&run.Status.Conditions, run.Generation, string(millracev1.RunFailed), errName+": "+cause)
+	return r.persist(ctx, original, run)
+}
+
+// persist writes the status with optimistic locking: a concurrent writer (the callback API) makes
+// this reconcile retry from the latest version rather than overwrite it.
+func (r *WorkflowRunReconciler) persist(ctx context.Context, original, run *millracev1.WorkflowRun) error {
+	if equality.Semantic.DeepEqual(original.Status, run.Status) {
+		return nil
+	}
+	return r.Status().Patch(ctx, run, client.MergeFromWithOptions(original, client.MergeFromWithOptimisticLock{}), client.FieldOwner(fieldOwner))
+}
+
+// act performs the interpreter's requests after the status was persisted: it sends every running
+// task not yet dispatched, and wakes the run at its next timer or task deadline.
+func (r *WorkflowRunReconciler) act(ctx context.Context, run *millracev1.WorkflowRun, m *asl.Machine, engine asl.Run, now time.Time) (ctrl.Result, error) {
+	if engine.Status != asl.Running {
+		return ctrl.Result{}, nil
+	}
+	original := run.DeepCopy()
+	var next time.Time
+	wakeAt := func(t time.Time) {
+		if next.IsZero() || t.Before(next) {
+			next = t
+		}
+	}
+	var sendErr error
+	for _, a := range m.Active(engine) {
+		if a.Waiting != nil {
+			wakeAt(*a.Waiting)
+			continue
+		}
+		if !a.Running() {
+			continue
+		}
+		if a.State.TimeoutSeconds > 0 {
+			wakeAt(a.Entered.Add(time.Duration(a.State.TimeoutSeconds) * time.Second))
+		}
+		if slices.Contains(run.Status.Dispatched, a.Key()) {
+			continue
+		}
+		input, err := m.TaskInput(engine, a.Path, r.options(run))
+		if err == nil {
+			err = r.dispatch(ctx, run, a, input)
+		}
+		if err != nil {
+			sendErr = err
+			r.Recorder.Eventf(run, nil, corev1.EventTypeWarning, ReasonTaskSendFail, "Dispatch", "%s: %v", a.Label, err)
+			continue
+		}
+		run.Status.Dispatched = append(run.Status.Dispatched, a.Key())
+	}
+	if m.TimeoutSeconds > 0 && run.Status.StartTime != nil {
+		wakeAt(run.Status.StartTime.Add(time.Duration(m.TimeoutSeconds) * time.Second))
+	}
+	if err := r.persist(ctx, original, run); err != nil {
+		return ctrl.Result{}, err
+	}
+	if sendErr != nil {
+		return ctrl.Result{}, sendErr
+	}
+	if !next.IsZero() {
+		return ctrl.Result{RequeueAfter: max(next.Sub(now), 10*time.Millisecond)}, nil
+	}
+	return ctrl.Result{}, nil
+}
+
+// dispatch sends a task: to a Consumer's queue (millrace:consumer/<name>), or through the SQS
+// sendMessage integration.
+func (r *WorkflowRunReconciler) dispatch(ctx context.Context, run *millracev1.WorkflowRun, a asl.Active, input any) error {
+	token, _ := r.Signer.Issue(tasktoken.Claims{Namespace: run.Namespace, Run: run.Name, RunUID: string(run.UID),
+		State: a.State.Name, Path: a.Path, Attempt: a.Attempt})
+	sum := sha256.Sum256([]byte(string(run.UID) + "/" + a.Key()))
+	dedup := hex.EncodeToString(sum[:])
+	resource := a.State.Resource
+	switch {
+	case strings.HasPrefix(resource, "millrace:consumer/"):
+		url, fifo, err := r.consumerQueue(ctx, run.Namespace, strings.TrimPrefix(resource, "millrace:consumer/"))
+		if err != nil {
+			return err
+		}
+		body, _ := json.Marshal(input)
+		in := &sqs.SendMessageInput{QueueUrl: aws.String(url), MessageBody: aws.String(string(body)),
+			MessageAttributes: map[string]sqstypes.MessageAttributeValue{dispatch.TaskTokenAttribute: {DataType: aws.String("String"), StringValue: aws.String(token)}}}
+		if fifo {
+			in.MessageGroupId, in.MessageDeduplicationId = aws.String(run.Name), aws.String(dedup)
+		}
+		_, err = r.SQS.SendMessage(ctx, in)
+		return err
+	case resource == "arn:aws:states:::sqs:sendMessage" || resource == "arn:aws:states:::sqs:sendMessage.waitForTaskToken":
+		params, _ := input.(map[string]any)
+		url, _ := params["QueueUrl"].(string)
+		if url == "" {
+			name, _ := params["Queue"].(string)
+			q := &millracev1.Queue{}
+			if err := r.Get(ctx, k8stypes.NamespacedName{Namespace: run.Namespace, Name: name}, q); err != nil || q.Status.QueueURL == "" {
+				return r.report(ctx, run, a, callback.Result{Kind: callback.Failure, Error: asl.ErrRuntime,
+					Cause: "Parameters need QueueUrl or Queue naming a ready Queue of this namespace"})
+			}
+			url = q.Status.QueueURL
+		}
+		body, ok := params["MessageBody"].(string)
+		if !ok {
+			b, _ := json.Marshal(params["MessageBody"])
+			body = string(b)
+		}
+		in := &sqs.SendMessageInput{QueueUrl: aws.String(url), MessageBody: aws.String(body)}
+		if g, ok := params["MessageGroupId"].(string); ok {
+			in.MessageGroupId = aws.String(g)
+			in.MessageDeduplicationId = aws.String(dedup)
+		}
+		if d, ok := params["MessageDeduplicationId"].(string); ok {
+			in.MessageDeduplicationId = aws.String(d)
+		}
+		out, err := r.SQS.SendMessage(ctx, in)
+		if err != nil {
+			return err
+		}
+		if strings.HasSuffix(resource, ".waitForTaskToken") {
+			return nil
+		}
+		result, _ := json.Marshal(map[string]any{"MessageId": aws.ToString(out.MessageId), "MD5OfMessageBody": aws.ToString(out.MD5OfMessageBody)})
+		r.wakeUp(run)
+		return r.reportLater(run, a, callback.Result{Kind: callback.Success, Output: result})
+	default:
+		return r.report(ctx, run, a, callback.Result{Kind: callback.Failure, Error: asl.ErrRuntime,
+			Cause: fmt.Sprintf("resource %q is not supported (millrace:consumer/<name>, arn:aws:states:::sqs:sendMessage[.waitForTaskToken])", resource)})
+	}
+}
+
+func (r *WorkflowRunReconciler) consumerQueue(ctx context.Context, ns, name string) (string, bool, error) {
+	c := &millracev1.Consumer{}
+	if err := r.Get(ctx, k8stypes.NamespacedName{Namespace: ns, Name: name}, c); err != nil {
+		return "", false, fmt.Errorf("Consumer %q: %w", name, err)
+	}
+	q := &millracev1.Queue{}
+	if err := r.Get(ctx, k8stypes.NamespacedName{Namespace: ns, Name: c.Spec.QueueRef.Name}, q); err != nil {
+		return "", false, fmt.Errorf("Queue %q of Consumer %q: %w", c.Spec.QueueRef.Name, name, err)
+	}
+	if q.Status.QueueURL == "" {
+		return "", false, fmt.Errorf("Queue %q has no URL yet", q.Name)
+	}
+	return q.Status.QueueURL, q.Spec.Type == millracev1.QueueTypeFIFO, nil
+}
+
+// reportLater records an immediate result in a goroutine (the run's status is being written by
+// the caller; the report retries on conflict).
+func (r *WorkflowRunReconciler) reportLater(run *millracev1.WorkflowRun, a asl.Active, res callback.Result) error {
+	claims := tasktoken.Claims{Namespace: run.Namespace, Run: run.Name, RunUID: string(run.UID), State: a.State.Name, Path: a.Path, Attempt: a.Attempt}
+	go func() {
+		for i := 0; i < 10; i++ {
+			if err := r.Report(context.Background(), claims, res); err == nil || errors.Is(err, callback.ErrStale) {
+				return
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}()
+	return nil
+}
+
+func (r *WorkflowRunReconciler) report(ctx context.Context, run *millracev1.WorkflowRun, a asl.Active, res callback.Result) error {
+	return r.reportLater(run, a, res)
+}
+
+// Report records a task result from the callback API (callback.Sink).
+func (r *WorkflowRunReconciler) Report(ctx context.Context, c tasktoken.Claims, res callback.Result) error {
+	if res.Kind == callback.Heartbeat {
+		return r.heartbeat(ctx, c)
+	}
+	for attempt := 0; attempt < 5; attempt++ {
+		run := &millracev1.WorkflowRun{}
+		if err := r.Get(ctx, k8stypes.NamespacedName{Namespace: c.Namespace, Name: c.Run}, run); err != nil {
+			if apierrors.IsNotFound(err) {
+				return callback.ErrUnknownRun
+			}
+			return err
+		}
+		if string(run.UID) != c.RunUID {
+			return callback.ErrUnknownRun
+		}
+		if finished(run.Status.Phase) || run.Status.Engine == nil {
+			return callback.ErrStale
+		}
+		m, engine, err := r.load(run)
+		if err != nil {
+			return err
+		}
+		current := false
+		for _, a := range m.Active(engine) {
+			if a.Running() && a.State.Name == c.State && a.Attempt == c.Attempt && slices.Equal(a.Path, c.Path) {
+				current = true
+			}
+		}
+		if !current {
+			return callback.ErrStale
+		}
+		now := r.Now()
+		ev := asl.Event{Kind: asl.EventTaskFailed, At: now, Path: c.Path, Attempt: c.Attempt, Error: res.Error, Cause: res.Cause}
+		if res.Kind == callback.Success {
+			var out any
+			_ = json.Unmarshal(res.Output, &out)
+			ev = asl.Event{Kind: asl.EventTaskSucceeded, At: now, Path: c.Path, Attempt: c.Attempt, Output: out}
+		}
+		original := run.DeepCopy()
+		next, _, history := m.Step(engine, ev, r.options(run))
+		if err := r.record(run, m, next, history, now); err != nil {
+			return err
+		}
+		err = r.persist(ctx, original, run)
+		if apierrors.IsConflict(err) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		r.wakeUp(run)
+		return nil
+	}
+	return errors.New("the run kept changing; try again")
+}
+
+func (r *WorkflowRunReconciler) heartbeat(ctx context.Context, c tasktoken.Claims) error {
+	run := &millracev1.WorkflowRun{}
+	if err := r.Get(ctx, k8stypes.NamespacedName{Namespace: c.Namespace, Name: c.Run}, run); err != nil {
+		if apierrors.IsNotFound(err) {
+			return callback.ErrUnknownRun
+		}
+		return err
+	}
+	if finished(run.Status.Phase) {
+		return callback.ErrStale
+	}
+	return nil
+}
+
+func (r *WorkflowRunReconciler) wakeUp(run *millracev1.WorkflowRun) {
+	obj := &millracev1.WorkflowRun{ObjectMeta: metav1.ObjectMeta{Namespace: run.Namespace, Name: run.Name}}
+	select {
+	case r.wake <- event.TypedGenericEvent[*millracev1.WorkflowRun]{Object: obj}:
+	default:
+	}
+}
+
+// SetupWithManager registers the controller.
+func (r *WorkflowRunReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager) error {
+	if r.Now == nil {
+		r.Now = time.Now
+	}
+	r.wake = make(chan event.TypedGenericEvent[*millracev1.WorkflowRun], 4096)
+	if err := mgr.GetFieldIndexer().IndexField(ctx, &millracev1.WorkflowRun{}, workflowRefKey, func(o client.Object) []string {
+		return []string{o.(*millracev1.WorkflowRun).Spec.WorkflowRef.Name}
+	}); err != nil {
+		return err
+	}
+	return ctrl.NewControllerManagedBy(mgr).
+		For(&millracev1.WorkflowRun{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		Watches(&millracev1.Workflow{}, handler.EnqueueRequestsFromMapFunc(r.pendingRuns)).
+		WatchesRawSource(source.TypedChannel(r.wake, &handler.TypedEnqueueRequestForObject[*millracev1.WorkflowRun]{})).
+		Named("workflowrun").
+		Complete(r)
+}
+
+func (r *WorkflowRunReconciler) pendingRuns(ctx context.Context, o client.Object) []reconcile.Request {
+	var list millracev1.WorkflowRunList
+	if err := r.List(ctx, &list, client.InNamespace(o.GetNamespace()), client.MatchingFields{workflowRefKey: o.GetName()}); err != nil {
+		return nil
+	}
+	var reqs []reconcile.Request
+	for _, run := range list.Items {
+		if run.Status.Engine == nil {
+			reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&run)})
+		}
+	}
+	return reqs
+}

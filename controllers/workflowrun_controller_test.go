@@ -1,0 +1,171 @@
+package controllers_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-lambda-go/events"
+	"github.com/go-logr/logr"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	millracev1 "github.com/millrace-io/millrace/api/v1alpha1"
+	"github.com/millrace-io/millrace/internal/dispatch"
+)
+
+// taskWorker runs a real dispatcher on a Consumer's queue, delivering to an HTTP handler in the test
+// and reporting task results to the manager's callback API — what a consumer pod does.
+func taskWorker(t *testing.T, queueURL string, handle func(body map[string]any) (int, any)) {
+	t.Helper()
+	h := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		raw, _ := io.ReadAll(r.Body)
+		var e events.SQSEvent
+		_ = json.Unmarshal(raw, &e)
+		var body map[string]any
+		_ = json.Unmarshal([]byte(e.Records[0].Body), &body)
+		status, out := handle(body)
+		w.WriteHeader(status)
+		_ = json.NewEncoder(w).Encode(out)
+	}))
+	t.Cleanup(h.Close)
+	d := dispatch.New(dispatch.Config{QueueURL: queueURL, Region: "us-east-1", BatchSize: 1, Concurrency: 4, WaitTime: time.Second},
+		sqsClient, &dispatch.HTTPInvoker{URL: h.URL}, &dispatch.CallbackClient{BaseURL: callbackURL}, nil, logr.Discard())
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = d.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+}
+
+func newRun(ns, name, workflow, input string) *millracev1.WorkflowRun {
+	run := &millracev1.WorkflowRun{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec: millracev1.WorkflowRunSpec{WorkflowRef: millracev1.WorkflowReference{Name: workflow}}}
+	if input != "" {
+		run.Spec.Input = &apiextensionsv1.JSON{Raw: []byte(input)}
+	}
+	return run
+}
+
+func waitRun(t *testing.T, ns, name string, phase millracev1.RunPhase) *millracev1.WorkflowRun {
+	t.Helper()
+	var run *millracev1.WorkflowRun
+	eventually(t, 30*time.Second, func() error {
+		run = &millracev1.WorkflowRun{}
+		if err := k8s.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, run); err != nil {
+			return err
+		}
+		if run.Status.Phase != phase {
+			return fmt.Errorf("phase %q (state %q, error %q %q), want %s", run.Status.Phase, run.Status.CurrentState, run.Status.Error, run.Status.Cause, phase)
+		}
+		return nil
+	})
+	return run
+}
+
+const orderWorkflow = `{
+  "StartAt": "Price",
+  "States": {
+    "Price": {"Type": "Pass", "Parameters": {"id.$": "$.id", "amount.$": "States.MathAdd($.amount, 5)"}, "Next": "Charge"},
+    "Charge": {"Type": "Task", "Resource": "millrace:consumer/payments", "ResultPath": "$.charge",
+      "Retry": [{"ErrorEquals": ["Handler.Failed"], "IntervalSeconds": 1, "MaxAttempts": 2, "BackoffRate": 1}],
+      "Catch": [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "Refund"}],
+      "Next": "Pause"},
+    "Pause": {"Type": "Wait", "Seconds": 1, "Next": "Big?"},
+    "Big?": {"Type": "Choice", "Choices": [{"Variable": "$.amount", "NumericGreaterThan": 100, "Next": "Review"}], "Default": "Done"},
+    "Review": {"Type": "Succeed"},
+    "Done": {"Type": "Succeed"},
+    "Refund": {"Type": "Fail", "Error": "PaymentFailed", "CausePath": "$.error.Cause"}
+  }
+}`
+
+func setupPayments(t *testing.T, handle func(map[string]any) (int, any)) string {
+	ns := newNamespace(t)
+	create(t, newQueue(ns, "payments", millracev1.QueueSpec{}))
+	q := waitReadyQueue(t, ns, "payments")
+	create(t, newConsumer(ns, "payments", "payments", fastScaling(0)))
+	create(t, newWorkflow(ns, "order", orderWorkflow))
+	taskWorker(t, q.Status.QueueURL, handle)
+	return ns
+}
+
+func TestAWorkflowRunExecutesTasksThroughAConsumer(t *testing.T) {
+	var calls atomic.Int32
+	ns := setupPayments(t, func(body map[string]any) (int, any) {
+		// The first attempt fails: the run retries after 1s.
+		if calls.Add(1) == 1 {
+			return 500, map[string]string{"error": "gateway busy"}
+		}
+		return 200, map[string]any{"charged": body["amount"], "for": body["id"]}
+	})
+	create(t, newRun(ns, "order-1", "order", `{"id":"o-1","amount":10}`))
+	run := waitRun(t, ns, "order-1", millracev1.RunSucceeded)
+	var out map[string]any
+	_ = json.Unmarshal(run.Status.Output.Raw, &out)
+	charge, _ := out["charge"].(map[string]any)
+	if charge["charged"] != 15.0 || charge["for"] != "o-1" || out["amount"] != 15.0 {
+		t.Fatalf("output %s", run.Status.Output.Raw)
+	}
+	if calls.Load() != 2 {
+		t.Fatalf("handler called %d times, want a failure and a retry", calls.Load())
+	}
+	var seen []string
+	for _, h := range run.Status.History {
+		seen = append(seen, h.State+":"+h.Type)
+	}
+	joined := strings.Join(seen, " ")
+	for _, want := range []string{"Charge:Retrying", "Pause:Entered", "Done:SUCCEEDED"} {
+		if !strings.Contains(joined, want) {
+			t.Fatalf("history lacks %s: %s", want, joined)
+		}
+	}
+	if run.Status.StartTime == nil || run.Status.CompletionTime == nil || run.Status.Definition == nil {
+		t.Fatalf("status %+v", run.Status)
+	}
+}
+
+func TestAFailingTaskIsCaughtAndTheRunFails(t *testing.T) {
+	ns := setupPayments(t, func(map[string]any) (int, any) { return 500, map[string]string{"error": "declined"} })
+	create(t, newRun(ns, "order-2", "order", `{"id":"o-2","amount":10}`))
+	run := waitRun(t, ns, "order-2", millracev1.RunFailed)
+	if run.Status.Error != "PaymentFailed" || !strings.Contains(run.Status.Cause, "500") {
+		t.Fatalf("error %q cause %q", run.Status.Error, run.Status.Cause)
+	}
+}
+
+func TestARunCanBeAborted(t *testing.T) {
+	ns := newNamespace(t)
+	create(t, newWorkflow(ns, "slow", `{"StartAt":"W","States":{"W":{"Type":"Wait","Seconds":3600,"End":true}}}`))
+	create(t, newRun(ns, "long", "slow", ""))
+	waitRun(t, ns, "long", millracev1.RunRunning)
+	eventually(t, 10*time.Second, func() error {
+		run := &millracev1.WorkflowRun{}
+		if err := k8s.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "long"}, run); err != nil {
+			return err
+		}
+		run.Spec.Abort = true
+		return k8s.Update(context.Background(), run)
+	})
+	run := waitRun(t, ns, "long", millracev1.RunAborted)
+	if run.Status.CompletionTime == nil {
+		t.Fatal("no completion time")
+	}
+}
+
+func TestARunOfAMissingWorkflowWaits(t *testing.T) {
+	ns := newNamespace(t)
+	create(t, newRun(ns, "early", "later", `{"x":1}`))
+	waitRun(t, ns, "early", millracev1.RunPending)
+	create(t, newWorkflow(ns, "later", `{"StartAt":"P","States":{"P":{"Type":"Pass","Result":{"ok":true},"ResultPath":"$.r","End":true}}}`))
+	run := waitRun(t, ns, "early", millracev1.RunSucceeded)
+	if string(run.Status.Output.Raw) != `{"r":{"ok":true},"x":1}` {
+		t.Fatalf("output %s", run.Status.Output.Raw)
+	}
+}

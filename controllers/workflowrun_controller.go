@@ -79,7 +79,7 @@ func (r *WorkflowRunReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	if finished(run.Status.Phase) {
-		return ctrl.Result{}, nil
+		return ctrl.Result{}, r.collectGarbage(ctx, run)
 	}
 	original := run.DeepCopy()
 	now := r.Now()
@@ -301,7 +301,7 @@ func (r *WorkflowRunReconciler) persist(ctx context.Context, original, run *mill
 // task not yet dispatched, and wakes the run at its next timer or task deadline.
 func (r *WorkflowRunReconciler) act(ctx context.Context, run *millracev1.WorkflowRun, m *asl.Machine, engine asl.Run, now time.Time) (ctrl.Result, error) {
 	if engine.Status != asl.Running {
-		return ctrl.Result{}, nil
+		return ctrl.Result{}, r.collectGarbage(ctx, run)
 	}
 	original := run.DeepCopy()
 	var next time.Time
@@ -525,6 +525,40 @@ func (r *WorkflowRunReconciler) wakeUp(run *millracev1.WorkflowRun) {
 	case r.wake <- event.TypedGenericEvent[*millracev1.WorkflowRun]{Object: obj}:
 	default:
 	}
+}
+
+// collectGarbage deletes the oldest finished runs of a Workflow beyond its historyLimit.
+func (r *WorkflowRunReconciler) collectGarbage(ctx context.Context, run *millracev1.WorkflowRun) error {
+	wf := &millracev1.Workflow{}
+	if err := r.Get(ctx, k8stypes.NamespacedName{Namespace: run.Namespace, Name: run.Spec.WorkflowRef.Name}, wf); err != nil {
+		return client.IgnoreNotFound(err)
+	}
+	limit := 50
+	if wf.Spec.HistoryLimit != nil {
+		limit = int(*wf.Spec.HistoryLimit)
+	}
+	var list millracev1.WorkflowRunList
+	if err := r.List(ctx, &list, client.InNamespace(run.Namespace), client.MatchingFields{workflowRefKey: wf.Name}); err != nil {
+		return err
+	}
+	var done []millracev1.WorkflowRun
+	for _, item := range list.Items {
+		if finished(item.Status.Phase) && item.Status.CompletionTime != nil && item.DeletionTimestamp.IsZero() {
+			done = append(done, item)
+		}
+	}
+	if len(done) <= limit {
+		return nil
+	}
+	slices.SortFunc(done, func(a, b millracev1.WorkflowRun) int {
+		return a.Status.CompletionTime.Compare(b.Status.CompletionTime.Time)
+	})
+	for _, old := range done[:len(done)-limit] {
+		if err := r.Delete(ctx, &old); client.IgnoreNotFound(err) != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // SetupWithManager registers the controller.

@@ -169,3 +169,31 @@ func TestARunOfAMissingWorkflowWaits(t *testing.T) {
 		t.Fatalf("output %s", run.Status.Output.Raw)
 	}
 }
+
+func TestFinishedRunsBeyondTheHistoryLimitAreDeleted(t *testing.T) {
+	ns := newNamespace(t)
+	wf := newWorkflow(ns, "quick", `{"StartAt":"P","States":{"P":{"Type":"Pass","End":true}}}`)
+	limit := int32(2)
+	wf.Spec.HistoryLimit = &limit
+	create(t, wf)
+	for i := 0; i < 4; i++ {
+		create(t, newRun(ns, fmt.Sprintf("r%d", i), "quick", ""))
+		waitRun(t, ns, fmt.Sprintf("r%d", i), millracev1.RunSucceeded)
+	}
+	eventually(t, 15*time.Second, func() error {
+		var list millracev1.WorkflowRunList
+		if err := k8s.List(context.Background(), &list, client.InNamespace(ns)); err != nil {
+			return err
+		}
+		var names []string
+		for _, r := range list.Items {
+			if r.DeletionTimestamp.IsZero() {
+				names = append(names, r.Name)
+			}
+		}
+		if len(names) != 2 || !strings.Contains(strings.Join(names, ","), "r3") {
+			return fmt.Errorf("runs kept: %v", names)
+		}
+		return nil
+	})
+}

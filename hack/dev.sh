@@ -28,6 +28,7 @@ wait_for() { # file pattern seconds
 say "building the manager"
 go build -o bin/manager ./cmd/manager
 go build -o bin/devenv ./hack/devenv
+go build -o bin/dispatcher ./cmd/dispatcher
 
 say "starting the control plane (kube-apiserver + etcd, Kubernetes $("$BINS/kube-apiserver" --version | cut -d' ' -f2))"
 setsid bin/devenv control-plane "$STATE" >"$STATE/control-plane.log" 2>&1 & pids+=($!)
@@ -45,16 +46,19 @@ AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1 AWS_EC2_M
   setsid bin/manager --sqs-endpoint "$SQS_ENDPOINT" --metrics-bind-address 127.0.0.1:0 \
   --health-probe-bind-address 127.0.0.1:0 --depth-interval 2s --status-write-interval 1s \
   --dispatcher-image ghcr.io/millrace-io/millrace-dispatcher:dev \
+  --callback-bind-address 127.0.0.1:19443 --callback-url http://127.0.0.1:19443 \
   >"$STATE/manager.log" 2>&1 & pids+=($!)
 
 say "kubectl apply -k config/samples"
 "$KUBECTL" apply -n default -k config/samples
 "$KUBECTL" wait -n default --for=condition=Ready queue --all --timeout=90s
-"$KUBECTL" wait -n default --for=condition=Ready consumer --all --timeout=60s
+"$KUBECTL" wait -n default --for=condition=Ready workflow --all --timeout=60s
+"$KUBECTL" wait -n default --for=jsonpath='{.status.deployment}'=billing consumer/billing --timeout=60s
 
-say "kubectl get queues,consumers"
+say "kubectl get queues,consumers,workflows,workflowruns"
 "$KUBECTL" get -n default queues -o wide
 "$KUBECTL" get -n default consumers -o wide
+"$KUBECTL" get -n default workflows,workflowruns
 
 say "what the SQS emulator reports"
 bin/devenv sqs-queues "$SQS_ENDPOINT"
@@ -65,6 +69,18 @@ bin/devenv sqs-send "$SQS_ENDPOINT" "$("$KUBECTL" get -n default queue orders -o
 "$KUBECTL" get -n default consumers -o wide
 "$KUBECTL" get -n default deployment billing
 "$KUBECTL" get -n default events --field-selector involvedObject.kind=Consumer -o custom-columns=REASON:.reason,MESSAGE:.message
+
+say "a local stand-in for the billing pods (no kubelet here): the dispatcher and a sample handler"
+bin/devenv handler 127.0.0.1:18080 >"$STATE/handler.log" 2>&1 & pids+=($!)
+AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_EC2_METADATA_DISABLED=true \
+  bin/dispatcher --queue-url "$("$KUBECTL" get -n default queue orders -o jsonpath='{.status.queueURL}')" \
+  --sqs-endpoint "$SQS_ENDPOINT" --region us-east-1 --handler-url http://127.0.0.1:18080/ --batch-size 10 \
+  --concurrency 2 --wait-time 2s --callback-url http://127.0.0.1:19443 --health-address 127.0.0.1:0 \
+  >"$STATE/dispatcher.log" 2>&1 & pids+=($!)
+"$KUBECTL" wait -n default --for=jsonpath='{.status.phase}'=Succeeded workflowrun/order-1 --timeout=60s
+"$KUBECTL" get -n default workflowrun order-1 -o jsonpath='{range .status.history[*]}{.state}{"\t"}{.type}{"\t"}{.info}{"\n"}{end}'
+echo "output: $("$KUBECTL" get -n default workflowrun order-1 -o jsonpath='{.status.output}')"
+echo "handled by the sample handler: $(grep -c handled "$STATE/handler.log") messages"
 
 if [[ -t 0 && "${DEV_EXIT:-0}" != 1 ]]; then
   say "Millrace is running. Try, in another shell:"

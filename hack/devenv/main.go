@@ -4,11 +4,15 @@
 //	                                   CRDs installed, write <state-dir>/kubeconfig, run until SIGTERM
 //	devenv sqs-queues <endpoint>       print every queue of an SQS endpoint with its attributes and tags
 //	devenv sqs-send <endpoint> <queue-url> <n>   send n messages to a queue
+//	devenv handler <address>           a sample Lambda-style SQS handler (a development stand-in for a
+//	                                   consumer pod's handler container)
 package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -35,6 +39,8 @@ func main() {
 		err = controlPlane(os.Args[2])
 	case "sqs-queues":
 		err = sqsQueues(os.Args[2])
+	case "handler":
+		err = handler(os.Args[2])
 	case "sqs-send":
 		err = sqsSend(os.Args[2], os.Args[3:])
 	default:
@@ -134,4 +140,31 @@ func sqsSend(endpoint string, args []string) error {
 	}
 	fmt.Printf("sent %d messages to %s\n", n, queueURL)
 	return nil
+}
+
+// handler answers Lambda SQS events: it logs each record and answers a workflow task (a body with
+// an "amount") with {"charged": amount}.
+func handler(addr string) error {
+	return http.ListenAndServe(addr, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var e struct {
+			Records []struct {
+				MessageID string `json:"messageId"`
+				Body      string `json:"body"`
+			} `json:"Records"`
+		}
+		if err := json.NewDecoder(r.Body).Decode(&e); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		answer := map[string]any{}
+		for _, rec := range e.Records {
+			var body map[string]any
+			_ = json.Unmarshal([]byte(rec.Body), &body)
+			if amount, ok := body["amount"]; ok {
+				answer["charged"] = amount
+			}
+			fmt.Printf("handled %s %s\n", rec.MessageID, rec.Body)
+		}
+		_ = json.NewEncoder(w).Encode(answer)
+	}))
 }

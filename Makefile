@@ -50,7 +50,7 @@ test: test-deps verify vet ## Run every test against a real API server and the S
 	KUBEBUILDER_ASSETS="$$(hack/k8s-bins.sh kube-apiserver etcd)" go test $(GO_TEST_FLAGS) -count=1 -timeout 20m ./...
 
 .PHONY: bench
-bench: test-deps ## Run the benchmarks (each figure is printed against a baseline of the same run).
+bench: test-deps bench-deps ## Run the benchmarks (each figure is printed against a baseline of the same run).
 	KUBEBUILDER_ASSETS="$$(hack/k8s-bins.sh kube-apiserver etcd)" go test -run '^$$' -bench . -benchtime 2s ./...
 
 ##@ Dependencies
@@ -63,6 +63,12 @@ deps: k8s-bins fauxqs ## Install everything the tests and `make dev` need.
 test-deps: fauxqs ## Install what the tests need (the SQS emulator, kube-apiserver and etcd).
 	hack/k8s-bins.sh kube-apiserver etcd >/dev/null
 	go mod download
+
+.PHONY: bench-deps
+bench-deps: hack/bench/node_modules/.package-lock.json ## Install the benchmarks' baselines (aws-local-stepfunctions on Node 22).
+hack/bench/node_modules/.package-lock.json: hack/bench/package-lock.json
+	cd hack/bench && npm ci --no-audit --no-fund
+	touch $@
 
 .PHONY: k8s-bins
 k8s-bins: ## Build kube-apiserver, kube-controller-manager, kubectl and etcd (cached outside the clone).

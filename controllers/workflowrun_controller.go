@@ -541,8 +541,11 @@ func (r *WorkflowRunReconciler) collectGarbage(ctx context.Context, run *millrac
 	if err := r.List(ctx, &list, client.InNamespace(run.Namespace), client.MatchingFields{workflowRefKey: wf.Name}); err != nil {
 		return err
 	}
+	// The cache may not have this run's completion yet: count the run as we know it.
+	items := slices.DeleteFunc(list.Items, func(i millracev1.WorkflowRun) bool { return i.UID == run.UID })
+	items = append(items, *run)
 	var done []millracev1.WorkflowRun
-	for _, item := range list.Items {
+	for _, item := range items {
 		if finished(item.Status.Phase) && item.Status.CompletionTime != nil && item.DeletionTimestamp.IsZero() {
 			done = append(done, item)
 		}
@@ -550,8 +553,15 @@ func (r *WorkflowRunReconciler) collectGarbage(ctx context.Context, run *millrac
 	if len(done) <= limit {
 		return nil
 	}
+	// Oldest first; times have second precision, so creation order and name break ties.
 	slices.SortFunc(done, func(a, b millracev1.WorkflowRun) int {
-		return a.Status.CompletionTime.Compare(b.Status.CompletionTime.Time)
+		if c := a.Status.CompletionTime.Compare(b.Status.CompletionTime.Time); c != 0 {
+			return c
+		}
+		if c := a.CreationTimestamp.Compare(b.CreationTimestamp.Time); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Name, b.Name)
 	})
 	for _, old := range done[:len(done)-limit] {
 		if err := r.Delete(ctx, &old); client.IgnoreNotFound(err) != nil {

@@ -89,7 +89,7 @@ func (m *Machine) TaskInput(run Run, path []int, opt Options) (any, error) {
 	if err != nil || st.Parameters == nil {
 		return effective, err
 	}
-	ctx := s.context().(map[string]any)
+	ctx := s.contextMap().(map[string]any)
 	if opt.TaskToken != nil {
 		ctx["Task"] = map[string]any{"Token": opt.TaskToken(st.Name, path, sub.Attempt)}
 	}

@@ -56,12 +56,22 @@ func (p Path) String() string { return p.raw }
 // IsSingular reports whether the path selects at most one node.
 func (p Path) IsSingular() bool { return p.query.Query().Singular() != nil }
 
+// LazyContext is a context object built only when a $$ path asks for it.
+type LazyContext func() any
+
+func contextDoc(context any) any {
+	if f, ok := context.(LazyContext); ok {
+		return f()
+	}
+	return context
+}
+
 // Get evaluates the path. A singular path yields its node (an error when it is missing); any other
 // path yields the array of the nodes it selects.
 func (p Path) Get(input, context any) (any, error) {
 	doc := input
 	if p.context {
-		doc = context
+		doc = contextDoc(context)
 	}
 	nodes := p.query.Select(doc)
 	if p.IsSingular() {
@@ -79,7 +89,7 @@ func (p Path) Get(input, context any) (any, error) {
 func (p Path) Present(input, context any) bool {
 	doc := input
 	if p.context {
-		doc = context
+		doc = contextDoc(context)
 	}
 	return len(p.query.Select(doc)) > 0
 }

@@ -241,7 +241,10 @@ func (s *stepper) record(state, kind, info string) {
 	s.history = append(s.history, Transition{At: s.now, State: state, Kind: kind, Info: info})
 }
 
-func (s *stepper) context() any {
+// context is the context object ($$), built only if a path asks for it.
+func (s *stepper) context() any { return LazyContext(s.contextMap) }
+
+func (s *stepper) contextMap() any {
 	return map[string]any{
 		"Execution": map[string]any{"Id": s.run.Execution.ID, "Name": s.run.Execution.Name,
 			"Input": s.run.Execution.Input, "StartTime": s.run.Execution.StartTime.UTC().Format(time.RFC3339Nano)},
@@ -388,7 +391,7 @@ func (s *stepper) execute(st *State) {
 		for i, item := range list {
 			in := item
 			if st.Selector != nil {
-				ctx := s.context().(map[string]any)
+				ctx := s.contextMap().(map[string]any)
 				ctx["Map"] = map[string]any{"Item": map[string]any{"Index": float64(i), "Value": item}}
 				if in, err = st.Selector.Resolve(effective, ctx); err != nil {
 					s.fail(st, errorName(err, ErrParameterPathFailure), err.Error())
@@ -435,7 +438,7 @@ func (s *stepper) startTask(st *State) {
 	}
 	input := effective
 	if st.Parameters != nil {
-		ctx := s.context().(map[string]any)
+		ctx := s.contextMap().(map[string]any)
 		if s.opt.TaskToken != nil {
 			ctx["Task"] = map[string]any{"Token": s.opt.TaskToken(st.Name, s.opt.path, s.run.Attempt)}
 		}

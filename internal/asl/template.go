@@ -9,24 +9,46 @@ import (
 // object keys ending in ".$" take their value from a path or an intrinsic function call.
 type Template struct {
 	raw any
+	// compiled holds every ".$" expression, parsed once.
+	compiled map[string]expr
+}
+
+// expr is a compiled path or intrinsic call.
+type expr struct {
+	path *Path
+	call *call
+}
+
+func (e expr) eval(input, context any) (any, error) {
+	if e.call != nil {
+		return e.call.eval(input, context)
+	}
+	return e.path.Get(input, context)
 }
 
 // ParseTemplate checks every ".$" field of a payload template, returning errors with the JSON path
 // (relative to the template) of each bad one.
 func ParseTemplate(raw any) (Template, []FieldError) {
 	var errs []FieldError
-	walkTemplate(raw, "", func(at, expr string) {
-		if IsIntrinsic(expr) {
-			if _, err := ParseIntrinsic(expr); err != nil {
+	compiled := map[string]expr{}
+	walkTemplate(raw, "", func(at, src string) {
+		if IsIntrinsic(src) {
+			c, err := ParseIntrinsic(src)
+			if err != nil {
 				errs = append(errs, FieldError{Path: at, Message: err.Error()})
+				return
 			}
+			compiled[src] = expr{call: c}
 			return
 		}
-		if _, err := ParsePath(expr); err != nil {
+		p, err := ParsePath(src)
+		if err != nil {
 			errs = append(errs, FieldError{Path: at, Message: err.Error()})
+			return
 		}
+		compiled[src] = expr{path: &p}
 	})
-	return Template{raw: raw}, errs
+	return Template{raw: raw, compiled: compiled}, errs
 }
 
 func walkTemplate(v any, at string, visit func(at, expr string)) {
@@ -54,24 +76,30 @@ func walkTemplate(v any, at string, visit func(at, expr string)) {
 // Resolve builds the payload from the input and the context object. A path that selects nothing
 // or a failing intrinsic is an error (States.Runtime / States.IntrinsicFailure).
 func (t Template) Resolve(input, context any) (any, error) {
-	return resolve(t.raw, input, context)
+	return t.resolve(t.raw, input, context)
 }
 
-func resolve(v any, input, context any) (any, error) {
+func (tm Template) resolve(v any, input, context any) (any, error) {
 	switch t := v.(type) {
 	case map[string]any:
 		out := make(map[string]any, len(t))
 		for k, c := range t {
 			if name, ok := strings.CutSuffix(k, ".$"); ok {
 				s, _ := c.(string)
-				val, err := evalExpr(s, input, context)
+				var val any
+				var err error
+				if e, ok := tm.compiled[s]; ok {
+					val, err = e.eval(input, context)
+				} else {
+					val, err = evalExpr(s, input, context)
+				}
 				if err != nil {
 					return nil, fmt.Errorf("field %s: %w", k, err)
 				}
 				out[name] = val
 				continue
 			}
-			r, err := resolve(c, input, context)
+			r, err := tm.resolve(c, input, context)
 			if err != nil {
 				return nil, err
 			}
@@ -81,7 +109,7 @@ func resolve(v any, input, context any) (any, error) {
 	case []any:
 		out := make([]any, len(t))
 		for i, c := range t {
-			r, err := resolve(c, input, context)
+			r, err := tm.resolve(c, input, context)
 			if err != nil {
 				return nil, err
 			}

@@ -128,7 +128,7 @@ func runSuite(m *testing.M) int {
 	}
 	signer, _ := tasktoken.NewSigner([]byte("suite-task-token-key-0123456789ab"))
 	runs = &controllers.WorkflowRunReconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("millrace-workflowrun-controller"),
-		SQS: controllerSQS, Signer: signer}
+		SQS: controllerSQS, Signer: signer, APIReader: mgr.GetAPIReader()}
 	if err = runs.SetupWithManager(ctx, mgr); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1

@@ -63,7 +63,10 @@ type WorkflowRunReconciler struct {
 	Recorder events.EventRecorder
 	SQS      TaskSender
 	Signer   *tasktoken.Signer
-	Now      func() time.Time
+	// APIReader reads runs uncached for the callback API: a report must be judged against the
+	// latest persisted state (the cache may not yet show the attempt that was just dispatched).
+	APIReader client.Reader
+	Now       func() time.Time
 
 	wake chan event.TypedGenericEvent[*millracev1.WorkflowRun]
 }
@@ -453,9 +456,13 @@ func (r *WorkflowRunReconciler) Report(ctx context.Context, c tasktoken.Claims, 
 	if res.Kind == callback.Heartbeat {
 		return r.heartbeat(ctx, c)
 	}
+	reader := r.APIReader
+	if reader == nil {
+		reader = r.Client
+	}
 	for attempt := 0; attempt < 5; attempt++ {
 		run := &millracev1.WorkflowRun{}
-		if err := r.Get(ctx, k8stypes.NamespacedName{Namespace: c.Namespace, Name: c.Run}, run); err != nil {
+		if err := reader.Get(ctx, k8stypes.NamespacedName{Namespace: c.Namespace, Name: c.Run}, run); err != nil {
 			if apierrors.IsNotFound(err) {
 				return callback.ErrUnknownRun
 			}
@@ -507,7 +514,11 @@ func (r *WorkflowRunReconciler) Report(ctx context.Context, c tasktoken.Claims, 
 
 func (r *WorkflowRunReconciler) heartbeat(ctx context.Context, c tasktoken.Claims) error {
 	run := &millracev1.WorkflowRun{}
-	if err := r.Get(ctx, k8stypes.NamespacedName{Namespace: c.Namespace, Name: c.Run}, run); err != nil {
+	reader := r.APIReader
+	if reader == nil {
+		reader = r.Client
+	}
+	if err := reader.Get(ctx, k8stypes.NamespacedName{Namespace: c.Namespace, Name: c.Run}, run); err != nil {
 		if apierrors.IsNotFound(err) {
 			return callback.ErrUnknownRun
 		}

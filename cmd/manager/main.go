@@ -141,10 +141,11 @@ func run(ctx context.Context, o options) error {
 		return err
 	}
 	runs := &controllers.WorkflowRunReconciler{
-		Client:   mgr.GetClient(),
-		Recorder: mgr.GetEventRecorder("millrace-workflowrun-controller"),
-		SQS:      client,
-		Signer:   signer,
+		Client:    mgr.GetClient(),
+		Recorder:  mgr.GetEventRecorder("millrace-workflowrun-controller"),
+		SQS:       client,
+		Signer:    signer,
+		APIReader: mgr.GetAPIReader(),
 	}
 	if err := runs.SetupWithManager(ctx, mgr); err != nil {
 		return fmt.Errorf("setting up the WorkflowRun controller: %w", err)

@@ -115,6 +115,9 @@ func (r *WorkflowRunReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 		case a.Running() && a.State.TimeoutSeconds > 0 && !now.Before(a.Entered.Add(time.Duration(a.State.TimeoutSeconds)*time.Second)):
 			step(asl.Event{Kind: asl.EventTaskFailed, At: now, Path: a.Path, Attempt: a.Attempt, Error: asl.ErrTimeout,
 				Cause: fmt.Sprintf("the task did not finish within %ds", a.State.TimeoutSeconds)})
+		case a.Running() && a.State.HeartbeatSeconds > 0 && !now.Before(heartbeatDeadline(run, a)):
+			step(asl.Event{Kind: asl.EventTaskFailed, At: now, Path: a.Path, Attempt: a.Attempt, Error: asl.ErrHeartbeatTimeout,
+				Cause: fmt.Sprintf("no heartbeat within %ds", a.State.HeartbeatSeconds)})
 		}
 	}
 	// A long chain of Pass/Choice states is run in slices; continue where the last step stopped.
@@ -246,6 +249,7 @@ func (r *WorkflowRunReconciler) record(run *millracev1.WorkflowRun, m *asl.Machi
 		live[a.Key()] = true
 	}
 	run.Status.Dispatched = slices.DeleteFunc(run.Status.Dispatched, func(k string) bool { return !live[k] })
+	run.Status.Heartbeats = slices.DeleteFunc(run.Status.Heartbeats, func(h millracev1.TaskHeartbeat) bool { return !live[h.Task] })
 	switch engine.Status {
 	case asl.Running:
 		run.Status.Phase = millracev1.RunRunning
@@ -281,7 +285,18 @@ func (r *WorkflowRunReconciler) complete(run *millracev1.WorkflowRun, phase mill
 	run.Status.Phase = phase
 	t := metav1.NewTime(now)
 	run.Status.CompletionTime = &t
-	run.Status.ActiveStates, run.Status.Dispatched = nil, nil
+	run.Status.ActiveStates, run.Status.Dispatched, run.Status.Heartbeats = nil, nil, nil
+}
+
+// heartbeatDeadline is when a running task times out without a new heartbeat.
+func heartbeatDeadline(run *millracev1.WorkflowRun, a asl.Active) time.Time {
+	last := a.Entered
+	for _, h := range run.Status.Heartbeats {
+		if h.Task == a.Key() && h.Time.After(last) {
+			last = h.Time.Time
+		}
+	}
+	return last.Add(time.Duration(a.State.HeartbeatSeconds) * time.Second)
 }
 
 func (r *WorkflowRunReconciler) terminal(ctx context.Context, original, run *millracev1.WorkflowRun, errName, cause string, now time.Time) error {
@@ -324,6 +339,9 @@ func (r *WorkflowRunReconciler) act(ctx context.Context, run *millracev1.Workflo
 		}
 		if a.State.TimeoutSeconds > 0 {
 			wakeAt(a.Entered.Add(time.Duration(a.State.TimeoutSeconds) * time.Second))
+		}
+		if a.State.HeartbeatSeconds > 0 {
+			wakeAt(heartbeatDeadline(run, a))
 		}
 		if slices.Contains(run.Status.Dispatched, a.Key()) {
 			continue
@@ -369,8 +387,11 @@ func (r *WorkflowRunReconciler) dispatch(ctx context.Context, run *millracev1.Wo
 			return err
 		}
 		body, _ := json.Marshal(input)
-		in := &sqs.SendMessageInput{QueueUrl: aws.String(url), MessageBody: aws.String(string(body)),
-			MessageAttributes: map[string]sqstypes.MessageAttributeValue{dispatch.TaskTokenAttribute: {DataType: aws.String("String"), StringValue: aws.String(token)}}}
+		attrs := map[string]sqstypes.MessageAttributeValue{dispatch.TaskTokenAttribute: {DataType: aws.String("String"), StringValue: aws.String(token)}}
+		if hb := a.State.HeartbeatSeconds; hb > 0 {
+			attrs[dispatch.HeartbeatAttribute] = sqstypes.MessageAttributeValue{DataType: aws.String("Number"), StringValue: aws.String(fmt.Sprint(hb))}
+		}
+		in := &sqs.SendMessageInput{QueueUrl: aws.String(url), MessageBody: aws.String(string(body)), MessageAttributes: attrs}
 		if fifo {
 			in.MessageGroupId, in.MessageDeduplicationId = aws.String(run.Name), aws.String(dedup)
 		}
@@ -512,22 +533,44 @@ func (r *WorkflowRunReconciler) Report(ctx context.Context, c tasktoken.Claims, 
 	return errors.New("the run kept changing; try again")
 }
 
+// heartbeat records that a running task is alive.
 func (r *WorkflowRunReconciler) heartbeat(ctx context.Context, c tasktoken.Claims) error {
-	run := &millracev1.WorkflowRun{}
 	reader := r.APIReader
 	if reader == nil {
 		reader = r.Client
 	}
-	if err := reader.Get(ctx, k8stypes.NamespacedName{Namespace: c.Namespace, Name: c.Run}, run); err != nil {
-		if apierrors.IsNotFound(err) {
+	key := asl.TaskKey(c.State, c.Path, c.Attempt)
+	for attempt := 0; attempt < 5; attempt++ {
+		run := &millracev1.WorkflowRun{}
+		if err := reader.Get(ctx, k8stypes.NamespacedName{Namespace: c.Namespace, Name: c.Run}, run); err != nil {
+			if apierrors.IsNotFound(err) {
+				return callback.ErrUnknownRun
+			}
+			return err
+		}
+		if string(run.UID) != c.RunUID {
 			return callback.ErrUnknownRun
+		}
+		if finished(run.Status.Phase) || run.Status.Engine == nil {
+			return callback.ErrStale
+		}
+		m, engine, err := r.load(run)
+		if err != nil {
+			return err
+		}
+		if !slices.ContainsFunc(m.Active(engine), func(a asl.Active) bool { return a.Running() && a.Key() == key }) {
+			return callback.ErrStale
+		}
+		original := run.DeepCopy()
+		beat := millracev1.TaskHeartbeat{Task: key, Time: metav1.NewTime(r.Now())}
+		run.Status.Heartbeats = append(slices.DeleteFunc(run.Status.Heartbeats, func(h millracev1.TaskHeartbeat) bool { return h.Task == key }), beat)
+		err = r.persist(ctx, original, run)
+		if apierrors.IsConflict(err) {
+			continue
 		}
 		return err
 	}
-	if finished(run.Status.Phase) {
-		return callback.ErrStale
-	}
-	return nil
+	return errors.New("the run kept changing; try again")
 }
 
 func (r *WorkflowRunReconciler) wakeUp(run *millracev1.WorkflowRun) {

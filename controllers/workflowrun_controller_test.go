@@ -197,3 +197,36 @@ func TestFinishedRunsBeyondTheHistoryLimitAreDeleted(t *testing.T) {
 		return nil
 	})
 }
+
+func TestDispatcherHeartbeatsKeepASlowTaskAlive(t *testing.T) {
+	ns := newNamespace(t)
+	create(t, newQueue(ns, "slow", millracev1.QueueSpec{}))
+	q := waitReadyQueue(t, ns, "slow")
+	create(t, newConsumer(ns, "slow", "slow", fastScaling(0)))
+	create(t, newWorkflow(ns, "slow", `{"StartAt":"Work","States":{"Work":{"Type":"Task","Resource":"millrace:consumer/slow","HeartbeatSeconds":2,"TimeoutSeconds":60,"End":true}}}`))
+	taskWorker(t, q.Status.QueueURL, func(map[string]any) (int, any) {
+		time.Sleep(5 * time.Second) // longer than HeartbeatSeconds: only heartbeats keep it alive
+		return 200, map[string]string{"done": "yes"}
+	})
+	create(t, newRun(ns, "slow-1", "slow", `{}`))
+	run := waitRun(t, ns, "slow-1", millracev1.RunSucceeded)
+	if string(run.Status.Output.Raw) != `{"done":"yes"}` {
+		t.Fatalf("output %s", run.Status.Output.Raw)
+	}
+}
+
+func TestATaskWithoutHeartbeatsTimesOut(t *testing.T) {
+	ns := newNamespace(t)
+	create(t, newQueue(ns, "inbox", millracev1.QueueSpec{}))
+	waitReadyQueue(t, ns, "inbox")
+	create(t, newWorkflow(ns, "silent", `{"StartAt":"Ask","States":{"Ask":{"Type":"Task",
+		"Resource":"arn:aws:states:::sqs:sendMessage.waitForTaskToken","HeartbeatSeconds":1,
+		"Parameters":{"Queue":"inbox","MessageBody":{"token.$":"$$.Task.Token"}},
+		"Catch":[{"ErrorEquals":["States.HeartbeatTimeout"],"Next":"Gave up"}],"End":true},
+		"Gave up":{"Type":"Fail","Error":"NoAnswer"}}}`))
+	create(t, newRun(ns, "silent-1", "silent", `{}`))
+	run := waitRun(t, ns, "silent-1", millracev1.RunFailed)
+	if run.Status.Error != "NoAnswer" {
+		t.Fatalf("error %q %q", run.Status.Error, run.Status.Cause)
+	}
+}

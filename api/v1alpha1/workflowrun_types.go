@@ -71,6 +71,13 @@ type HistoryEvent struct {
 	Info string `json:"info,omitempty"`
 }
 
+// TaskHeartbeat is the last heartbeat of a running task attempt.
+type TaskHeartbeat struct {
+	// task is the attempt: "<state>/<path>/<attempt>".
+	Task string      `json:"task"`
+	Time metav1.Time `json:"time"`
+}
+
 // WorkflowRunStatus is every transition of the run, as the operator recorded it.
 type WorkflowRunStatus struct {
 	// +optional
@@ -123,6 +130,10 @@ type WorkflowRunStatus struct {
 	// +optional
 	// +listType=atomic
 	Dispatched []string `json:"dispatched,omitempty"`
+	// heartbeats are the last heartbeats of running tasks with HeartbeatSeconds.
+	// +optional
+	// +listType=atomic
+	Heartbeats []TaskHeartbeat `json:"heartbeats,omitempty"`
 }
 
 // WorkflowRun is one execution of a Workflow.

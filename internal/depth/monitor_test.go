@@ -48,8 +48,12 @@ func (c *countingAPI) GetQueueAttributes(ctx context.Context, in *sqs.GetQueueAt
 	return c.api.GetQueueAttributes(ctx, in, opts...)
 }
 
+var queueSeq atomic.Int32
+
+// newQueue creates a queue of its own for each call (tests may run more than once per process).
 func newQueue(t testing.TB, name string) string {
 	t.Helper()
+	name = fmt.Sprintf("%s-%d", name, queueSeq.Add(1))
 	out, err := sqsClient.CreateQueue(context.Background(), &sqs.CreateQueueInput{QueueName: aws.String(name)})
 	if err != nil {
 		t.Fatal(err)

@@ -468,8 +468,10 @@ func (d *Dispatcher) deliver(b batch) {
 	}
 	d.metrics.Delivered.Add(float64(len(b.msgs)))
 	d.metrics.BatchSize.Observe(float64(len(b.msgs)))
+	stopBeats := d.heartbeats(b)
 	started := time.Now()
 	outcome, err := d.invoker.Invoke(ctx, events.SQSEvent{Records: records}, keys)
+	stopBeats()
 	elapsed := time.Since(started)
 	d.metrics.HandlerTime.Observe(elapsed.Seconds())
 
@@ -532,6 +534,38 @@ func (d *Dispatcher) deliver(b batch) {
 		// FIFO: a group's next batch starts only once this one is settled.
 		d.done <- result
 	}
+}
+
+// heartbeats reports heartbeats for the batch's workflow tasks that ask for them, until stopped.
+func (d *Dispatcher) heartbeats(b batch) (stop func()) {
+	if d.callback == nil {
+		return func() {}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for _, m := range b.msgs {
+		token, every := taskToken(m.m), heartbeatEvery(m.m)
+		if token == "" || every <= 0 {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			tick := time.NewTicker(every)
+			defer tick.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-tick.C:
+					if err := d.callback.TaskHeartbeat(ctx, token); err != nil {
+						d.log.V(1).Info("heartbeat not accepted", "error", err.Error())
+					}
+				}
+			}
+		}()
+	}
+	return func() { cancel(); wg.Wait() }
 }
 
 // deleteAll deletes messages in batches of ten, retrying failed entries with backoff; a message

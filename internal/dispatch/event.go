@@ -1,6 +1,9 @@
 package dispatch
 
 import (
+	"strconv"
+	"time"
+
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
@@ -8,6 +11,10 @@ import (
 
 // TaskTokenAttribute is the message attribute that carries a Millrace workflow task token.
 const TaskTokenAttribute = "millrace-task-token"
+
+// HeartbeatAttribute carries the task's HeartbeatSeconds: while the handler runs, the dispatcher
+// reports a heartbeat three times per period.
+const HeartbeatAttribute = "millrace-heartbeat-seconds"
 
 // toRecord converts an SQS message to the record of a Lambda SQS event.
 func toRecord(m types.Message, queueARN, region string) events.SQSMessage {
@@ -62,4 +69,17 @@ func taskToken(m types.Message) string {
 		return aws.ToString(a.StringValue)
 	}
 	return ""
+}
+
+// heartbeatEvery is how often to heartbeat a task message (0: it asks for none).
+func heartbeatEvery(m types.Message) time.Duration {
+	a, ok := m.MessageAttributes[HeartbeatAttribute]
+	if !ok {
+		return 0
+	}
+	s, err := strconv.Atoi(aws.ToString(a.StringValue))
+	if err != nil || s <= 0 {
+		return 0
+	}
+	return time.Duration(s) * time.Second / 3
 }

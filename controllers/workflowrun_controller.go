@@ -1,12 +1,15 @@
 package controllers
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"slices"
 	"strings"
 	"time"
@@ -432,9 +435,22 @@ func (r *WorkflowRunReconciler) dispatch(ctx context.Context, run *millracev1.Wo
 		result, _ := json.Marshal(map[string]any{"MessageId": aws.ToString(out.MessageId), "MD5OfMessageBody": aws.ToString(out.MD5OfMessageBody)})
 		r.wakeUp(run)
 		return r.reportLater(run, a, callback.Result{Kind: callback.Success, Output: result})
+	case resource == "millrace:http":
+		params, _ := input.(map[string]any)
+		timeout := 60 * time.Second
+		if a.State.TimeoutSeconds > 0 {
+			timeout = time.Duration(a.State.TimeoutSeconds) * time.Second
+		}
+		go func() {
+			res := httpTask(params, timeout)
+			if err := r.reportLater(run, a, res); err != nil {
+				return
+			}
+		}()
+		return nil
 	default:
 		return r.report(ctx, run, a, callback.Result{Kind: callback.Failure, Error: asl.ErrRuntime,
-			Cause: fmt.Sprintf("resource %q is not supported (millrace:consumer/<name>, arn:aws:states:::sqs:sendMessage[.waitForTaskToken])", resource)})
+			Cause: fmt.Sprintf("resource %q is not supported (millrace:consumer/<name>, millrace:http, arn:aws:states:::sqs:sendMessage[.waitForTaskToken])", resource)})
 	}
 }
 
@@ -656,4 +672,66 @@ func (r *WorkflowRunReconciler) pendingRuns(ctx context.Context, o client.Object
 		}
 	}
 	return reqs
+}
+
+// httpTask performs a millrace:http task: Parameters Method (default GET), Url, Headers (name ->
+// string), Body (a string, or JSON sent as application/json). The result is {StatusCode, Headers,
+// Body} with a JSON body parsed; a non-2xx answer fails with States.Http.StatusCode.<code>.
+func httpTask(params map[string]any, timeout time.Duration) callback.Result {
+	method, _ := params["Method"].(string)
+	if method == "" {
+		method = http.MethodGet
+	}
+	url, _ := params["Url"].(string)
+	if url == "" {
+		return callback.Result{Kind: callback.Failure, Error: asl.ErrRuntime, Cause: "millrace:http needs Parameters.Url"}
+	}
+	var body io.Reader
+	contentType := ""
+	switch b := params["Body"].(type) {
+	case nil:
+	case string:
+		body = strings.NewReader(b)
+	default:
+		raw, _ := json.Marshal(b)
+		body, contentType = bytes.NewReader(raw), "application/json"
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, method, url, body)
+	if err != nil {
+		return callback.Result{Kind: callback.Failure, Error: asl.ErrRuntime, Cause: err.Error()}
+	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	if headers, ok := params["Headers"].(map[string]any); ok {
+		for k, v := range headers {
+			req.Header.Set(k, fmt.Sprint(v))
+		}
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		name := "States.Http.Socket"
+		if errors.Is(err, context.DeadlineExceeded) {
+			name = asl.ErrTimeout
+		}
+		return callback.Result{Kind: callback.Failure, Error: name, Cause: err.Error()}
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(io.LimitReader(resp.Body, callback.MaxBody))
+	var parsed any = string(raw)
+	var js any
+	if json.Unmarshal(raw, &js) == nil {
+		parsed = js
+	}
+	headers := map[string]any{}
+	for k, v := range resp.Header {
+		headers[k] = strings.Join(v, ",")
+	}
+	out, _ := json.Marshal(map[string]any{"StatusCode": resp.StatusCode, "Headers": headers, "Body": parsed})
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return callback.Result{Kind: callback.Failure, Error: fmt.Sprintf("States.Http.StatusCode.%d", resp.StatusCode), Cause: string(raw)}
+	}
+	return callback.Result{Kind: callback.Success, Output: out}
 }

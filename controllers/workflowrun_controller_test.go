@@ -230,3 +230,32 @@ func TestATaskWithoutHeartbeatsTimesOut(t *testing.T) {
 		t.Fatalf("error %q %q", run.Status.Error, run.Status.Cause)
 	}
 }
+
+func TestHTTPTasks(t *testing.T) {
+	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/missing" {
+			http.Error(w, "nope", http.StatusNotFound)
+			return
+		}
+		body, _ := io.ReadAll(r.Body)
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintf(w, `{"method":%q,"got":%s,"auth":%q}`, r.Method, body, r.Header.Get("Authorization"))
+	}))
+	defer api.Close()
+	ns := newNamespace(t)
+	create(t, newWorkflow(ns, "http", fmt.Sprintf(`{"StartAt":"Call","States":{
+		"Call":{"Type":"Task","Resource":"millrace:http","Parameters":{"Method":"POST","Url":"%[1]s/echo","Headers":{"Authorization":"Bearer x"},"Body":{"n.$":"$.n"}},
+			"ResultSelector":{"status.$":"$.StatusCode","body.$":"$.Body"},"Next":"Missing"},
+		"Missing":{"Type":"Task","Resource":"millrace:http","Parameters":{"Url":"%[1]s/missing"},"ResultPath":null,
+			"Catch":[{"ErrorEquals":["States.Http.StatusCode.404"],"ResultPath":"$.notFound","Next":"Done"}],"End":true},
+		"Done":{"Type":"Succeed"}}}`, api.URL)))
+	create(t, newRun(ns, "call", "http", `{"n":7}`))
+	run := waitRun(t, ns, "call", millracev1.RunSucceeded)
+	var out map[string]any
+	_ = json.Unmarshal(run.Status.Output.Raw, &out)
+	body, _ := out["body"].(map[string]any)
+	got, _ := body["got"].(map[string]any)
+	if out["status"] != 200.0 || body["method"] != "POST" || got["n"] != 7.0 || body["auth"] != "Bearer x" || out["notFound"] == nil {
+		t.Fatalf("output %s", run.Status.Output.Raw)
+	}
+}

@@ -524,7 +524,11 @@ func (d *Dispatcher) deliver(b batch) {
 		// overlaps the next delivery. The messages stay in hand (capacity) until settled.
 		d.done <- result
 	}
-	d.report(succeeded, failing, outcome.Output, cause)
+	// Report before deleting: a task whose result could not be reported is not deleted, so it comes
+	// back after its visibility timeout and is handled (and reported) again.
+	if lost := d.report(succeeded, failing, outcome.Output, cause); len(lost) > 0 {
+		succeeded = slices.DeleteFunc(succeeded, func(m *message) bool { return lost[m] })
+	}
 	d.deleteAll(succeeded)
 	if d.cfg.FailureBackoff > 0 && len(failing) > 0 {
 		d.changeVisibility(failing, int32(d.cfg.FailureBackoff/time.Second))
@@ -602,16 +606,19 @@ func (d *Dispatcher) deleteAll(msgs []*message) {
 	}
 }
 
-// report sends the results of workflow task messages to the manager.
-func (d *Dispatcher) report(succeeded, failing []*message, output []byte, cause string) {
+// report sends the results of workflow task messages to the manager, retrying with backoff for up
+// to 30 s. It returns the messages whose report could not be delivered (neither accepted nor
+// refused): the caller keeps them in the queue.
+func (d *Dispatcher) report(succeeded, failing []*message, output []byte, cause string) map[*message]bool {
 	if d.callback == nil {
-		return
+		return nil
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	send := func(token string, call func() error) {
+	lost := map[*message]bool{}
+	send := func(m *message, call func() error) {
 		backoff := newBackoff()
-		for attempt := 0; attempt < 5; attempt++ {
+		for {
 			err := call()
 			var refused *RefusedError
 			switch {
@@ -625,22 +632,23 @@ func (d *Dispatcher) report(succeeded, failing []*message, output []byte, cause 
 			select {
 			case <-ctx.Done():
 				d.metrics.TaskReports.WithLabelValues("lost").Inc()
+				lost[m] = true
 				return
 			case <-time.After(backoff.next()):
 			}
 		}
-		d.metrics.TaskReports.WithLabelValues("lost").Inc()
 	}
 	for _, m := range succeeded {
 		if t := taskToken(m.m); t != "" {
-			send(t, func() error { return d.callback.TaskSuccess(ctx, t, output) })
+			send(m, func() error { return d.callback.TaskSuccess(ctx, t, output) })
 		}
 	}
 	for _, m := range failing {
 		if t := taskToken(m.m); t != "" {
-			send(t, func() error { return d.callback.TaskFailure(ctx, t, "Handler.Failed", cause) })
+			send(m, func() error { return d.callback.TaskFailure(ctx, t, "Handler.Failed", cause) })
 		}
 	}
+	return lost
 }
 
 // backoff is bounded exponential backoff with full jitter: 100ms doubling to 10s.

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -71,8 +72,12 @@ type WorkflowRunReconciler struct {
 	APIReader client.Reader
 	Now       func() time.Time
 
-	wake chan event.TypedGenericEvent[*millracev1.WorkflowRun]
+	wake   chan event.TypedGenericEvent[*millracev1.WorkflowRun]
+	writes atomic.Int64
 }
+
+// StatusWrites counts the status patches sent so far (for benchmarks and metrics).
+func (r *WorkflowRunReconciler) StatusWrites() int64 { return r.writes.Load() }
 
 // +kubebuilder:rbac:groups=millrace.io,resources=workflowruns,verbs=get;list;watch;delete
 // +kubebuilder:rbac:groups=millrace.io,resources=workflowruns/status,verbs=get;update;patch
@@ -315,6 +320,7 @@ func (r *WorkflowRunReconciler) persist(ctx context.Context, original, run *mill
 	if equality.Semantic.DeepEqual(original.Status, run.Status) {
 		return nil
 	}
+	r.writes.Add(1)
 	return r.Status().Patch(ctx, run, client.MergeFromWithOptions(original, client.MergeFromWithOptimisticLock{}), client.FieldOwner(fieldOwner))
 }
 

@@ -24,7 +24,7 @@ import (
 
 // taskWorker runs a real dispatcher on a Consumer's queue, delivering to an HTTP handler in the test
 // and reporting task results to the manager's callback API — what a consumer pod does.
-func taskWorker(t *testing.T, queueURL string, handle func(body map[string]any) (int, any)) {
+func taskWorker(t testing.TB, queueURL string, handle func(body map[string]any) (int, any)) {
 	t.Helper()
 	h := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		raw, _ := io.ReadAll(r.Body)
@@ -37,7 +37,7 @@ func taskWorker(t *testing.T, queueURL string, handle func(body map[string]any) 
 		_ = json.NewEncoder(w).Encode(out)
 	}))
 	t.Cleanup(h.Close)
-	d := dispatch.New(dispatch.Config{QueueURL: queueURL, Region: "us-east-1", BatchSize: 1, Concurrency: 4, WaitTime: time.Second},
+	d := dispatch.New(dispatch.Config{QueueURL: queueURL, Region: "us-east-1", BatchSize: 1, Concurrency: 16, WaitTime: time.Second},
 		sqsClient, &dispatch.HTTPInvoker{URL: h.URL}, &dispatch.CallbackClient{BaseURL: callbackURL}, nil, logr.Discard())
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})

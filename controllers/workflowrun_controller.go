@@ -499,36 +499,10 @@ func (r *WorkflowRunReconciler) Report(ctx context.Context, c tasktoken.Claims, 
 	if res.Kind == callback.Heartbeat {
 		return r.heartbeat(ctx, c)
 	}
-	reader := r.APIReader
-	if reader == nil {
-		reader = r.Client
-	}
 	for attempt := 0; attempt < 5; attempt++ {
-		run := &millracev1.WorkflowRun{}
-		if err := reader.Get(ctx, k8stypes.NamespacedName{Namespace: c.Namespace, Name: c.Run}, run); err != nil {
-			if apierrors.IsNotFound(err) {
-				return callback.ErrUnknownRun
-			}
-			return err
-		}
-		if string(run.UID) != c.RunUID {
-			return callback.ErrUnknownRun
-		}
-		if finished(run.Status.Phase) || run.Status.Engine == nil {
-			return callback.ErrStale
-		}
-		m, engine, err := r.load(run)
+		run, m, engine, err := r.currentTask(ctx, c)
 		if err != nil {
 			return err
-		}
-		current := false
-		for _, a := range m.Active(engine) {
-			if a.Running() && a.State.Name == c.State && a.Attempt == c.Attempt && slices.Equal(a.Path, c.Path) {
-				current = true
-			}
-		}
-		if !current {
-			return callback.ErrStale
 		}
 		now := r.Now()
 		ev := asl.Event{Kind: asl.EventTaskFailed, At: now, Path: c.Path, Attempt: c.Attempt, Error: res.Error, Cause: res.Cause}
@@ -555,33 +529,44 @@ func (r *WorkflowRunReconciler) Report(ctx context.Context, c tasktoken.Claims, 
 	return errors.New("the run kept changing; try again")
 }
 
-// heartbeat records that a running task is alive.
-func (r *WorkflowRunReconciler) heartbeat(ctx context.Context, c tasktoken.Claims) error {
+// currentTask reads the run uncached and checks that the claims name one of its running task
+// attempts: ErrUnknownRun for another run, ErrStale for an attempt the run has left.
+func (r *WorkflowRunReconciler) currentTask(ctx context.Context, c tasktoken.Claims) (*millracev1.WorkflowRun, *asl.Machine, asl.Run, error) {
 	reader := r.APIReader
 	if reader == nil {
 		reader = r.Client
 	}
+	run := &millracev1.WorkflowRun{}
+	if err := reader.Get(ctx, k8stypes.NamespacedName{Namespace: c.Namespace, Name: c.Run}, run); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, nil, asl.Run{}, callback.ErrUnknownRun
+		}
+		return nil, nil, asl.Run{}, err
+	}
+	if string(run.UID) != c.RunUID {
+		return nil, nil, asl.Run{}, callback.ErrUnknownRun
+	}
+	if finished(run.Status.Phase) || run.Status.Engine == nil {
+		return nil, nil, asl.Run{}, callback.ErrStale
+	}
+	m, engine, err := r.load(run)
+	if err != nil {
+		return nil, nil, asl.Run{}, err
+	}
+	key := asl.TaskKey(c.State, c.Path, c.Attempt)
+	if !slices.ContainsFunc(m.Active(engine), func(a asl.Active) bool { return a.Running() && a.Key() == key }) {
+		return nil, nil, asl.Run{}, callback.ErrStale
+	}
+	return run, m, engine, nil
+}
+
+// heartbeat records that a running task is alive.
+func (r *WorkflowRunReconciler) heartbeat(ctx context.Context, c tasktoken.Claims) error {
 	key := asl.TaskKey(c.State, c.Path, c.Attempt)
 	for attempt := 0; attempt < 5; attempt++ {
-		run := &millracev1.WorkflowRun{}
-		if err := reader.Get(ctx, k8stypes.NamespacedName{Namespace: c.Namespace, Name: c.Run}, run); err != nil {
-			if apierrors.IsNotFound(err) {
-				return callback.ErrUnknownRun
-			}
-			return err
-		}
-		if string(run.UID) != c.RunUID {
-			return callback.ErrUnknownRun
-		}
-		if finished(run.Status.Phase) || run.Status.Engine == nil {
-			return callback.ErrStale
-		}
-		m, engine, err := r.load(run)
+		run, _, _, err := r.currentTask(ctx, c)
 		if err != nil {
 			return err
-		}
-		if !slices.ContainsFunc(m.Active(engine), func(a asl.Active) bool { return a.Running() && a.Key() == key }) {
-			return callback.ErrStale
 		}
 		original := run.DeepCopy()
 		beat := millracev1.TaskHeartbeat{Task: key, Time: metav1.NewTime(r.Now())}

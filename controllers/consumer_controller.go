@@ -22,7 +22,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
-	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/source"
@@ -396,16 +395,7 @@ func (r *ConsumerReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Mana
 }
 
 func (r *ConsumerReconciler) consumersOfQueue(ctx context.Context, o client.Object) []reconcile.Request {
-	var list millracev1.ConsumerList
-	if err := r.List(ctx, &list, client.InNamespace(o.GetNamespace()), client.MatchingFields{consumerQueueKey: o.GetName()}); err != nil {
-		logf.FromContext(ctx).Error(err, "listing the consumers of a queue")
-		return nil
-	}
-	reqs := make([]reconcile.Request, 0, len(list.Items))
-	for _, c := range list.Items {
-		reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&c)})
-	}
-	return reqs
+	return referrers(ctx, r.Client, &millracev1.ConsumerList{}, consumerQueueKey, o, nil)
 }
 
 // deploymentChanged passes the Deployment changes the Consumer reports or reverts: its spec

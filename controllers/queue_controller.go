@@ -22,7 +22,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
-	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
@@ -458,16 +457,7 @@ func (r *QueueReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager
 
 // referencingQueues maps a Queue to the Queues that use it as their dead-letter queue.
 func (r *QueueReconciler) referencingQueues(ctx context.Context, o client.Object) []reconcile.Request {
-	var list millracev1.QueueList
-	if err := r.List(ctx, &list, client.InNamespace(o.GetNamespace()), client.MatchingFields{deadLetterKey: o.GetName()}); err != nil {
-		logf.FromContext(ctx).Error(err, "listing queues that reference a dead-letter queue")
-		return nil
-	}
-	reqs := make([]reconcile.Request, 0, len(list.Items))
-	for _, q := range list.Items {
-		reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&q)})
-	}
-	return reqs
+	return referrers(ctx, r.Client, &millracev1.QueueList{}, deadLetterKey, o, nil)
 }
 
 // specOrLifecycleChanged ignores the Queue's own status writes (message counts), so they never

@@ -202,17 +202,7 @@ func newNamespace(t testing.TB) string {
 // eventually retries check until it returns nil or the timeout passes.
 func eventually(t testing.TB, timeout time.Duration, check func() error) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := check()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v: %v", timeout, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	testenv.Eventually(t, timeout, check)
 }
 
 func metaOnly(ns, name string) metav1.ObjectMeta {

@@ -413,8 +413,8 @@ func (r *WorkflowRunReconciler) dispatch(ctx context.Context, run *millracev1.Wo
 			name, _ := params["Queue"].(string)
 			q := &millracev1.Queue{}
 			if err := r.Get(ctx, k8stypes.NamespacedName{Namespace: run.Namespace, Name: name}, q); err != nil || q.Status.QueueURL == "" {
-				return r.report(ctx, run, a, callback.Result{Kind: callback.Failure, Error: asl.ErrRuntime,
-					Cause: "Parameters need QueueUrl or Queue naming a ready Queue of this namespace"})
+				go r.reportLater(run, a, failure("Parameters need QueueUrl or Queue naming a ready Queue of this namespace"))
+				return nil
 			}
 			url = q.Status.QueueURL
 		}
@@ -439,24 +439,19 @@ func (r *WorkflowRunReconciler) dispatch(ctx context.Context, run *millracev1.Wo
 			return nil
 		}
 		result, _ := json.Marshal(map[string]any{"MessageId": aws.ToString(out.MessageId), "MD5OfMessageBody": aws.ToString(out.MD5OfMessageBody)})
-		r.wakeUp(run)
-		return r.reportLater(run, a, callback.Result{Kind: callback.Success, Output: result})
+		go r.reportLater(run, a, func() callback.Result { return callback.Result{Kind: callback.Success, Output: result} })
+		return nil
 	case resource == "millrace:http":
 		params, _ := input.(map[string]any)
 		timeout := 60 * time.Second
 		if a.State.TimeoutSeconds > 0 {
 			timeout = time.Duration(a.State.TimeoutSeconds) * time.Second
 		}
-		go func() {
-			res := httpTask(params, timeout)
-			if err := r.reportLater(run, a, res); err != nil {
-				return
-			}
-		}()
+		go r.reportLater(run, a, func() callback.Result { return httpTask(params, timeout) })
 		return nil
 	default:
-		return r.report(ctx, run, a, callback.Result{Kind: callback.Failure, Error: asl.ErrRuntime,
-			Cause: fmt.Sprintf("resource %q is not supported (millrace:consumer/<name>, millrace:http, arn:aws:states:::sqs:sendMessage[.waitForTaskToken])", resource)})
+		go r.reportLater(run, a, failure(fmt.Sprintf("resource %q is not supported (millrace:consumer/<name>, millrace:http, arn:aws:states:::sqs:sendMessage[.waitForTaskToken])", resource)))
+		return nil
 	}
 }
 
@@ -475,23 +470,23 @@ func (r *WorkflowRunReconciler) consumerQueue(ctx context.Context, ns, name stri
 	return q.Status.QueueURL, q.Spec.Type == millracev1.QueueTypeFIFO, nil
 }
 
-// reportLater records an immediate result in a goroutine (the run's status is being written by
-// the caller; the report retries on conflict).
-func (r *WorkflowRunReconciler) reportLater(run *millracev1.WorkflowRun, a asl.Active, res callback.Result) error {
+// reportLater records the result of a task the manager performs itself (run as a goroutine after
+// the dispatch was recorded), through the same path as the callback API, retrying on conflicts.
+func (r *WorkflowRunReconciler) reportLater(run *millracev1.WorkflowRun, a asl.Active, result func() callback.Result) {
+	res := result()
 	claims := tasktoken.Claims{Namespace: run.Namespace, Run: run.Name, RunUID: string(run.UID), State: a.State.Name, Path: a.Path, Attempt: a.Attempt}
-	go func() {
-		for i := 0; i < 10; i++ {
-			if err := r.Report(context.Background(), claims, res); err == nil || errors.Is(err, callback.ErrStale) {
-				return
-			}
-			time.Sleep(100 * time.Millisecond)
+	for i := 0; i < 10; i++ {
+		if err := r.Report(context.Background(), claims, res); err == nil || errors.Is(err, callback.ErrStale) {
+			return
 		}
-	}()
-	return nil
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
-func (r *WorkflowRunReconciler) report(ctx context.Context, run *millracev1.WorkflowRun, a asl.Active, res callback.Result) error {
-	return r.reportLater(run, a, res)
+func failure(cause string) func() callback.Result {
+	return func() callback.Result {
+		return callback.Result{Kind: callback.Failure, Error: asl.ErrRuntime, Cause: cause}
+	}
 }
 
 // Report records a task result from the callback API (callback.Sink).
@@ -651,18 +646,11 @@ func (r *WorkflowRunReconciler) SetupWithManager(ctx context.Context, mgr ctrl.M
 		Complete(r)
 }
 
+// pendingRuns maps a Workflow to its runs that have not started (they wait for it).
 func (r *WorkflowRunReconciler) pendingRuns(ctx context.Context, o client.Object) []reconcile.Request {
-	var list millracev1.WorkflowRunList
-	if err := r.List(ctx, &list, client.InNamespace(o.GetNamespace()), client.MatchingFields{workflowRefKey: o.GetName()}); err != nil {
-		return nil
-	}
-	var reqs []reconcile.Request
-	for _, run := range list.Items {
-		if run.Status.Engine == nil {
-			reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&run)})
-		}
-	}
-	return reqs
+	return referrers(ctx, r.Client, &millracev1.WorkflowRunList{}, workflowRefKey, o, func(obj client.Object) bool {
+		return obj.(*millracev1.WorkflowRun).Status.Engine == nil
+	})
 }
 
 // httpTask performs a millrace:http task: Parameters Method (default GET), Url, Headers (name ->

@@ -109,17 +109,7 @@ func counts(t testing.TB, url string) (visible, inFlight int) {
 
 func eventually(t testing.TB, timeout time.Duration, check func() error) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := check()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v: %v", timeout, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	testenv.Eventually(t, timeout, check)
 }
 
 // handler is a real HTTP handler on 127.0.0.1 that records what it receives.

@@ -245,17 +245,7 @@ func TestRunsSurviveAManagerRestart(t *testing.T) {
 
 func wait(t *testing.T, timeout time.Duration, check func() error) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := check()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v: %v", timeout, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	testenv.Eventually(t, timeout, check)
 }
 
 func TestMain(m *testing.M) {

@@ -100,6 +100,8 @@ type ConsumerReconciler struct {
 type consumerState struct {
 	scaling    scaling.State
 	lastStatus time.Time
+	// renderKey and renderedHash remember the last rendering, so unchanged inputs skip it.
+	renderKey, renderedHash string
 	// applied is the replica count this controller last applied (-1: unknown, e.g. after a
 	// restart); a user's edit of the Deployment's replicas is measured against it and reverted.
 	applied     int32
@@ -176,18 +178,25 @@ func (r *ConsumerReconciler) Reconcile(ctx context.Context, req ctrl.Request) (r
 
 	target := consumer.Target{QueueURL: q.Status.QueueURL, QueueARN: q.Status.QueueARN,
 		FIFO: q.Spec.Type == millracev1.QueueTypeFIFO, Region: r.Region, Endpoint: r.Endpoint}
-	want := consumer.Render(c, decision.Replicas, target, r.Render)
-	if !exists || dep.Annotations[consumer.AnnotationHash] != want.Annotations[consumer.AnnotationHash] || onDeployment != decision.Replicas {
-		if err := r.apply(ctx, want); err != nil {
-			conditions.MarkReconciling(&c.Status.Conditions, c.Generation, "ApplyFailed", err.Error())
-			return ctrl.Result{}, err
+	// Most reconciles are depth samples that change nothing: render (and hash the pod template) only
+	// when the rendering's inputs changed, the Deployment differs from what was applied, or the
+	// replica count moves.
+	renderKey := fmt.Sprintf("%d/%s/%v", c.Generation, c.UID, target)
+	if !exists || st.renderKey != renderKey || dep.Annotations[consumer.AnnotationHash] != st.renderedHash || onDeployment != decision.Replicas {
+		want := consumer.Render(c, decision.Replicas, target, r.Render)
+		st.renderKey, st.renderedHash = renderKey, want.Annotations[consumer.AnnotationHash]
+		if !exists || dep.Annotations[consumer.AnnotationHash] != st.renderedHash || onDeployment != decision.Replicas {
+			if err := r.apply(ctx, want); err != nil {
+				conditions.MarkReconciling(&c.Status.Conditions, c.Generation, "ApplyFailed", err.Error())
+				return ctrl.Result{}, err
+			}
+			if exists && onDeployment != current {
+				r.Recorder.Eventf(c, nil, corev1.EventTypeNormal, "ReplicasReverted", "Scale",
+					"replicas of Deployment %s were set to %d outside Millrace; restored to %d", dep.Name, onDeployment, decision.Replicas)
+			}
+			want.Status = dep.Status
+			dep = want
 		}
-		if exists && onDeployment != current {
-			r.Recorder.Eventf(c, nil, corev1.EventTypeNormal, "ReplicasReverted", "Scale",
-				"replicas of Deployment %s were set to %d outside Millrace; restored to %d", dep.Name, onDeployment, decision.Replicas)
-		}
-		want.Status = dep.Status
-		dep = want
 	}
 	st.applied = decision.Replicas
 	r.recordScale(c, st, current, decision)

@@ -239,7 +239,10 @@ func (r *WorkflowRunReconciler) record(run *millracev1.WorkflowRun, m *asl.Machi
 	}
 	run.Status.CurrentState = engine.State
 	run.Status.ActiveStates = nil
-	for _, a := range m.Active(engine) {
+	active := m.Active(engine)
+	live := map[string]bool{}
+	for _, a := range active {
+		live[a.Key()] = true
 		as := millracev1.ActiveState{Name: a.State.Name, Path: a.Label, Attempt: int32(a.Attempt)}
 		since := metav1.NewTime(a.Entered)
 		as.Since = &since
@@ -251,10 +254,6 @@ func (r *WorkflowRunReconciler) record(run *millracev1.WorkflowRun, m *asl.Machi
 			as.Until = &until
 		}
 		run.Status.ActiveStates = append(run.Status.ActiveStates, as)
-	}
-	live := map[string]bool{}
-	for _, a := range m.Active(engine) {
-		live[a.Key()] = true
 	}
 	run.Status.Dispatched = slices.DeleteFunc(run.Status.Dispatched, func(k string) bool { return !live[k] })
 	run.Status.Heartbeats = slices.DeleteFunc(run.Status.Heartbeats, func(h millracev1.TaskHeartbeat) bool { return !live[h.Task] })

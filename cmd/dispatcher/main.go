@@ -104,7 +104,7 @@ func run(ctx context.Context, log logr.Logger, cfg dispatch.Config, mode, handle
 	var invoker dispatch.Invoker
 	switch mode {
 	case "HTTP":
-		invoker = &dispatch.HTTPInvoker{URL: handlerURL, Client: dispatch.NewHandlerClient(cfg.Concurrency)}
+		invoker = &dispatch.HTTPInvoker{URL: handlerURL}
 	case "LambdaRuntime":
 		api := &dispatch.RuntimeAPI{FunctionARN: cfg.QueueARN}
 		addr, err := api.Listen(runtimeAddr)

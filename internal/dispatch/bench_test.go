@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -22,7 +23,7 @@ import (
 	"github.com/millrace-io/millrace/internal/dispatch"
 )
 
-const benchMessages = 6000
+const benchMessages = 12000
 
 // BenchmarkDispatcherThroughput compares the dispatcher delivering to a no-op HTTP handler with a
 // bare SDK loop (receive 10, delete the batch) on the same emulator, for concurrency 1 and 4.
@@ -32,14 +33,28 @@ func BenchmarkDispatcherThroughput(b *testing.B) {
 	for _, conc := range []int{1, 4} {
 		b.Run(fmt.Sprintf("concurrency=%d", conc), func(b *testing.B) {
 			var bare, disp float64
+			var bareCPU, dispCPU cpuUse
 			var added []time.Duration
 			var heap uint64
+			var calls float64
 			for i := 0; i < b.N; i++ {
-				bare += bareLoop(b, conc)
-				rate, lat, h := dispatcherRun(b, conc)
-				disp += rate
-				added = append(added, lat...)
-				heap = max(heap, h)
+				runBare := func() {
+					rate, c := bareLoop(b, conc)
+					bare += rate
+					bareCPU.add(c)
+				}
+				if i%2 == 0 { // alternate the order, so neither side always runs on a fresher emulator
+					runBare()
+				}
+				r := dispatcherRun(b, conc)
+				dispCPU.add(r.cpu)
+				disp += r.rate
+				added = append(added, r.added...)
+				heap = max(heap, r.heap)
+				calls += r.callsPerMessage
+				if i%2 == 1 {
+					runBare()
+				}
 			}
 			n := float64(b.N)
 			b.ReportMetric(bare/n, "bare-msgs/s")
@@ -48,7 +63,41 @@ func BenchmarkDispatcherThroughput(b *testing.B) {
 			slices.Sort(added)
 			b.ReportMetric(float64(added[len(added)*99/100].Microseconds())/1000, "p99-added-ms/batch")
 			b.ReportMetric(float64(heap)/(1<<20), "heap-MiB")
+			b.ReportMetric(calls/n, "dispatcher-sqs-calls/msg")
+			// CPU per 1,000 messages, in milliseconds, for the emulator and for this process
+			// (which holds the loop or the dispatcher and its handler).
+			perK := func(d time.Duration) float64 { return float64(d.Milliseconds()) * 1000 / (n * benchMessages) }
+			b.ReportMetric(perK(bareCPU.emulator), "bare-emulator-cpu-ms/1k")
+			b.ReportMetric(perK(dispCPU.emulator), "dispatcher-emulator-cpu-ms/1k")
+			b.ReportMetric(perK(bareCPU.self), "bare-self-cpu-ms/1k")
+			b.ReportMetric(perK(dispCPU.self), "dispatcher-self-cpu-ms/1k")
 		})
+	}
+}
+
+// cpuUse is CPU time spent by the emulator and by this test process.
+type cpuUse struct{ emulator, self time.Duration }
+
+func (c *cpuUse) add(o cpuUse) { c.emulator += o.emulator; c.self += o.self }
+
+// measureCPU starts measuring CPU time; calling the function it returns ends the measurement.
+// It starts after the queue is filled and ends with the last deletion.
+func measureCPU(b *testing.B) func() cpuUse {
+	read := func() cpuUse {
+		e, err := emulator.CPUTime()
+		if err != nil {
+			b.Fatal(err)
+		}
+		var ru syscall.Rusage
+		if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+			b.Fatal(err)
+		}
+		return cpuUse{emulator: e, self: time.Duration(ru.Utime.Nano() + ru.Stime.Nano())}
+	}
+	before := read()
+	return func() cpuUse {
+		after := read()
+		return cpuUse{emulator: after.emulator - before.emulator, self: after.self - before.self}
 	}
 }
 
@@ -75,10 +124,11 @@ func fill(b *testing.B) string {
 	return url
 }
 
-func bareLoop(b *testing.B, conc int) float64 {
+func bareLoop(b *testing.B, conc int) (float64, cpuUse) {
 	b.StopTimer()
 	url := fill(b)
 	b.StartTimer()
+	cpu := measureCPU(b)
 	var deleted atomic.Int64
 	var finished atomic.Int64 // unix nanos when the last message was deleted
 	start := time.Now()
@@ -107,8 +157,9 @@ func bareLoop(b *testing.B, conc int) float64 {
 		}()
 	}
 	wg.Wait()
+	used := cpu()
 	// Timed to the last deletion, not to the end of the receives still long-polling an empty queue.
-	return benchMessages / time.Unix(0, finished.Load()).Sub(start).Seconds()
+	return benchMessages / time.Unix(0, finished.Load()).Sub(start).Seconds(), used
 }
 
 // timedInvoker records how long each delivery to the handler takes: the latency the dispatcher's
@@ -128,29 +179,59 @@ func (t *timedInvoker) Invoke(ctx context.Context, e events.SQSEvent, keys []str
 	return o, err
 }
 
-func dispatcherRun(b *testing.B, conc int) (float64, []time.Duration, uint64) {
+type dispatcherResult struct {
+	rate            float64
+	added           []time.Duration
+	heap            uint64
+	cpu             cpuUse
+	callsPerMessage float64
+}
+
+func dispatcherRun(b *testing.B, conc int) dispatcherResult {
 	b.StopTimer()
 	url := fill(b)
 	noop := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(200) }))
 	defer noop.Close()
-	inv := &timedInvoker{inner: &dispatch.HTTPInvoker{URL: noop.URL, Client: dispatch.NewHandlerClient(conc)}}
+	inv := &timedInvoker{inner: &dispatch.HTTPInvoker{URL: noop.URL}}
+	api := &countingAPI{SQSAPI: sqsClient}
 	b.StartTimer()
-	start := time.Now()
-	r := start2(b, dispatch.Config{QueueURL: url, BatchSize: 10, Concurrency: conc, VisibilityTimeout: 30 * time.Second}, inv)
-	var heap uint64
+	cpu := measureCPU(b)
+	began := time.Now()
+	r := start(b, dispatch.Config{QueueURL: url, BatchSize: 10, Concurrency: conc, VisibilityTimeout: 30 * time.Second}, api, inv)
+	res := dispatcherResult{}
 	for i := 0; testutil.ToFloat64(r.metrics.Deleted) < benchMessages; i++ {
 		if i%40 == 0 { // every 200ms: ReadMemStats stops the world
 			var ms runtime.MemStats
 			runtime.ReadMemStats(&ms)
-			heap = max(heap, ms.HeapInuse)
+			res.heap = max(res.heap, ms.HeapInuse)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	rate := benchMessages / time.Since(start).Seconds()
+	res.rate = benchMessages / time.Since(began).Seconds()
+	res.cpu = cpu()
+	res.callsPerMessage = float64(api.calls.Load()) / benchMessages
 	r.stop(b)
-	return rate, inv.took, heap
+	res.added = inv.took
+	return res
 }
 
-func start2(b *testing.B, cfg dispatch.Config, inv dispatch.Invoker) *running {
-	return start(b, cfg, nil, inv)
+// countingAPI counts the SQS calls the dispatcher makes.
+type countingAPI struct {
+	dispatch.SQSAPI
+	calls atomic.Int64
+}
+
+func (c *countingAPI) ReceiveMessage(ctx context.Context, in *sqs.ReceiveMessageInput, opts ...func(*sqs.Options)) (*sqs.ReceiveMessageOutput, error) {
+	c.calls.Add(1)
+	return c.SQSAPI.ReceiveMessage(ctx, in, opts...)
+}
+
+func (c *countingAPI) DeleteMessageBatch(ctx context.Context, in *sqs.DeleteMessageBatchInput, opts ...func(*sqs.Options)) (*sqs.DeleteMessageBatchOutput, error) {
+	c.calls.Add(1)
+	return c.SQSAPI.DeleteMessageBatch(ctx, in, opts...)
+}
+
+func (c *countingAPI) ChangeMessageVisibilityBatch(ctx context.Context, in *sqs.ChangeMessageVisibilityBatchInput, opts ...func(*sqs.Options)) (*sqs.ChangeMessageVisibilityBatchOutput, error) {
+	c.calls.Add(1)
+	return c.SQSAPI.ChangeMessageVisibilityBatch(ctx, in, opts...)
 }

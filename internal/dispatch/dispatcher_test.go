@@ -210,7 +210,7 @@ func (r *running) stop(t testing.TB) {
 }
 
 func httpInvoker(h *handler) dispatch.Invoker {
-	return &dispatch.HTTPInvoker{URL: h.server.URL, Client: dispatch.NewHandlerClient(4)}
+	return &dispatch.HTTPInvoker{URL: h.server.URL}
 }
 
 func waitEmpty(t testing.TB, url string) {

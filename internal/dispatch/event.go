@@ -16,7 +16,9 @@ const TaskTokenAttribute = "millrace-task-token"
 // reports a heartbeat three times per period.
 const HeartbeatAttribute = "millrace-heartbeat-seconds"
 
-// toRecord converts an SQS message to the record of a Lambda SQS event.
+// toRecord converts an SQS message to the record of a Lambda SQS event. The attribute map is
+// shared with the message (neither is changed afterwards); a message without message attributes
+// gets a nil map, which the event encoder writes as {} as Lambda does.
 func toRecord(m types.Message, queueARN, region string) events.SQSMessage {
 	r := events.SQSMessage{
 		MessageId:              aws.ToString(m.MessageId),
@@ -24,14 +26,13 @@ func toRecord(m types.Message, queueARN, region string) events.SQSMessage {
 		Body:                   aws.ToString(m.Body),
 		Md5OfBody:              aws.ToString(m.MD5OfBody),
 		Md5OfMessageAttributes: aws.ToString(m.MD5OfMessageAttributes),
-		Attributes:             map[string]string{},
-		MessageAttributes:      map[string]events.SQSMessageAttribute{},
+		Attributes:             m.Attributes,
 		EventSourceARN:         queueARN,
 		EventSource:            "aws:sqs",
 		AWSRegion:              region,
 	}
-	for k, v := range m.Attributes {
-		r.Attributes[k] = v
+	if len(m.MessageAttributes) > 0 {
+		r.MessageAttributes = make(map[string]events.SQSMessageAttribute, len(m.MessageAttributes))
 	}
 	for k, v := range m.MessageAttributes {
 		r.MessageAttributes[k] = events.SQSMessageAttribute{

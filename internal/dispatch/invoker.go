@@ -8,6 +8,10 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-lambda-go/events"
@@ -32,8 +36,17 @@ const IdempotencyKeyHeader = "Millrace-Idempotency-Key"
 
 // HTTPInvoker POSTs Lambda SQS events to a handler URL.
 type HTTPInvoker struct {
-	URL    string
+	// URL is the handler's address, normally http://127.0.0.1:<port>/.
+	URL string
+	// Client, when set, sends the requests (for https or a proxy). Otherwise a plain-HTTP handler
+	// is reached over the invoker's own keep-alive connections (see localHTTP).
 	Client *http.Client
+
+	once     sync.Once
+	local    *localHTTP
+	client   *http.Client // Client, or a default one for https handlers
+	setupErr error
+	sizeHint atomic.Int64 // the last event's size, to allocate the next one's buffer once
 }
 
 // batchResponse is the Lambda partial-batch response.
@@ -43,43 +56,92 @@ type batchResponse struct {
 	} `json:"batchItemFailures"`
 }
 
+// handlerResponseLimit bounds what is read of a handler's answer (Lambda's response payload limit).
+const handlerResponseLimit = 6 << 20
+
 // Invoke posts the event; a non-2xx answer, a transport error or the context's deadline fail the batch.
 func (h *HTTPInvoker) Invoke(ctx context.Context, event events.SQSEvent, keys []string) (Outcome, error) {
-	body, err := json.Marshal(event)
-	if err != nil {
-		return Outcome{}, err
+	body := appendEvent(make([]byte, 0, h.sizeHint.Load()), event)
+	h.sizeHint.Store(int64(len(body)) + 512)
+	var (
+		code   int
+		status string
+		out    []byte
+		err    error
+	)
+	h.once.Do(h.setup)
+	if h.setupErr != nil {
+		return Outcome{}, h.setupErr
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, h.URL, bytes.NewReader(body))
-	if err != nil {
-		return Outcome{}, err
+	if h.client != nil {
+		code, status, out, err = h.viaClient(ctx, body, keys)
+	} else {
+		header := make([]byte, 0, 64+len(keys)*(len(IdempotencyKeyHeader)+40))
+		header = append(header, "Content-Type: application/json\r\n"...)
+		for _, k := range keys {
+			header = append(header, IdempotencyKeyHeader+": "...)
+			header = append(header, k...)
+			header = append(header, "\r\n"...)
+		}
+		if deadline, ok := ctx.Deadline(); ok {
+			header = append(header, "Millrace-Deadline-Ms: "...)
+			header = strconv.AppendInt(header, deadline.UnixMilli(), 10)
+			header = append(header, "\r\n"...)
+		}
+		code, status, out, err = h.local.post(ctx, header, body, handlerResponseLimit)
 	}
-	req.Header.Set("Content-Type", "application/json")
-	for _, k := range keys {
-		req.Header.Add(IdempotencyKeyHeader, k)
-	}
-	if deadline, ok := ctx.Deadline(); ok {
-		req.Header.Set("Millrace-Deadline-Ms", fmt.Sprint(deadline.UnixMilli()))
-	}
-	client := h.Client
-	if client == nil {
-		client = http.DefaultClient
-	}
-	resp, err := client.Do(req)
 	if err != nil {
 		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 			return Outcome{}, fmt.Errorf("handler timed out: %w", context.DeadlineExceeded)
 		}
 		return Outcome{}, fmt.Errorf("handler unreachable: %w", err)
 	}
-	defer resp.Body.Close()
-	out, err := io.ReadAll(io.LimitReader(resp.Body, 6<<20))
-	if err != nil {
-		return Outcome{}, fmt.Errorf("reading the handler's response: %w", err)
-	}
-	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return Outcome{Output: out}, fmt.Errorf("handler answered %s: %s", resp.Status, truncate(out, 256))
+	if code < 200 || code > 299 {
+		return Outcome{Output: out}, fmt.Errorf("handler answered %s: %s", status, truncate(out, 256))
 	}
 	return parseOutcome(out), nil
+}
+
+func (h *HTTPInvoker) setup() {
+	switch {
+	case h.Client != nil:
+		h.client = h.Client
+	case strings.HasPrefix(h.URL, "https://"):
+		h.client = NewHandlerClient(16)
+	default:
+		h.local, h.setupErr = newLocalHTTP(h.URL)
+	}
+}
+
+// Close closes the invoker's idle connections.
+func (h *HTTPInvoker) Close() {
+	if h.local != nil {
+		h.local.close()
+	}
+}
+
+func (h *HTTPInvoker) viaClient(ctx context.Context, body []byte, keys []string) (int, string, []byte, error) {
+	// A *bytes.Reader body (known to be in memory) lets the transport send headers and body in
+	// one write.
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, h.URL, bytes.NewReader(body))
+	if err != nil {
+		return 0, "", nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header[IdempotencyKeyHeader] = keys
+	if deadline, ok := ctx.Deadline(); ok {
+		req.Header.Set("Millrace-Deadline-Ms", strconv.FormatInt(deadline.UnixMilli(), 10))
+	}
+	resp, err := h.client.Do(req)
+	if err != nil {
+		return 0, "", nil, err
+	}
+	defer resp.Body.Close()
+	out, err := io.ReadAll(io.LimitReader(resp.Body, handlerResponseLimit))
+	if err != nil {
+		return 0, "", nil, fmt.Errorf("reading the handler's response: %w", err)
+	}
+	return resp.StatusCode, resp.Status, out, nil
 }
 
 // parseOutcome reads batchItemFailures from a response body; any other body means full success.
@@ -101,12 +163,14 @@ func truncate(b []byte, n int) string {
 	return string(b)
 }
 
-// NewHandlerClient is a client for a handler on localhost: no proxy, keep-alive, generous idle pool.
+// NewHandlerClient is a net/http client for a handler: no proxy, keep-alive, generous idle pool.
 func NewHandlerClient(concurrency int) *http.Client {
 	return &http.Client{Transport: &http.Transport{
 		Proxy:               nil,
 		MaxIdleConns:        concurrency * 2,
 		MaxIdleConnsPerHost: concurrency * 2,
 		IdleConnTimeout:     90 * time.Second,
+		// Room for the headers and a typical event, so a request goes out in one write.
+		WriteBufferSize: 64 << 10,
 	}}
 }

@@ -89,10 +89,7 @@ func (r *RuntimeAPI) Invoke(ctx context.Context, event events.SQSEvent, _ []stri
 	if initErr != nil {
 		return Outcome{}, initErr
 	}
-	payload, err := json.Marshal(event)
-	if err != nil {
-		return Outcome{}, err
-	}
+	payload := appendEvent(nil, event)
 	deadline, ok := ctx.Deadline()
 	if !ok {
 		deadline = time.Now().Add(15 * time.Minute)

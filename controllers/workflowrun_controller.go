@@ -43,7 +43,13 @@ import (
 )
 
 const (
-	maxHistory         = 100
+	maxHistory = 100
+	// maxActiveListed bounds status.activeStates (nested Maps can run 40 × 40 states at once).
+	maxActiveListed = 100
+	// maxStateBytes bounds the engine state plus the run's input and pinned definition, so that
+	// with the history (at most 100 short events) the object stays under etcd's 1.5 MiB limit.
+	maxStateBytes = 1280 << 10
+
 	workflowRefKey     = "spec.workflowRef.name"
 	ReasonRunStarted   = "RunStarted"
 	ReasonRunSucceeded = "RunSucceeded"
@@ -225,9 +231,24 @@ func (r *WorkflowRunReconciler) load(run *millracev1.WorkflowRun) (*asl.Machine,
 
 // record writes the engine's state into the run's status (persisted by the caller).
 func (r *WorkflowRunReconciler) record(run *millracev1.WorkflowRun, m *asl.Machine, engine asl.Run, history []asl.Transition, now time.Time) error {
-	raw, err := json.Marshal(engine)
+	kept := engine
+	if engine.Status != asl.Running {
+		// A finished run is never stepped again: its output is status.output, its input spec.input.
+		kept.Input, kept.Output, kept.Execution.Input = nil, nil, nil
+	}
+	raw, err := json.Marshal(kept)
 	if err != nil {
 		return err
+	}
+	if size := len(raw) + jsonLen(run.Spec.Input) + jsonLen(run.Status.Definition); size > maxStateBytes {
+		// The run's state would not fit in its object (etcd refuses objects over 1.5 MiB): end
+		// the run with an error that says so, rather than fail to record it forever.
+		engine = asl.Run{Status: asl.Failed, State: engine.State, Execution: engine.Execution, Transitions: engine.Transitions,
+			Error: asl.ErrDataLimitExceeded, Cause: fmt.Sprintf("the run's state in %s reached %d bytes with its input and definition (limit %d)", engine.State, size, maxStateBytes)}
+		history = append(history, asl.Transition{At: now, State: engine.State, Kind: string(asl.Failed), Info: asl.ErrDataLimitExceeded})
+		if raw, err = json.Marshal(engine); err != nil {
+			return err
+		}
 	}
 	run.Status.Engine = &apiextensionsv1.JSON{Raw: raw}
 	for _, h := range history {
@@ -238,11 +259,21 @@ func (r *WorkflowRunReconciler) record(run *millracev1.WorkflowRun, m *asl.Machi
 		run.Status.History = slices.Clone(run.Status.History[n-maxHistory:])
 	}
 	run.Status.CurrentState = engine.State
-	run.Status.ActiveStates = nil
+	run.Status.ActiveStates, run.Status.ActiveStatesTotal, run.Status.FanOuts = nil, 0, nil
 	active := m.Active(engine)
+	if len(active) > maxActiveListed {
+		run.Status.ActiveStatesTotal = int32(len(active))
+	}
+	for _, f := range m.FanOuts(engine) {
+		run.Status.FanOuts = append(run.Status.FanOuts, millracev1.FanOutProgress{Name: f.State.Name, Path: f.Label,
+			Total: int32(f.Total), Succeeded: int32(f.Succeeded), Running: int32(f.Running), Pending: int32(f.Pending)})
+	}
 	live := map[string]bool{}
 	for _, a := range active {
 		live[a.Key()] = true
+		if len(run.Status.ActiveStates) == maxActiveListed {
+			continue
+		}
 		as := millracev1.ActiveState{Name: a.State.Name, Path: a.Label, Attempt: int32(a.Attempt)}
 		since := metav1.NewTime(a.Entered)
 		as.Since = &since
@@ -288,11 +319,19 @@ func (r *WorkflowRunReconciler) record(run *millracev1.WorkflowRun, m *asl.Machi
 	return nil
 }
 
+func jsonLen(j *apiextensionsv1.JSON) int {
+	if j == nil {
+		return 0
+	}
+	return len(j.Raw)
+}
+
 func (r *WorkflowRunReconciler) complete(run *millracev1.WorkflowRun, phase millracev1.RunPhase, now time.Time) {
 	run.Status.Phase = phase
 	t := metav1.NewTime(now)
 	run.Status.CompletionTime = &t
 	run.Status.ActiveStates, run.Status.Dispatched, run.Status.Heartbeats = nil, nil, nil
+	run.Status.ActiveStatesTotal, run.Status.FanOuts = 0, nil
 }
 
 // heartbeatDeadline is when a running task times out without a new heartbeat.

@@ -259,3 +259,129 @@ func TestHTTPTasks(t *testing.T) {
 		t.Fatalf("output %s", run.Status.Output.Raw)
 	}
 }
+
+const fanOutWorkflow = `{
+  "StartAt": "Both",
+  "States": {
+    "Both": {"Type": "Parallel", "ResultPath": "$.both", "Next": "Each", "Branches": [
+      {"StartAt": "Quote", "States": {"Quote": {"Type": "Task", "Resource": "millrace:consumer/payments",
+        "Parameters": {"op": "quote", "id.$": "$.id"}, "End": true}}},
+      {"StartAt": "Stamp", "States": {"Stamp": {"Type": "Pass", "Parameters": {"run.$": "$$.Execution.Name"}, "End": true}}}]},
+    "Each": {"Type": "Map", "ItemsPath": "$.lines", "MaxConcurrency": 3, "ResultPath": "$.shipped", "End": true,
+      "ItemSelector": {"op": "ship", "sku.$": "$$.Map.Item.Value"},
+      "ItemProcessor": {"StartAt": "Ship", "States": {"Ship": {"Type": "Task", "Resource": "millrace:consumer/payments",
+        "Retry": [{"ErrorEquals": ["States.TaskFailed"], "IntervalSeconds": 1, "MaxAttempts": 1}], "End": true}}}}
+  }
+}`
+
+// Parallel branches and Map iterations whose tasks a real Consumer's handler executes: the Map
+// runs at most MaxConcurrency iterations at once, its progress is summarized in status.fanOuts,
+// a failed iteration is retried on its own, and the outputs come back in order.
+func TestParallelAndMapTasksRunThroughAConsumer(t *testing.T) {
+	ns := newNamespace(t)
+	create(t, newQueue(ns, "payments", millracev1.QueueSpec{}))
+	q := waitReadyQueue(t, ns, "payments")
+	create(t, newConsumer(ns, "payments", "payments", fastScaling(0)))
+	create(t, newWorkflow(ns, "fan", fanOutWorkflow))
+	var inFlight, most atomic.Int32
+	var failedOnce atomic.Bool
+	taskWorker(t, q.Status.QueueURL, func(body map[string]any) (int, any) {
+		switch body["op"] {
+		case "quote":
+			return 200, map[string]any{"price": 42, "id": body["id"]}
+		case "ship":
+			n := inFlight.Add(1)
+			defer inFlight.Add(-1)
+			for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
+			}
+			time.Sleep(300 * time.Millisecond)
+			if body["sku"] == "c" && failedOnce.CompareAndSwap(false, true) {
+				return 500, map[string]any{"error": "warehouse busy"}
+			}
+			return 200, map[string]any{"sku": body["sku"]}
+		}
+		return 400, map[string]any{"error": "unknown op"}
+	})
+	create(t, newRun(ns, "fan-1", "fan", `{"id":"o-9","lines":["a","b","c","d","e","f","g","h"]}`))
+	var seen millracev1.FanOutProgress
+	eventually(t, 30*time.Second, func() error {
+		run := &millracev1.WorkflowRun{}
+		if err := k8s.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "fan-1"}, run); err != nil {
+			return err
+		}
+		for _, f := range run.Status.FanOuts {
+			if f.Name == "Each" && f.Running > 0 {
+				seen = f
+				return nil
+			}
+		}
+		return fmt.Errorf("no Map progress yet (state %q, phase %q)", run.Status.CurrentState, run.Status.Phase)
+	})
+	if seen.Total != 8 || seen.Running > 3 || seen.Succeeded+seen.Running+seen.Pending != 8 {
+		t.Errorf("Map progress %+v", seen)
+	}
+	run := waitRun(t, ns, "fan-1", millracev1.RunSucceeded)
+	var out map[string]any
+	_ = json.Unmarshal(run.Status.Output.Raw, &out)
+	want := `{"both":[{"id":"o-9","price":42},{"run":"fan-1"}],"id":"o-9","lines":["a","b","c","d","e","f","g","h"],` +
+		`"shipped":[{"sku":"a"},{"sku":"b"},{"sku":"c"},{"sku":"d"},{"sku":"e"},{"sku":"f"},{"sku":"g"},{"sku":"h"}]}`
+	if got, _ := json.Marshal(out); string(got) != want {
+		t.Errorf("output\n %s\nwant\n %s", got, want)
+	}
+	if m := most.Load(); m > 3 || m < 2 {
+		t.Errorf("at most %d iterations ran at once; want 2 or 3 (MaxConcurrency 3)", m)
+	}
+	if !failedOnce.Load() || !strings.Contains(historyText(run), "Each[2].Ship:Retrying") {
+		t.Errorf("the failed iteration was not retried: %s", historyText(run))
+	}
+	if len(run.Status.FanOuts) != 0 || len(run.Status.ActiveStates) != 0 {
+		t.Errorf("a finished run lists fan-outs %+v / active states %+v", run.Status.FanOuts, run.Status.ActiveStates)
+	}
+}
+
+func historyText(run *millracev1.WorkflowRun) string {
+	var seen []string
+	for _, h := range run.Status.History {
+		seen = append(seen, h.State+":"+h.Type)
+	}
+	return strings.Join(seen, " ")
+}
+
+// A 10,000-item Map keeps the WorkflowRun object small (iterations are summarized, finished ones
+// leave only their output), and results beyond 256 KiB fail the Map with States.DataLimitExceeded
+// instead of growing the object past etcd's limit.
+func TestATenThousandItemMapFitsInTheRunObject(t *testing.T) {
+	ns := newNamespace(t)
+	create(t, newWorkflow(ns, "big", `{"StartAt":"M","States":{"M":{"Type":"Map","ItemsPath":"$.items","End":true,
+		"ItemProcessor":{"StartAt":"Double","States":{"Double":{"Type":"Pass","Parameters":{"n.$":"States.MathAdd($.n, $.n)"},"End":true}}}}}}`))
+	create(t, newWorkflow(ns, "too-big", `{"StartAt":"M","States":{"M":{"Type":"Map","ItemsPath":"$.items","End":true,
+		"ItemProcessor":{"StartAt":"Pad","States":{"Pad":{"Type":"Pass","Parameters":{"pad":"`+strings.Repeat("x", 100)+`","n.$":"$.n"},"End":true}}}}}}`))
+	var b strings.Builder
+	b.WriteString(`{"items":[`)
+	for i := range 10000 {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, `{"n":%d}`, i)
+	}
+	b.WriteString(`]}`)
+	create(t, newRun(ns, "big-1", "big", b.String()))
+	create(t, newRun(ns, "too-big-1", "too-big", b.String()))
+	run := waitRun(t, ns, "big-1", millracev1.RunSucceeded)
+	var out []map[string]float64
+	if err := json.Unmarshal(run.Status.Output.Raw, &out); err != nil || len(out) != 10000 || out[9999]["n"] != 19998 {
+		t.Fatalf("output of %d items (%v)", len(out), err)
+	}
+	size, _ := json.Marshal(run)
+	t.Logf("a finished 10,000-item run object: %d bytes (input %d, output %d, engine %d)", len(size), len(run.Spec.Input.Raw), len(run.Status.Output.Raw), len(run.Status.Engine.Raw))
+	if len(size) > 1<<20 {
+		t.Errorf("the run object is %d bytes", len(size))
+	}
+	if run.Status.HistoryTotal < 20000 || len(run.Status.History) > 100 {
+		t.Errorf("history: %d listed of %d", len(run.Status.History), run.Status.HistoryTotal)
+	}
+	failed := waitRun(t, ns, "too-big-1", millracev1.RunFailed)
+	if failed.Status.Error != "States.DataLimitExceeded" || !strings.Contains(failed.Status.Cause, "262144") {
+		t.Errorf("error %q: %q", failed.Status.Error, failed.Status.Cause)
+	}
+}

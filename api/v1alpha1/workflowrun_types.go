@@ -61,6 +61,23 @@ type ActiveState struct {
 	Until *metav1.Time `json:"until,omitempty"`
 }
 
+// FanOutProgress summarizes a running Parallel or Map state: its iterations are counted, not
+// listed.
+type FanOutProgress struct {
+	// name of the state; path gives its position when nested, e.g. "Orders[3].Lines".
+	Name string `json:"name"`
+	// +optional
+	Path string `json:"path,omitempty"`
+	// total branches or items.
+	Total int32 `json:"total"`
+	// succeeded iterations so far.
+	Succeeded int32 `json:"succeeded"`
+	// running iterations (a Map runs at most MaxConcurrency, and never more than 40, at once).
+	Running int32 `json:"running"`
+	// pending iterations, not started yet.
+	Pending int32 `json:"pending"`
+}
+
 // HistoryEvent is one transition.
 type HistoryEvent struct {
 	Time  metav1.Time `json:"time"`
@@ -99,6 +116,14 @@ type WorkflowRunStatus struct {
 	// +optional
 	// +listType=atomic
 	ActiveStates []ActiveState `json:"activeStates,omitempty"`
+	// activeStatesTotal counts the active states when there are more than activeStates lists
+	// (at most 100).
+	// +optional
+	ActiveStatesTotal int32 `json:"activeStatesTotal,omitempty"`
+	// fanOuts summarize the running Parallel and Map states.
+	// +optional
+	// +listType=atomic
+	FanOuts []FanOutProgress `json:"fanOuts,omitempty"`
 	// history holds the latest transitions (at most 100); historyTotal counts all of them.
 	// +optional
 	// +listType=atomic

@@ -49,12 +49,12 @@ func (m *Machine) active(run Run, path []int, prefix string, out *[]Active) {
 	}
 	label := prefix + run.State
 	if (st.Type == "Parallel" || st.Type == "Map") && len(run.Children) > 0 {
-		for i, c := range run.Children {
+		for _, c := range run.Children {
 			child := st.ItemProcessor
 			if st.Type == "Parallel" {
-				child = st.Branches[i]
+				child = st.Branches[c.Item]
 			}
-			child.active(c, append(slices.Clone(path), i), fmt.Sprintf("%s[%d].", label, i), out)
+			child.active(c, append(slices.Clone(path), c.Item), fmt.Sprintf("%s[%d].", label, c.Item), out)
 		}
 		if run.Waiting == nil {
 			return
@@ -69,7 +69,8 @@ func (m *Machine) TaskInput(run Run, path []int, opt Options) (any, error) {
 	mach, sub := m, run
 	for _, i := range path {
 		st := mach.States[sub.State]
-		if st == nil || i >= len(sub.Children) {
+		pos := childPos(sub, i)
+		if st == nil || pos < 0 {
 			return nil, fmt.Errorf("no child %d", i)
 		}
 		if st.Type == "Parallel" {
@@ -77,7 +78,9 @@ func (m *Machine) TaskInput(run Run, path []int, opt Options) (any, error) {
 		} else {
 			mach = st.ItemProcessor
 		}
-		sub = sub.Children[i]
+		exec := sub.Execution
+		sub = sub.Children[pos]
+		sub.Execution = exec
 	}
 	st := mach.States[sub.State]
 	if st == nil || st.Type != "Task" {
@@ -94,4 +97,42 @@ func (m *Machine) TaskInput(run Run, path []int, opt Options) (any, error) {
 		ctx["Task"] = map[string]any{"Token": opt.TaskToken(st.Name, path, sub.Attempt)}
 	}
 	return st.Parameters.Resolve(effective, ctx)
+}
+
+// FanOut is the progress of a running Parallel or Map state: its children are summarized, not
+// listed.
+type FanOut struct {
+	Label     string // "Process" or "Outer[3].Inner" for nested states
+	State     *State
+	Total     int
+	Succeeded int // finished (a failure ends the state at once)
+	Running   int
+	Pending   int // not started yet (Map iterations beyond the concurrency limit)
+}
+
+// FanOuts lists the running Parallel and Map states of a run, outermost first.
+func (m *Machine) FanOuts(run Run) []FanOut {
+	var out []FanOut
+	m.fanOuts(run, "", &out)
+	return out
+}
+
+func (m *Machine) fanOuts(run Run, prefix string, out *[]FanOut) {
+	if run.Status != Running {
+		return
+	}
+	st := m.States[run.State]
+	if st == nil || (st.Type != "Parallel" && st.Type != "Map") || run.Attempt == 0 {
+		return
+	}
+	label := prefix + run.State
+	*out = append(*out, FanOut{Label: label, State: st, Total: run.ItemsTotal,
+		Succeeded: run.NextItem - len(run.Children), Running: len(run.Children), Pending: run.ItemsTotal - run.NextItem})
+	for _, c := range run.Children {
+		child := st.ItemProcessor
+		if st.Type == "Parallel" {
+			child = st.Branches[c.Item]
+		}
+		child.fanOuts(c, fmt.Sprintf("%s[%d].", label, c.Item), out)
+	}
 }

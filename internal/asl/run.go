@@ -1,6 +1,7 @@
 package asl
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -29,6 +30,14 @@ const (
 	ErrResultPathMatchFailed = "States.ResultPathMatchFailure"
 	ErrParameterPathFailure  = "States.ParameterPathFailure"
 	ErrHeartbeatTimeout      = "States.HeartbeatTimeout"
+	ErrDataLimitExceeded     = "States.DataLimitExceeded"
+)
+
+// Defaults of Options, as in Step Functions: inline Map states run at most 40 iterations at once,
+// and a state's result is at most 256 KiB of JSON.
+const (
+	DefaultMaxMapConcurrency = 40
+	DefaultMaxPayloadBytes   = 256 << 10
 )
 
 // Run is the whole state of one execution between events: what the controller persists.
@@ -50,15 +59,24 @@ type Run struct {
 	Error  string `json:"error,omitempty"`
 	Cause  string `json:"cause,omitempty"`
 
-	Execution   Execution `json:"execution"`
-	Transitions int       `json:"transitions"`
+	// Execution is kept on the top run only; children take their parent's while they step.
+	Execution   Execution `json:"execution,omitzero"`
+	Transitions int       `json:"transitions,omitempty"`
 
-	// Children are the branch runs of a running Parallel state or the item runs of a Map state.
+	// Children are the unfinished branch runs of a Parallel state or item runs of a Map state.
+	// A finished child leaves: its output goes to Results. So a Map of any size keeps at most
+	// its concurrency's worth of child state.
 	Children []Run `json:"children,omitempty"`
-	// Items are the Map state's remaining work: inputs of the items not started yet.
-	Items []any `json:"items,omitempty"`
-	// ItemsTotal is how many items the Map state has; Children[i] runs item i.
+	// Item is a child's position: its branch (Parallel) or item index (Map). Event paths and
+	// task tokens address children by it.
+	Item int `json:"item,omitempty"`
+	// ItemsTotal is how many branches or items the state has, NextItem the next one to start.
 	ItemsTotal int `json:"itemsTotal,omitempty"`
+	NextItem   int `json:"nextItem,omitempty"`
+	// Results are the outputs of the finished children by position (null until finished), and
+	// ResultBytes their JSON size, bounded by Options.MaxPayloadBytes.
+	Results     []any `json:"results,omitempty"`
+	ResultBytes int   `json:"resultBytes,omitempty"`
 }
 
 // Execution identifies a run in the context object ($$.Execution).
@@ -137,6 +155,12 @@ type Options struct {
 	// TaskToken returns the token of a task attempt, offered to its Parameters as $$.Task.Token
 	// (for waitForTaskToken integrations); nil offers none.
 	TaskToken func(state string, path []int, attempt int) string
+	// MaxMapConcurrency caps the iterations a Map state runs at once, whatever its
+	// MaxConcurrency (0: DefaultMaxMapConcurrency).
+	MaxMapConcurrency int
+	// MaxPayloadBytes bounds the JSON size of a Parallel or Map state's results; beyond it the
+	// state fails with States.DataLimitExceeded (0: DefaultMaxPayloadBytes).
+	MaxPayloadBytes int
 
 	// path is the position of the run being stepped inside the top run (Parallel/Map children).
 	path []int
@@ -147,6 +171,12 @@ type Options struct {
 func (m *Machine) Step(run Run, ev Event, opt Options) (Run, []Effect, []Transition) {
 	if opt.MaxTransitionsPerStep <= 0 {
 		opt.MaxTransitionsPerStep = 500
+	}
+	if opt.MaxMapConcurrency <= 0 {
+		opt.MaxMapConcurrency = DefaultMaxMapConcurrency
+	}
+	if opt.MaxPayloadBytes <= 0 {
+		opt.MaxPayloadBytes = DefaultMaxPayloadBytes
 	}
 	s := &stepper{m: m, run: run, opt: opt, now: ev.At}
 	switch ev.Kind {
@@ -168,19 +198,17 @@ func (m *Machine) Step(run Run, ev Event, opt Options) (Run, []Effect, []Transit
 	}
 	st := m.States[s.run.State]
 	if len(ev.Path) > 0 {
-		if st == nil || (st.Type != "Parallel" && st.Type != "Map") || ev.Path[0] >= len(s.run.Children) {
-			return run, nil, nil // a child that no longer exists: stale
+		pos := childPos(s.run, ev.Path[0])
+		if st == nil || (st.Type != "Parallel" && st.Type != "Map") || pos < 0 {
+			return run, nil, nil // a child that no longer exists (or already finished): stale
 		}
 		s.run.Children = slices.Clone(s.run.Children)
 		i := ev.Path[0]
-		child := s.run.Children[i]
-		if child.Status != Running {
-			return run, nil, nil
-		}
 		sub := ev
 		sub.Path = ev.Path[1:]
-		next, eff, hist := s.childMachine(st, i).Step(child, sub, s.childOptions(i))
-		s.run.Children[i] = next
+		next, eff, hist := s.childMachine(st, i).Step(s.withExecution(s.run.Children[pos]), sub, s.childOptions(i))
+		next.Execution = Execution{}
+		s.run.Children[pos] = next
 		s.adopt(i, eff, hist)
 		s.childrenChanged(st)
 		s.advance()
@@ -366,41 +394,19 @@ func (s *stepper) execute(st *State) {
 			}
 		}
 		s.run.Attempt = 1
-		s.run.Children = make([]Run, len(st.Branches))
+		s.resetChildren(len(st.Branches))
 		for i, b := range st.Branches {
-			child, eff, hist := b.Step(Run{}, Event{Kind: EventStart, At: s.now, Input: input, Execution: s.run.Execution}, s.childOptions(i))
-			s.run.Children[i] = child
-			s.adopt(i, eff, hist)
+			s.startChild(b, i, input)
 		}
+		s.run.NextItem = len(st.Branches)
 		s.childrenChanged(st)
 	case "Map":
-		items := effective
-		if st.ItemsPath != nil {
-			if items, err = st.ItemsPath.Get(effective, s.context()); err != nil {
-				s.fail(st, ErrRuntime, err.Error())
-				return
-			}
-		}
-		list, ok := items.([]any)
+		list, ok := s.mapItems(st, effective)
 		if !ok {
-			s.fail(st, ErrRuntime, fmt.Sprintf("the Map state's items (ItemsPath %v) are not an array", st.ItemsPath))
 			return
 		}
 		s.run.Attempt = 1
-		s.run.Items, s.run.ItemsTotal, s.run.Children = nil, len(list), nil
-		for i, item := range list {
-			in := item
-			if st.Selector != nil {
-				ctx := s.contextMap().(map[string]any)
-				ctx["Map"] = map[string]any{"Item": map[string]any{"Index": float64(i), "Value": item}}
-				if in, err = st.Selector.Resolve(effective, ctx); err != nil {
-					s.fail(st, errorName(err, ErrParameterPathFailure), err.Error())
-					return
-				}
-			}
-			s.run.Items = append(s.run.Items, in)
-		}
-		s.startItems(st)
+		s.resetChildren(len(list))
 		s.childrenChanged(st)
 	default:
 		s.fail(st, ErrRuntime, fmt.Sprintf("%s states are not supported by this engine yet", st.Type))
@@ -593,16 +599,18 @@ func (s *stepper) fail(st *State, errName, cause string) {
 	s.finish(Failed, nil, errName, cause)
 }
 
-// matchesError applies ErrorEquals: States.ALL matches every error but States.Runtime;
-// States.TaskFailed matches every error but States.Timeout (and States.Runtime).
+// matchesError applies ErrorEquals: States.ALL matches every error but the terminal ones
+// (States.Runtime, States.DataLimitExceeded), which only their own name catches;
+// States.TaskFailed matches every error but States.Timeout (and the terminal ones).
 func matchesError(names []string, err string) bool {
+	terminal := err == ErrRuntime || err == ErrDataLimitExceeded
 	for _, n := range names {
 		switch {
 		case n == err:
 			return true
-		case n == ErrAll && err != ErrRuntime:
+		case n == ErrAll && !terminal:
 			return true
-		case n == ErrTaskFailed && err != ErrTimeout && err != ErrRuntime && err != ErrHeartbeatTimeout:
+		case n == ErrTaskFailed && err != ErrTimeout && !terminal && err != ErrHeartbeatTimeout:
 			return true
 		}
 	}
@@ -643,49 +651,144 @@ func (s *stepper) adopt(i int, eff []Effect, hist []Transition) {
 	}
 }
 
-// startItems starts Map items up to MaxConcurrency (0: all).
-func (s *stepper) startItems(st *State) {
-	running := 0
-	for _, c := range s.run.Children {
-		if c.Status == Running {
-			running++
+// childPos is the position in run.Children of the child at item (or branch) i; -1 if there is
+// none (not started, or finished).
+func childPos(run Run, i int) int {
+	for pos, c := range run.Children {
+		if c.Item == i {
+			return pos
 		}
 	}
-	for len(s.run.Items) > 0 && (st.MaxConcurrency == 0 || running < st.MaxConcurrency) {
-		i := len(s.run.Children)
-		child, eff, hist := st.ItemProcessor.Step(Run{}, Event{Kind: EventStart, At: s.now, Input: s.run.Items[0], Execution: s.run.Execution}, s.childOptions(i))
-		s.run.Items = s.run.Items[1:]
-		s.run.Children = append(s.run.Children, child)
-		s.adopt(i, eff, hist)
-		if child.Status == Running {
-			running++
+	return -1
+}
+
+// withExecution lends a child its top run's execution (children do not keep a copy).
+func (s *stepper) withExecution(child Run) Run {
+	child.Execution = s.run.Execution
+	return child
+}
+
+func (s *stepper) resetChildren(total int) {
+	s.run.Children, s.run.Results, s.run.ResultBytes = nil, nil, 0
+	s.run.ItemsTotal, s.run.NextItem = total, 0
+}
+
+// startChild starts branch or item i with the given input.
+func (s *stepper) startChild(m *Machine, i int, input any) {
+	child, eff, hist := m.Step(Run{}, Event{Kind: EventStart, At: s.now, Input: input, Execution: s.run.Execution}, s.childOptions(i))
+	child.Item, child.Execution = i, Execution{}
+	s.run.Children = append(s.run.Children, child)
+	s.adopt(i, eff, hist)
+}
+
+// mapItems returns the Map state's item array (ItemsPath applied to its effective input); on
+// error the state has failed.
+func (s *stepper) mapItems(st *State, effective any) ([]any, bool) {
+	items := effective
+	if st.ItemsPath != nil {
+		var err error
+		if items, err = st.ItemsPath.Get(effective, s.context()); err != nil {
+			s.fail(st, ErrRuntime, err.Error())
+			return nil, false
 		}
+	}
+	list, ok := items.([]any)
+	if !ok {
+		s.fail(st, ErrRuntime, fmt.Sprintf("the Map state's items (ItemsPath %v) are not an array", st.ItemsPath))
+		return nil, false
+	}
+	return list, true
+}
+
+// startItems starts Map items while fewer than the concurrency limit run: MaxConcurrency
+// (0: no limit of its own) capped by Options.MaxMapConcurrency. Item inputs are computed as they
+// start, from the state's input, so items not yet started take no room in the run.
+func (s *stepper) startItems(st *State) {
+	limit := s.opt.MaxMapConcurrency
+	if st.MaxConcurrency > 0 {
+		limit = min(limit, st.MaxConcurrency)
+	}
+	if s.run.NextItem >= s.run.ItemsTotal || len(s.run.Children) >= limit {
+		return
+	}
+	effective, err := s.inputOf(st)
+	if err != nil {
+		s.fail(st, ErrRuntime, err.Error())
+		return
+	}
+	list, ok := s.mapItems(st, effective)
+	if !ok {
+		return
+	}
+	for s.run.NextItem < min(s.run.ItemsTotal, len(list)) && len(s.run.Children) < limit {
+		i := s.run.NextItem
+		in := list[i]
+		if st.Selector != nil {
+			ctx := s.contextMap().(map[string]any)
+			ctx["Map"] = map[string]any{"Item": map[string]any{"Index": float64(i), "Value": list[i]}}
+			if in, err = st.Selector.Resolve(effective, ctx); err != nil {
+				s.fail(st, errorName(err, ErrParameterPathFailure), err.Error())
+				return
+			}
+		}
+		s.run.NextItem++
+		s.startChild(st.ItemProcessor, i, in)
 	}
 }
 
-// childrenChanged settles a Parallel or Map state when its children have finished: the first
-// failure fails the state; otherwise their outputs, in order, are the state's result.
+// childrenChanged settles a Parallel or Map state's children: a finished child's output moves
+// to Results; the first failure fails the state; when every child has succeeded, their outputs,
+// in order, are the state's result.
 func (s *stepper) childrenChanged(st *State) {
-	if st.Type == "Map" {
-		s.startItems(st)
-	}
-	for _, c := range s.run.Children {
-		if c.Status == Failed || c.Status == TimedOut {
-			s.run.Children, s.run.Items, s.run.ItemsTotal = nil, nil, 0
-			s.fail(st, c.Error, c.Cause)
+	for {
+		var failed *Run
+		s.run.Children = slices.DeleteFunc(s.run.Children, func(c Run) bool {
+			switch c.Status {
+			case Running:
+				return false
+			case Succeeded:
+				for len(s.run.Results) <= c.Item {
+					s.run.Results = append(s.run.Results, nil)
+				}
+				s.run.Results[c.Item] = c.Output
+				if size, err := json.Marshal(c.Output); err == nil {
+					s.run.ResultBytes += len(size)
+				}
+			default:
+				if failed == nil {
+					failed = &c
+				}
+			}
+			return true
+		})
+		if failed != nil {
+			s.resetChildren(0)
+			s.fail(st, failed.Error, failed.Cause)
 			return
 		}
+		if s.run.ResultBytes > s.opt.MaxPayloadBytes {
+			s.resetChildren(0)
+			s.fail(st, ErrDataLimitExceeded, fmt.Sprintf("the %s state's results exceed %d bytes", st.Type, s.opt.MaxPayloadBytes))
+			return
+		}
+		if st.Type != "Map" || s.run.NextItem >= s.run.ItemsTotal || s.run.Status != Running {
+			break
+		}
+		before := s.run.NextItem
+		s.startItems(st)
+		if s.run.Status != Running || s.run.Waiting != nil || s.run.Attempt == 0 {
+			return // the state failed (and was caught or retried) while starting items
+		}
+		if s.run.NextItem == before {
+			break // at the concurrency limit
+		}
+		// Items that finished as they started (Pass-only iterations) free their slots: go on.
 	}
-	if len(s.run.Items) > 0 {
+	if len(s.run.Children) > 0 || s.run.NextItem < s.run.ItemsTotal {
 		return
 	}
-	results := make([]any, 0, len(s.run.Children))
-	for _, c := range s.run.Children {
-		if c.Status != Succeeded {
-			return
-		}
-		results = append(results, c.Output)
-	}
-	s.run.Children, s.run.Items, s.run.ItemsTotal = nil, nil, 0
+	results := make([]any, s.run.ItemsTotal)
+	copy(results, s.run.Results)
+	s.resetChildren(0)
 	s.taskDone(st, any(results))
 }

@@ -91,7 +91,7 @@ func (h *HTTPInvoker) Invoke(ctx context.Context, event events.SQSEvent, keys []
 		code, status, out, err = h.local.post(ctx, header, body, handlerResponseLimit)
 	}
 	if err != nil {
-		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		if errors.Is(err, context.DeadlineExceeded) || errors.Is(ctx.Err(), context.DeadlineExceeded) {
 			return Outcome{}, fmt.Errorf("handler timed out: %w", context.DeadlineExceeded)
 		}
 		return Outcome{}, fmt.Errorf("handler unreachable: %w", err)

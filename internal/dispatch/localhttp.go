@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"strconv"
 	"sync"
 	"syscall"
@@ -123,10 +124,14 @@ func (t *localHTTP) roundTrip(ctx context.Context, c *localConn, req []byte, lim
 	return resp.StatusCode, resp.Status, out, keep, nil
 }
 
-// ctxErr prefers the context's error (a deadline or cancellation interrupted the I/O).
+// ctxErr prefers the context's error (a deadline or cancellation interrupted the I/O). The
+// connection's deadline is the context's, and may fire a moment before the context notices.
 func ctxErr(ctx context.Context, err error) error {
 	if ctx.Err() != nil {
 		return fmt.Errorf("%w (%v)", ctx.Err(), err)
+	}
+	if _, ok := ctx.Deadline(); ok && errors.Is(err, os.ErrDeadlineExceeded) {
+		return fmt.Errorf("%w (%v)", context.DeadlineExceeded, err)
 	}
 	return err
 }

@@ -12,12 +12,14 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -28,6 +30,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
@@ -64,6 +67,35 @@ type TaskSender interface {
 	SendMessage(ctx context.Context, in *sqs.SendMessageInput, opts ...func(*sqs.Options)) (*sqs.SendMessageOutput, error)
 }
 
+// WorkflowRunMetrics are the WorkflowRun controller's Prometheus metrics.
+type WorkflowRunMetrics struct {
+	Started      *prometheus.CounterVec
+	Finished     *prometheus.CounterVec
+	Duration     *prometheus.HistogramVec
+	Transitions  *prometheus.CounterVec
+	Tasks        *prometheus.CounterVec
+	StatusWrites *prometheus.CounterVec
+}
+
+// NewWorkflowRunMetrics creates the WorkflowRun metrics and registers them with reg (when not nil).
+func NewWorkflowRunMetrics(reg prometheus.Registerer) *WorkflowRunMetrics {
+	labels := []string{"namespace", "workflow"}
+	m := &WorkflowRunMetrics{
+		Started:  prometheus.NewCounterVec(prometheus.CounterOpts{Name: "millrace_workflowrun_started_total", Help: "WorkflowRuns started."}, labels),
+		Finished: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "millrace_workflowrun_finished_total", Help: "WorkflowRuns finished, by phase."}, append(labels, "phase")),
+		Duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "millrace_workflowrun_duration_seconds", Help: "Time from a run's start to its end, by phase.",
+			Buckets: prometheus.ExponentialBuckets(0.05, 2.5, 14)}, append(labels, "phase")),
+		Transitions: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "millrace_workflowrun_transitions_total", Help: "State transitions recorded in run histories."}, labels),
+		Tasks: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "millrace_workflowrun_tasks_sent_total", Help: "Task attempts sent, by resource kind (consumer, sqs, http) and result."},
+			append(labels, "kind", "result")),
+		StatusWrites: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "millrace_workflowrun_status_writes_total", Help: "Status patches sent, by result (ok, conflict, error)."}, []string{"result"}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.Started, m.Finished, m.Duration, m.Transitions, m.Tasks, m.StatusWrites)
+	}
+	return m
+}
+
 // WorkflowRunReconciler executes WorkflowRuns with the pure interpreter of internal/asl: it
 // persists the run's new status first, then performs what the interpreter asks (sends task
 // messages, arms timers), so a crash in between repeats nothing a user can see. It is also the
@@ -77,9 +109,14 @@ type WorkflowRunReconciler struct {
 	// latest persisted state (the cache may not yet show the attempt that was just dispatched).
 	APIReader client.Reader
 	Now       func() time.Time
+	// Workers is how many runs are reconciled at once (default 8).
+	Workers int
+	// Metrics (default: unregistered ones).
+	Metrics *WorkflowRunMetrics
 
 	wake   chan event.TypedGenericEvent[*millracev1.WorkflowRun]
 	writes atomic.Int64
+	sent   sentTasks
 }
 
 // StatusWrites counts the status patches sent so far (for benchmarks and metrics).
@@ -287,6 +324,7 @@ func (r *WorkflowRunReconciler) record(run *millracev1.WorkflowRun, m *asl.Machi
 		run.Status.ActiveStates = append(run.Status.ActiveStates, as)
 	}
 	run.Status.Dispatched = slices.DeleteFunc(run.Status.Dispatched, func(k string) bool { return !live[k] })
+	r.sent.keep(run.UID, live)
 	run.Status.Heartbeats = slices.DeleteFunc(run.Status.Heartbeats, func(h millracev1.TaskHeartbeat) bool { return !live[h.Task] })
 	switch engine.Status {
 	case asl.Running:
@@ -332,6 +370,7 @@ func (r *WorkflowRunReconciler) complete(run *millracev1.WorkflowRun, phase mill
 	run.Status.CompletionTime = &t
 	run.Status.ActiveStates, run.Status.Dispatched, run.Status.Heartbeats = nil, nil, nil
 	run.Status.ActiveStatesTotal, run.Status.FanOuts = 0, nil
+	r.sent.keep(run.UID, nil)
 }
 
 // heartbeatDeadline is when a running task times out without a new heartbeat.
@@ -359,7 +398,30 @@ func (r *WorkflowRunReconciler) persist(ctx context.Context, original, run *mill
 		return nil
 	}
 	r.writes.Add(1)
-	return r.Status().Patch(ctx, run, client.MergeFromWithOptions(original, client.MergeFromWithOptimisticLock{}), client.FieldOwner(fieldOwner))
+	err := r.Status().Patch(ctx, run, client.MergeFromWithOptions(original, client.MergeFromWithOptimisticLock{}), client.FieldOwner(fieldOwner))
+	result := "ok"
+	switch {
+	case apierrors.IsConflict(err):
+		result = "conflict"
+	case err != nil:
+		result = "error"
+	}
+	r.Metrics.StatusWrites.WithLabelValues(result).Inc()
+	if err == nil && finished(run.Status.Phase) && !finished(original.Status.Phase) {
+		// Counted once: only the write that ends the run gets here.
+		labels := []string{run.Namespace, run.Spec.WorkflowRef.Name, string(run.Status.Phase)}
+		r.Metrics.Finished.WithLabelValues(labels...).Inc()
+		if run.Status.StartTime != nil && run.Status.CompletionTime != nil {
+			r.Metrics.Duration.WithLabelValues(labels...).Observe(run.Status.CompletionTime.Sub(run.Status.StartTime.Time).Seconds())
+		}
+	}
+	if err == nil && original.Status.StartTime == nil && run.Status.StartTime != nil {
+		r.Metrics.Started.WithLabelValues(run.Namespace, run.Spec.WorkflowRef.Name).Inc()
+	}
+	if err == nil && run.Status.HistoryTotal > original.Status.HistoryTotal {
+		r.Metrics.Transitions.WithLabelValues(run.Namespace, run.Spec.WorkflowRef.Name).Add(float64(run.Status.HistoryTotal - original.Status.HistoryTotal))
+	}
+	return err
 }
 
 // act performs the interpreter's requests after the status was persisted: it sends every running
@@ -376,6 +438,7 @@ func (r *WorkflowRunReconciler) act(ctx context.Context, run *millracev1.Workflo
 		}
 	}
 	var sendErr error
+	var recorded []string
 	for _, a := range m.Active(engine) {
 		if a.Waiting != nil {
 			wakeAt(*a.Waiting)
@@ -393,16 +456,33 @@ func (r *WorkflowRunReconciler) act(ctx context.Context, run *millracev1.Workflo
 		if slices.Contains(run.Status.Dispatched, a.Key()) {
 			continue
 		}
+		if at, ok := r.sent.when(run.UID, a.Key()); ok {
+			// Sent by this process: record it once the record is due, unless the task has
+			// reported (and left the active states) first, which makes the record unneeded.
+			if due := at.Add(DispatchRecordDelay); now.Before(due) {
+				wakeAt(due)
+			} else {
+				run.Status.Dispatched = append(run.Status.Dispatched, a.Key())
+				recorded = append(recorded, a.Key())
+			}
+			continue
+		}
 		input, err := m.TaskInput(engine, a.Path, r.options(run))
 		if err == nil {
 			err = r.dispatch(ctx, run, a, input)
 		}
+		result := "ok"
+		if err != nil {
+			result = "error"
+		}
+		r.Metrics.Tasks.WithLabelValues(run.Namespace, run.Spec.WorkflowRef.Name, resourceKind(a.State.Resource), result).Inc()
 		if err != nil {
 			sendErr = err
 			r.Recorder.Eventf(run, nil, corev1.EventTypeWarning, ReasonTaskSendFail, "Dispatch", "%s: %v", a.Label, err)
 			continue
 		}
-		run.Status.Dispatched = append(run.Status.Dispatched, a.Key())
+		r.sent.add(run.UID, a.Key(), now)
+		wakeAt(now.Add(DispatchRecordDelay))
 	}
 	if m.TimeoutSeconds > 0 && run.Status.StartTime != nil {
 		wakeAt(run.Status.StartTime.Add(time.Duration(m.TimeoutSeconds) * time.Second))
@@ -410,6 +490,7 @@ func (r *WorkflowRunReconciler) act(ctx context.Context, run *millracev1.Workflo
 	if err := r.persist(ctx, original, run); err != nil {
 		return ctrl.Result{}, err
 	}
+	r.sent.forget(run.UID, recorded)
 	if sendErr != nil {
 		return ctrl.Result{}, sendErr
 	}
@@ -417,6 +498,90 @@ func (r *WorkflowRunReconciler) act(ctx context.Context, run *millracev1.Workflo
 		return ctrl.Result{RequeueAfter: max(next.Sub(now), 10*time.Millisecond)}, nil
 	}
 	return ctrl.Result{}, nil
+}
+
+// DispatchRecordDelay is how long after sending a task the run records it in status.dispatched
+// (which keeps a restarted manager from sending it again). A task that reports sooner needs no
+// record: most short tasks cost one status write less. The price: a manager that stops within
+// this delay of sending a task sends it again, with the same token, when it restarts.
+var DispatchRecordDelay = time.Second
+
+// sentTasks are the task attempts this process has sent, by run, until they leave the run's
+// active states. They keep a task from being sent twice before status.dispatched records it.
+type sentTasks struct {
+	mu    sync.Mutex
+	byRun map[k8stypes.UID]map[string]time.Time
+}
+
+func (s *sentTasks) when(run k8stypes.UID, key string) (time.Time, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	at, ok := s.byRun[run][key]
+	return at, ok
+}
+
+func (s *sentTasks) add(run k8stypes.UID, key string, at time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.byRun == nil {
+		s.byRun = map[k8stypes.UID]map[string]time.Time{}
+	}
+	if s.byRun[run] == nil {
+		s.byRun[run] = map[string]time.Time{}
+		if len(s.byRun)%1024 == 0 {
+			// Runs deleted within DispatchRecordDelay of a send are never reconciled again.
+			for r, tasks := range s.byRun {
+				for k, t := range tasks {
+					if at.Sub(t) > 10*time.Minute {
+						delete(tasks, k)
+					}
+				}
+				if len(tasks) == 0 && r != run {
+					delete(s.byRun, r)
+				}
+			}
+		}
+	}
+	s.byRun[run][key] = at
+}
+
+// forget drops tasks whose sending status.dispatched now records.
+func (s *sentTasks) forget(run k8stypes.UID, keys []string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, k := range keys {
+		delete(s.byRun[run], k)
+	}
+	if len(s.byRun[run]) == 0 {
+		delete(s.byRun, run)
+	}
+}
+
+// keep forgets the run's tasks that are not live (all of them for nil).
+func (s *sentTasks) keep(run k8stypes.UID, live map[string]bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for k := range s.byRun[run] {
+		if !live[k] {
+			delete(s.byRun[run], k)
+		}
+	}
+	if len(s.byRun[run]) == 0 {
+		delete(s.byRun, run)
+	}
+}
+
+// resourceKind is a task resource's kind for metrics: consumer, sqs, http or other.
+func resourceKind(resource string) string {
+	switch {
+	case strings.HasPrefix(resource, "millrace:consumer/"):
+		return "consumer"
+	case strings.HasPrefix(resource, "arn:aws:states:::sqs:"):
+		return "sqs"
+	case resource == "millrace:http":
+		return "http"
+	}
+	return "other"
 }
 
 // dispatch sends a task: to a Consumer's queue (millrace:consumer/<name>), or through the SQS
@@ -533,7 +698,7 @@ func (r *WorkflowRunReconciler) Report(ctx context.Context, c tasktoken.Claims, 
 		return r.heartbeat(ctx, c)
 	}
 	for attempt := 0; attempt < 5; attempt++ {
-		run, m, engine, err := r.currentTask(ctx, c)
+		run, m, engine, err := r.currentTask(ctx, c, attempt)
 		if err != nil {
 			return err
 		}
@@ -562,13 +727,26 @@ func (r *WorkflowRunReconciler) Report(ctx context.Context, c tasktoken.Claims, 
 	return errors.New("the run kept changing; try again")
 }
 
-// currentTask reads the run uncached and checks that the claims name one of its running task
-// attempts: ErrUnknownRun for another run, ErrStale for an attempt the run has left.
-func (r *WorkflowRunReconciler) currentTask(ctx context.Context, c tasktoken.Claims) (*millracev1.WorkflowRun, *asl.Machine, asl.Run, error) {
+// currentTask reads the run and checks that the claims name one of its running task attempts:
+// ErrUnknownRun for another run, ErrStale for an attempt the run has left. The first try reads
+// the cache (a write based on a stale copy fails its optimistic lock and is tried again); a
+// refusal, or any later try, is judged against the API server itself, since the cache may not
+// yet show the attempt that was just dispatched.
+func (r *WorkflowRunReconciler) currentTask(ctx context.Context, c tasktoken.Claims, try int) (*millracev1.WorkflowRun, *asl.Machine, asl.Run, error) {
+	if try == 0 && r.APIReader != nil {
+		run, m, engine, err := r.readTask(ctx, r.Client, c)
+		if err == nil {
+			return run, m, engine, nil
+		}
+	}
 	reader := r.APIReader
 	if reader == nil {
 		reader = r.Client
 	}
+	return r.readTask(ctx, reader, c)
+}
+
+func (r *WorkflowRunReconciler) readTask(ctx context.Context, reader client.Reader, c tasktoken.Claims) (*millracev1.WorkflowRun, *asl.Machine, asl.Run, error) {
 	run := &millracev1.WorkflowRun{}
 	if err := reader.Get(ctx, k8stypes.NamespacedName{Namespace: c.Namespace, Name: c.Run}, run); err != nil {
 		if apierrors.IsNotFound(err) {
@@ -597,7 +775,7 @@ func (r *WorkflowRunReconciler) currentTask(ctx context.Context, c tasktoken.Cla
 func (r *WorkflowRunReconciler) heartbeat(ctx context.Context, c tasktoken.Claims) error {
 	key := asl.TaskKey(c.State, c.Path, c.Attempt)
 	for attempt := 0; attempt < 5; attempt++ {
-		run, _, _, err := r.currentTask(ctx, c)
+		run, _, _, err := r.currentTask(ctx, c, attempt)
 		if err != nil {
 			return err
 		}
@@ -632,7 +810,8 @@ func (r *WorkflowRunReconciler) collectGarbage(ctx context.Context, run *millrac
 		limit = int(*wf.Spec.HistoryLimit)
 	}
 	var list millracev1.WorkflowRunList
-	if err := r.List(ctx, &list, client.InNamespace(run.Namespace), client.MatchingFields{workflowRefKey: wf.Name}); err != nil {
+	// Read-only use of the cached objects: no deep copy of every run on every completion.
+	if err := r.List(ctx, &list, client.InNamespace(run.Namespace), client.MatchingFields{workflowRefKey: wf.Name}, client.UnsafeDisableDeepCopy); err != nil {
 		return err
 	}
 	// The cache may not have this run's completion yet: count the run as we know it.
@@ -670,6 +849,12 @@ func (r *WorkflowRunReconciler) SetupWithManager(ctx context.Context, mgr ctrl.M
 	if r.Now == nil {
 		r.Now = time.Now
 	}
+	if r.Workers == 0 {
+		r.Workers = 8
+	}
+	if r.Metrics == nil {
+		r.Metrics = NewWorkflowRunMetrics(nil)
+	}
 	r.wake = make(chan event.TypedGenericEvent[*millracev1.WorkflowRun], 4096)
 	if err := mgr.GetFieldIndexer().IndexField(ctx, &millracev1.WorkflowRun{}, workflowRefKey, func(o client.Object) []string {
 		return []string{o.(*millracev1.WorkflowRun).Spec.WorkflowRef.Name}
@@ -681,6 +866,7 @@ func (r *WorkflowRunReconciler) SetupWithManager(ctx context.Context, mgr ctrl.M
 		Watches(&millracev1.Workflow{}, handler.EnqueueRequestsFromMapFunc(r.pendingRuns)).
 		WatchesRawSource(source.TypedChannel(r.wake, &handler.TypedEnqueueRequestForObject[*millracev1.WorkflowRun]{})).
 		Named("workflowrun").
+		WithOptions(controller.Options{MaxConcurrentReconciles: max(r.Workers, 1)}).
 		Complete(r)
 }
 

@@ -190,6 +190,9 @@ func StartControlPlane() (*ControlPlane, error) {
 	if err != nil {
 		return nil, fmt.Errorf("starting envtest: %w", err)
 	}
+	// As ctrl.GetConfig does for the manager in a cluster: no client-side throttling (the API
+	// server's priority and fairness applies), instead of client-go's default of 5 requests/s.
+	cfg.QPS = -1
 	return &ControlPlane{Env: env, Config: cfg}, nil
 }
 

@@ -73,7 +73,7 @@ type State struct {
 	TimestampPath *Path
 
 	Error, Cause         string
-	ErrorPath, CausePath *Path
+	ErrorPath, CausePath *Expr
 
 	Branches       []*Machine
 	ItemsPath      *Path
@@ -218,6 +218,21 @@ func (p *parser) path(obj map[string]any, field, at string) *Path {
 	return &path
 }
 
+// expr parses a field that takes a path or an intrinsic function call.
+func (p *parser) expr(obj map[string]any, field, at string) *Expr {
+	v, ok := obj[field]
+	if !ok {
+		return nil
+	}
+	s, _ := v.(string)
+	e, err := ParseExpr(s)
+	if err != nil {
+		p.add(at+"."+field, "%v", err)
+		return nil
+	}
+	return &e
+}
+
 func (p *parser) template(obj map[string]any, field, at string) *Template {
 	v, ok := obj[field]
 	if !ok {
@@ -331,8 +346,8 @@ func (p *parser) state(name string, obj map[string]any, at string) *State {
 	case "Fail":
 		s.Error, _ = obj["Error"].(string)
 		s.Cause, _ = obj["Cause"].(string)
-		s.ErrorPath = p.path(obj, "ErrorPath", at)
-		s.CausePath = p.path(obj, "CausePath", at)
+		s.ErrorPath = p.expr(obj, "ErrorPath", at)
+		s.CausePath = p.expr(obj, "CausePath", at)
 		if s.Error != "" && s.ErrorPath != nil {
 			p.add(at, "Error and ErrorPath are exclusive")
 		}

@@ -30,12 +30,93 @@ func ParsePath(s string) (Path, error) {
 	default:
 		return Path{}, fmt.Errorf("%q is not a path: it must start with $", s)
 	}
-	q, err := jsonpath.Parse(expr)
+	q, err := jsonpath.Parse(bracketNames(expr))
 	if err != nil {
 		return Path{}, fmt.Errorf("%q is not a valid JSONPath: %v", s, err)
 	}
 	p.query = q
 	return p, nil
+}
+
+// bracketNames rewrites dot-notation names that RFC 9535 does not allow in shorthand (such as
+// "$.delivery-partner" or "$.error-info", which the States Language specification's own examples
+// use and Step Functions accepts) into bracket notation: "$['delivery-partner']". Brackets, and
+// the filters and quoted names inside them, are copied unchanged.
+func bracketNames(expr string) string {
+	var b strings.Builder
+	for i := 0; i < len(expr); {
+		switch c := expr[i]; c {
+		case '[':
+			j := closingBracket(expr, i)
+			b.WriteString(expr[i:j])
+			i = j
+		case '.':
+			dots := 1
+			if i+1 < len(expr) && expr[i+1] == '.' {
+				dots = 2
+			}
+			j := i + dots
+			for j < len(expr) && expr[j] != '.' && expr[j] != '[' {
+				j++
+			}
+			name := expr[i+dots : j]
+			if name == "" || name == "*" || shorthandName(name) {
+				b.WriteString(expr[i:j])
+			} else {
+				if dots == 2 {
+					b.WriteString("..")
+				}
+				b.WriteString("['")
+				b.WriteString(strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(name))
+				b.WriteString("']")
+			}
+			i = j
+		default:
+			b.WriteByte(c)
+			i++
+		}
+	}
+	return b.String()
+}
+
+// closingBracket returns the index after the bracket that closes the one at i, skipping quoted
+// strings and nested brackets (filters); the end of expr if there is none.
+func closingBracket(expr string, i int) int {
+	depth := 0
+	var quote byte
+	for j := i; j < len(expr); j++ {
+		c := expr[j]
+		switch {
+		case quote != 0:
+			if c == '\\' {
+				j++
+			} else if c == quote {
+				quote = 0
+			}
+		case c == '\'' || c == '"':
+			quote = c
+		case c == '[':
+			depth++
+		case c == ']':
+			depth--
+			if depth == 0 {
+				return j + 1
+			}
+		}
+	}
+	return len(expr)
+}
+
+// shorthandName reports whether RFC 9535 accepts name after a dot: a letter, "_" or a non-ASCII
+// character first, then those or digits.
+func shorthandName(name string) bool {
+	for i, r := range name {
+		ok := r == '_' || r >= 0x80 || (r >= 'a' && r <= 'z') || (r >= 'A' && r <= 'Z') || (i > 0 && r >= '0' && r <= '9')
+		if !ok {
+			return false
+		}
+	}
+	return true
 }
 
 // ParseReferencePath parses a Reference Path: a path that identifies a single node (only names

@@ -342,15 +342,18 @@ func (s *stepper) execute(st *State) {
 	case "Fail":
 		errName, cause := st.Error, st.Cause
 		if st.ErrorPath != nil {
-			v, err := st.ErrorPath.Get(s.run.Input, s.context())
+			v, err := st.ErrorPath.Eval(s.run.Input, s.context())
 			errName, _ = v.(string)
 			if err != nil {
-				errName, cause = ErrRuntime, err.Error()
+				errName, cause = errorName(err, ErrRuntime), err.Error()
 			}
 		}
-		if st.CausePath != nil {
-			v, _ := st.CausePath.Get(s.run.Input, s.context())
+		if st.CausePath != nil && errName != ErrRuntime {
+			v, err := st.CausePath.Eval(s.run.Input, s.context())
 			cause, _ = v.(string)
+			if err != nil {
+				errName, cause = errorName(err, ErrRuntime), err.Error()
+			}
 		}
 		s.finish(Failed, nil, errName, cause)
 	case "Choice":

@@ -19,6 +19,29 @@ type expr struct {
 	call *call
 }
 
+// Expr is a path or an intrinsic function call, where a field accepts either (Fail's ErrorPath
+// and CausePath).
+type Expr struct{ expr }
+
+// ParseExpr parses a path or an intrinsic function call.
+func ParseExpr(s string) (Expr, error) {
+	if IsIntrinsic(s) {
+		c, err := ParseIntrinsic(s)
+		if err != nil {
+			return Expr{}, err
+		}
+		return Expr{expr{call: c}}, nil
+	}
+	p, err := ParsePath(s)
+	if err != nil {
+		return Expr{}, err
+	}
+	return Expr{expr{path: &p}}, nil
+}
+
+// Eval evaluates the expression against the input and the context object.
+func (e Expr) Eval(input, context any) (any, error) { return e.eval(input, context) }
+
 func (e expr) eval(input, context any) (any, error) {
 	if e.call != nil {
 		return e.call.eval(input, context)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -611,15 +612,13 @@ func (r *WorkflowRunReconciler) dispatch(ctx context.Context, run *millracev1.Wo
 		return err
 	case resource == "arn:aws:states:::sqs:sendMessage" || resource == "arn:aws:states:::sqs:sendMessage.waitForTaskToken":
 		params, _ := input.(map[string]any)
-		url, _ := params["QueueUrl"].(string)
-		if url == "" {
-			name, _ := params["Queue"].(string)
-			q := &millracev1.Queue{}
-			if err := r.Get(ctx, k8stypes.NamespacedName{Namespace: run.Namespace, Name: name}, q); err != nil || q.Status.QueueURL == "" {
-				go r.reportLater(run, a, failure("Parameters need QueueUrl or Queue naming a ready Queue of this namespace"))
-				return nil
-			}
-			url = q.Status.QueueURL
+		url, problem, err := r.namespaceQueue(ctx, run.Namespace, params)
+		if err != nil {
+			return err
+		}
+		if problem != nil {
+			go r.reportLater(run, a, func() callback.Result { return *problem })
+			return nil
 		}
 		body, ok := params["MessageBody"].(string)
 		if !ok {
@@ -633,6 +632,12 @@ func (r *WorkflowRunReconciler) dispatch(ctx context.Context, run *millracev1.Wo
 		}
 		if d, ok := params["MessageDeduplicationId"].(string); ok {
 			in.MessageDeduplicationId = aws.String(d)
+		}
+		if attrs, ok := params["MessageAttributes"].(map[string]any); ok {
+			if in.MessageAttributes, err = messageAttributes(attrs); err != nil {
+				go r.reportLater(run, a, failure("Parameters.MessageAttributes: "+err.Error()))
+				return nil
+			}
 		}
 		out, err := r.SQS.SendMessage(ctx, in)
 		if err != nil {
@@ -684,6 +689,72 @@ func (r *WorkflowRunReconciler) reportLater(run *millracev1.WorkflowRun, a asl.A
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// ErrForbidden is the task error for a QueueUrl that is not a Queue of the run's namespace.
+const ErrForbidden = "Millrace.Forbidden"
+
+// namespaceQueue resolves the queue of an sqs:sendMessage task: Parameters.Queue names a Queue of
+// the run's namespace, or Parameters.QueueUrl must be the URL of one (a run never reaches another
+// namespace's queues, nor queues Millrace does not manage). A problem is returned as the task's
+// failure.
+func (r *WorkflowRunReconciler) namespaceQueue(ctx context.Context, ns string, params map[string]any) (string, *callback.Result, error) {
+	url, _ := params["QueueUrl"].(string)
+	name, _ := params["Queue"].(string)
+	var queues millracev1.QueueList
+	if err := r.List(ctx, &queues, client.InNamespace(ns), client.UnsafeDisableDeepCopy); err != nil {
+		return "", nil, err
+	}
+	for _, q := range queues.Items {
+		if q.Status.QueueURL == "" {
+			continue
+		}
+		if (url != "" && q.Status.QueueURL == url) || (url == "" && q.Name == name) {
+			return q.Status.QueueURL, nil, nil
+		}
+	}
+	switch {
+	case url != "":
+		return "", &callback.Result{Kind: callback.Failure, Error: ErrForbidden,
+			Cause: fmt.Sprintf("QueueUrl %s is not the URL of a Queue of namespace %s", url, ns)}, nil
+	case name != "":
+		return "", &callback.Result{Kind: callback.Failure, Error: asl.ErrRuntime,
+			Cause: fmt.Sprintf("Queue %q is not a ready Queue of namespace %s", name, ns)}, nil
+	}
+	return "", &callback.Result{Kind: callback.Failure, Error: asl.ErrRuntime, Cause: "Parameters need QueueUrl or Queue"}, nil
+}
+
+// messageAttributes converts Step Functions' MessageAttributes parameter
+// ({"name": {"DataType": "String", "StringValue": "..."}} or BinaryValue in base64).
+func messageAttributes(in map[string]any) (map[string]sqstypes.MessageAttributeValue, error) {
+	out := make(map[string]sqstypes.MessageAttributeValue, len(in))
+	for name, v := range in {
+		m, _ := v.(map[string]any)
+		dataType, _ := m["DataType"].(string)
+		if dataType == "" {
+			return nil, fmt.Errorf("%s: DataType is required", name)
+		}
+		attr := sqstypes.MessageAttributeValue{DataType: aws.String(dataType)}
+		switch {
+		case m["StringValue"] != nil:
+			sv, ok := m["StringValue"].(string)
+			if !ok {
+				sv = fmt.Sprint(m["StringValue"])
+			}
+			attr.StringValue = aws.String(sv)
+		case m["BinaryValue"] != nil:
+			bv, _ := m["BinaryValue"].(string)
+			raw, err := base64.StdEncoding.DecodeString(bv)
+			if err != nil {
+				return nil, fmt.Errorf("%s: BinaryValue is not base64: %v", name, err)
+			}
+			attr.BinaryValue = raw
+		default:
+			return nil, fmt.Errorf("%s: StringValue or BinaryValue is required", name)
+		}
+		out[name] = attr
+	}
+	return out, nil
 }
 
 func failure(cause string) func() callback.Result {

@@ -13,6 +13,9 @@ import (
 	"time"
 
 	"github.com/aws/aws-lambda-go/events"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/go-logr/logr"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -383,5 +386,76 @@ func TestATenThousandItemMapFitsInTheRunObject(t *testing.T) {
 	failed := waitRun(t, ns, "too-big-1", millracev1.RunFailed)
 	if failed.Status.Error != "States.DataLimitExceeded" || !strings.Contains(failed.Status.Cause, "262144") {
 		t.Errorf("error %q: %q", failed.Status.Error, failed.Status.Cause)
+	}
+}
+
+const sqsWorkflow = `{
+  "StartAt": "Notify",
+  "States": {
+    "Notify": {"Type": "Task", "Resource": "arn:aws:states:::sqs:sendMessage", "ResultPath": "$.sent", "Next": "Approve",
+      "Parameters": {"Queue": "outbox", "MessageBody": {"order.$": "$.id"},
+        "MessageAttributes": {"kind": {"DataType": "String", "StringValue": "order"}}}},
+    "Approve": {"Type": "Task", "Resource": "arn:aws:states:::sqs:sendMessage.waitForTaskToken", "ResultPath": "$.answer", "Next": "Elsewhere",
+      "Parameters": {"QueueUrl.$": "$.outboxUrl", "MessageBody": {"token.$": "$$.Task.Token", "order.$": "$.id"}}},
+    "Elsewhere": {"Type": "Task", "Resource": "arn:aws:states:::sqs:sendMessage", "End": true,
+      "Parameters": {"QueueUrl.$": "$.foreignUrl", "MessageBody": "should never be sent"},
+      "Catch": [{"ErrorEquals": ["Millrace.Forbidden"], "ResultPath": "$.refused", "Next": "Done"}]},
+    "Done": {"Type": "Succeed"}
+  }
+}`
+
+// The Step Functions SQS integrations: sendMessage to a Queue named in the run's namespace (with
+// message attributes), waitForTaskToken answered through the callback API by whoever reads the
+// message, and a QueueUrl of another namespace refused without sending anything.
+func TestSQSIntegrationTasks(t *testing.T) {
+	ns, other := newNamespace(t), newNamespace(t)
+	create(t, newQueue(ns, "outbox", millracev1.QueueSpec{}))
+	create(t, newQueue(other, "foreign", millracev1.QueueSpec{}))
+	outbox := waitReadyQueue(t, ns, "outbox").Status.QueueURL
+	foreign := waitReadyQueue(t, other, "foreign").Status.QueueURL
+	create(t, newWorkflow(ns, "notify", sqsWorkflow))
+	create(t, newRun(ns, "n-1", "notify", fmt.Sprintf(`{"id":"o-7","outboxUrl":%q,"foreignUrl":%q}`, outbox, foreign)))
+
+	var got []sqstypes.Message
+	eventually(t, 30*time.Second, func() error {
+		out, err := sqsClient.ReceiveMessage(context.Background(), &sqs.ReceiveMessageInput{QueueUrl: aws.String(outbox),
+			MaxNumberOfMessages: 10, WaitTimeSeconds: 1, MessageAttributeNames: []string{"All"}})
+		if err != nil {
+			return err
+		}
+		got = append(got, out.Messages...)
+		if len(got) < 2 {
+			return fmt.Errorf("%d messages in the outbox", len(got))
+		}
+		return nil
+	})
+	first, second := got[0], got[1]
+	if aws.ToString(first.Body) != `{"order":"o-7"}` || aws.ToString(first.MessageAttributes["kind"].StringValue) != "order" {
+		t.Errorf("first message %s %+v", aws.ToString(first.Body), first.MessageAttributes)
+	}
+	var approval struct{ Token, Order string }
+	if err := json.Unmarshal([]byte(aws.ToString(second.Body)), &approval); err != nil || approval.Token == "" || approval.Order != "o-7" {
+		t.Fatalf("second message %s (%v)", aws.ToString(second.Body), err)
+	}
+	resp, err := http.Post(callbackURL+"/v1/tasks/success", "application/json",
+		strings.NewReader(fmt.Sprintf(`{"taskToken":%q,"output":{"approved":true}}`, approval.Token)))
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("callback: %v %v", resp, err)
+	}
+	run := waitRun(t, ns, "n-1", millracev1.RunSucceeded)
+	var out struct {
+		Sent    struct{ MessageId string }
+		Answer  map[string]any
+		Refused struct{ Error, Cause string }
+	}
+	_ = json.Unmarshal(run.Status.Output.Raw, &out)
+	if out.Sent.MessageId != aws.ToString(first.MessageId) || out.Answer["approved"] != true ||
+		out.Refused.Error != "Millrace.Forbidden" || !strings.Contains(out.Refused.Cause, other) {
+		t.Errorf("output %s", run.Status.Output.Raw)
+	}
+	attrs, err := sqsClient.GetQueueAttributes(context.Background(), &sqs.GetQueueAttributesInput{QueueUrl: aws.String(foreign),
+		AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameApproximateNumberOfMessages}})
+	if err != nil || attrs.Attributes["ApproximateNumberOfMessages"] != "0" {
+		t.Errorf("the other namespace's queue: %v %v", attrs, err)
 	}
 }

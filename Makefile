@@ -26,10 +26,11 @@ generate: $(CONTROLLER_GEN) ## Generate deepcopy code.
 	$(CONTROLLER_GEN) object:headerFile=hack/boilerplate.go.txt paths=./api/...
 
 .PHONY: manifests
-manifests: $(CONTROLLER_GEN) ## Generate CRDs and RBAC under config/.
+manifests: $(CONTROLLER_GEN) ## Generate CRDs and RBAC under config/, and the chart's copies of them.
 	$(CONTROLLER_GEN) crd rbac:roleName=millrace-manager paths=./api/... paths=./controllers/... \
 		output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
 	go run ./hack/crdtrim config/crd/bases/millrace.io_consumers.yaml spec.template
+	go run ./hack/chartsync
 
 .PHONY: fmt
 fmt: ## Format the Go code.

@@ -11,12 +11,14 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"strings"
 	"time"
 
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
@@ -46,6 +48,7 @@ type options struct {
 	callbackURL            string
 	tokenKeyFile           string
 	runWorkers             int
+	watchNamespaces        string
 }
 
 func main() {
@@ -64,6 +67,7 @@ func main() {
 	flag.StringVar(&o.dispatcherImage, "dispatcher-image", "ghcr.io/millrace-io/millrace-dispatcher:v0.1.0", "Image of the dispatcher sidecar injected into Consumer pods.")
 	flag.StringVar(&o.callbackAddr, "callback-bind-address", ":9443", "Address of the task callback API (POST /v1/tasks/{success,failure,heartbeat}).")
 	flag.StringVar(&o.callbackURL, "callback-url", os.Getenv("MILLRACE_CALLBACK_URL"), "URL at which dispatchers reach the callback API (e.g. http://millrace-callback.millrace-system:9443).")
+	flag.StringVar(&o.watchNamespaces, "watch-namespaces", os.Getenv("MILLRACE_WATCH_NAMESPACES"), "Comma-separated namespaces whose resources the manager watches (empty: all); with a list it needs permissions only there.")
 	flag.IntVar(&o.runWorkers, "workflowrun-workers", 8, "How many WorkflowRuns are reconciled at once.")
 	flag.StringVar(&o.tokenKeyFile, "task-token-key-file", os.Getenv("MILLRACE_TASK_TOKEN_KEY_FILE"), "File holding the HMAC key (at least 32 bytes) that signs task tokens; mount it from a Secret. Empty: a random key, valid until the manager restarts.")
 	zapOpts := zap.Options{}
@@ -83,8 +87,19 @@ func run(ctx context.Context, o options) error {
 	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
 	utilruntime.Must(millracev1.AddToScheme(scheme))
 
+	var cacheOpts cache.Options
+	if o.watchNamespaces != "" {
+		cacheOpts.DefaultNamespaces = map[string]cache.Config{}
+		for _, ns := range strings.Split(o.watchNamespaces, ",") {
+			if ns = strings.TrimSpace(ns); ns != "" {
+				cacheOpts.DefaultNamespaces[ns] = cache.Config{}
+			}
+		}
+		log.Info("watching namespaces", "namespaces", o.watchNamespaces)
+	}
 	mgr, err := ctrl.NewManager(ctrl.GetConfigOrDie(), ctrl.Options{
 		Scheme:                        scheme,
+		Cache:                         cacheOpts,
 		Metrics:                       metricsserver.Options{BindAddress: o.metricsAddr},
 		HealthProbeBindAddress:        o.probeAddr,
 		LeaderElection:                o.leaderElect,

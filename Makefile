@@ -48,7 +48,7 @@ verify: $(CONTROLLER_GEN) ## Fail when generated code, CRDs or formatting differ
 
 .PHONY: test
 test: test-deps verify vet ## Run every test against a real API server and the SQS emulator.
-	KUBEBUILDER_ASSETS="$$(hack/k8s-bins.sh kube-apiserver etcd)" go test $(GO_TEST_FLAGS) -count=1 -timeout 20m ./...
+	KUBEBUILDER_ASSETS="$$(hack/k8s-bins.sh kube-apiserver etcd)" HELM="$$(hack/helm.sh)" go test $(GO_TEST_FLAGS) -count=1 -timeout 20m ./...
 
 .PHONY: bench
 bench: test-deps bench-deps ## Run the benchmarks (each figure is printed against a baseline of the same run).
@@ -61,8 +61,9 @@ deps: k8s-bins fauxqs ## Install everything the tests and `make dev` need.
 	go mod download
 
 .PHONY: test-deps
-test-deps: fauxqs ## Install what the tests need (the SQS emulator, kube-apiserver and etcd).
+test-deps: fauxqs ## Install what the tests need (the SQS emulator, kube-apiserver, etcd and Helm).
 	hack/k8s-bins.sh kube-apiserver etcd >/dev/null
+	hack/helm.sh >/dev/null
 	go mod download
 
 .PHONY: bench-deps
@@ -70,6 +71,10 @@ bench-deps: hack/bench/node_modules/.package-lock.json ## Install the benchmarks
 hack/bench/node_modules/.package-lock.json: hack/bench/package-lock.json
 	cd hack/bench && npm ci --no-audit --no-fund
 	touch $@
+
+.PHONY: helm
+helm: ## Build Helm v3.22.0 (cached outside the clone) for the chart's tests.
+	hack/helm.sh >/dev/null
 
 .PHONY: k8s-bins
 k8s-bins: ## Build kube-apiserver, kube-controller-manager, kubectl and etcd (cached outside the clone).

@@ -152,17 +152,30 @@ func AssetsDir() (string, error) {
 	if dir := os.Getenv("KUBEBUILDER_ASSETS"); dir != "" {
 		return dir, nil
 	}
+	return hackScript("k8s-bins.sh", "kube-apiserver", "etcd")
+}
+
+// hackScript runs a script of hack/ that builds a tool on first use and prints its location.
+func hackScript(name string, args ...string) (string, error) {
 	root, err := RepoRoot()
 	if err != nil {
 		return "", err
 	}
-	cmd := exec.Command("bash", filepath.Join(root, "hack", "k8s-bins.sh"), "kube-apiserver", "etcd")
+	cmd := exec.Command("bash", append([]string{filepath.Join(root, "hack", name)}, args...)...)
 	cmd.Stderr = os.Stderr
 	out, err := cmd.Output()
 	if err != nil {
-		return "", fmt.Errorf("hack/k8s-bins.sh: %w", err)
+		return "", fmt.Errorf("hack/%s: %w", name, err)
 	}
 	return strings.TrimSpace(string(out)), nil
+}
+
+// HelmBinary returns the path of Helm: $HELM, or what hack/helm.sh prints (building it on first use).
+func HelmBinary() (string, error) {
+	if h := os.Getenv("HELM"); h != "" {
+		return h, nil
+	}
+	return hackScript("helm.sh")
 }
 
 // ControlPlane is a running kube-apiserver + etcd with Millrace's CRDs installed.
@@ -177,14 +190,21 @@ func StartControlPlane() (*ControlPlane, error) {
 	if err != nil {
 		return nil, err
 	}
+	return startControlPlane([]string{filepath.Join(root, "config", "crd", "bases")})
+}
+
+// StartBareControlPlane starts envtest without any CRD (for tests that install them, as Helm does).
+func StartBareControlPlane() (*ControlPlane, error) { return startControlPlane(nil) }
+
+func startControlPlane(crds []string) (*ControlPlane, error) {
 	assets, err := AssetsDir()
 	if err != nil {
 		return nil, err
 	}
 	env := &envtest.Environment{
 		BinaryAssetsDirectory: assets,
-		CRDDirectoryPaths:     []string{filepath.Join(root, "config", "crd", "bases")},
-		ErrorIfCRDPathMissing: true,
+		CRDDirectoryPaths:     crds,
+		ErrorIfCRDPathMissing: len(crds) > 0,
 	}
 	cfg, err := env.Start()
 	if err != nil {

@@ -36,13 +36,13 @@ func main() {
 func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	root := &cobra.Command{
 		Use:           "millrace",
-		Short:         "Validate and run Amazon States Language state machines",
+		Short:         "Validate, run and draw Amazon States Language state machines",
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(validateCmd(stdout, stderr), runCmd(stdout, stderr))
+	root.AddCommand(validateCmd(stdout, stderr), runCmd(stdout, stderr), graphCmd(stdout, stderr))
 	return root
 }
 

@@ -1,0 +1,110 @@
+package main
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	millracev1 "github.com/millrace-io/millrace/api/v1alpha1"
+	"github.com/millrace-io/millrace/internal/testenv"
+)
+
+func TestGraphOfADefinition(t *testing.T) {
+	for format, want := range map[string]string{
+		"svg":     `<svg xmlns="http://www.w3.org/2000/svg"`,
+		"dot":     `digraph "order" {`,
+		"mermaid": "flowchart TD",
+	} {
+		out, errOut, code := execute("graph", "-f", "testdata/order.json", "--format", format)
+		if code != 0 || !strings.HasPrefix(out, want) {
+			t.Errorf("%s: exit %d, stderr %s, output starts %.60q", format, code, errOut, out)
+		}
+	}
+	path := filepath.Join(t.TempDir(), "order.svg")
+	if _, errOut, code := execute("graph", "-f", "testdata/order.json", "-o", path); code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	if b, err := os.ReadFile(path); err != nil || !strings.Contains(string(b), "</svg>") {
+		t.Errorf("-o wrote %d bytes (%v)", len(b), err)
+	}
+	for _, args := range [][]string{
+		{"graph"},
+		{"graph", "-f", "testdata/order.json", "--run", "r"},
+		{"graph", "-f", "testdata/order.json", "--format", "png"},
+	} {
+		if _, errOut, code := execute(args...); code != 2 || !strings.Contains(errOut, "millrace graph:") {
+			t.Errorf("%v: exit %d, stderr %q", args, code, errOut)
+		}
+	}
+}
+
+// A live run, read from a real API server: the pinned definition, colored by the run's history.
+func TestGraphOfARunInTheCluster(t *testing.T) {
+	cp, err := testenv.StartControlPlane()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cp.Stop() }()
+	admin, err := cp.Env.AddUser(envtest.User{Name: "viewer", Groups: []string{"system:masters"}}, cp.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := admin.KubeConfig()
+	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := os.WriteFile(kubeconfig, raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	scheme := runtime.NewScheme()
+	_ = clientgoscheme.AddToScheme(scheme)
+	_ = apiextensionsv1.AddToScheme(scheme)
+	_ = millracev1.AddToScheme(scheme)
+	c, err := client.New(cp.Config, client.Options{Scheme: scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	def, _ := os.ReadFile("testdata/order.json")
+	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "shop"}}); err != nil {
+		t.Fatal(err)
+	}
+	run := &millracev1.WorkflowRun{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "order-1"},
+		Spec: millracev1.WorkflowRunSpec{WorkflowRef: millracev1.WorkflowReference{Name: "order"}}}
+	if err := c.Create(ctx, run); err != nil {
+		t.Fatal(err)
+	}
+	run.Status.Phase = millracev1.RunRunning
+	run.Status.Definition = &apiextensionsv1.JSON{Raw: def}
+	run.Status.History = []millracev1.HistoryEvent{{Time: metav1.Now(), State: firstState(t, def), Type: "Exited"}}
+	if err := c.Status().Update(ctx, run); err != nil {
+		t.Fatal(err)
+	}
+	out, errOut, code := execute("graph", "--run", "order-1", "-n", "shop", "--kubeconfig", kubeconfig, "--format", "dot")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	if !strings.Contains(out, `digraph "order-1 (running)"`) || !strings.Contains(out, `fillcolor="#dcfce7"`) {
+		t.Errorf("the run's graph lacks its title or a succeeded state:\n%s", out)
+	}
+	if _, errOut, code := execute("graph", "--run", "missing", "-n", "shop", "--kubeconfig", kubeconfig); code == 0 || !strings.Contains(errOut, "not found") {
+		t.Errorf("a missing run: exit %d, %s", code, errOut)
+	}
+}
+
+func firstState(t *testing.T, def []byte) string {
+	t.Helper()
+	m, err := parse(def, os.Stderr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m.StartAt
+}

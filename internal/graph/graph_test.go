@@ -1,0 +1,126 @@
+package graph
+
+import (
+	"encoding/xml"
+	"io"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/millrace-io/millrace/internal/asl"
+)
+
+const order = `{"StartAt":"Price","States":{
+  "Price":{"Type":"Pass","Next":"Charge"},
+  "Charge":{"Type":"Task","Resource":"millrace:consumer/payments","Next":"Fulfil",
+    "Catch":[{"ErrorEquals":["States.ALL"],"Next":"Refund"}]},
+  "Fulfil":{"Type":"Parallel","Next":"Big?","Branches":[
+    {"StartAt":"Ship","States":{"Ship":{"Type":"Task","Resource":"millrace:consumer/shipping","End":true}}},
+    {"StartAt":"Email","States":{"Email":{"Type":"Task","Resource":"millrace:http","End":true}}}]},
+  "Big?":{"Type":"Choice","Choices":[{"Variable":"$.amount","NumericGreaterThan":100,"Next":"Lines"}],"Default":"Done"},
+  "Lines":{"Type":"Map","ItemsPath":"$.lines","MaxConcurrency":5,"Next":"Pause",
+    "ItemProcessor":{"StartAt":"Pick","States":{"Pick":{"Type":"Task","Resource":"millrace:consumer/pick","End":true}}}},
+  "Pause":{"Type":"Wait","Seconds":30,"Next":"Big?"},
+  "Done":{"Type":"Succeed"},
+  "Refund":{"Type":"Fail","Error":"PaymentFailed"}}}`
+
+func machine(t *testing.T) *asl.Machine {
+	t.Helper()
+	m, errs := asl.Parse([]byte(order))
+	if len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	return m
+}
+
+func TestFromMachine(t *testing.T) {
+	g := FromMachine("order", machine(t), nil)
+	var ids []string
+	for _, n := range g.Nodes {
+		ids = append(ids, n.ID)
+	}
+	want := []string{"(start)", "Price", "Charge", "Fulfil", "Refund", "Big?", "Lines", "Done", "Pause", "(end)"}
+	if !reflect.DeepEqual(ids, want) {
+		t.Errorf("nodes %v, want %v", ids, want)
+	}
+	var edges []string
+	for _, e := range g.Edges {
+		edges = append(edges, e.From+">"+e.To+":"+e.Label)
+	}
+	for _, e := range []string{"(start)>Price:", "Charge>Refund:Catch States.ALL", "Big?>Lines:$.amount NumericGreaterThan 100",
+		"Big?>Done:Default", "Pause>Big?:", "Refund>(end):", "Done>(end):"} {
+		if !strings.Contains(strings.Join(edges, "|"), e) {
+			t.Errorf("no edge %s in %v", e, edges)
+		}
+	}
+	fulfil := g.Nodes[3]
+	if len(fulfil.Inner) != 2 || fulfil.Inner[1].Nodes[1].ID != "Fulfil[1].Email" || fulfil.Inner[1].Nodes[1].Detail != "http" {
+		t.Errorf("Parallel branches %+v", fulfil.Inner)
+	}
+	if lines := g.Nodes[6]; len(lines.Inner) != 1 || lines.Inner[0].Nodes[1].ID != "Lines[*].Pick" || lines.Detail != "at most 5 at once" {
+		t.Errorf("Map %+v", lines)
+	}
+}
+
+func TestStatusesFromARunsHistory(t *testing.T) {
+	h := History{Transitions: []Transition{
+		{"Price", "Entered"}, {"Price", "Exited"}, {"Charge", "Entered"}, {"Charge", "Exited"},
+		{"Fulfil", "Entered"}, {"Fulfil[0].Ship", "Entered"}, {"Fulfil[0].Ship", "Exited"},
+		{"Fulfil[1].Email", "Entered"}, {"Fulfil[1].Email", "Failed"}, {"Fulfil[1].Email", "Retrying"}, {"Fulfil[1].Email", "Exited"},
+		{"Fulfil", "Exited"}, {"Big?", "Entered"}, {"Big?", "Exited"}, {"Lines", "Entered"},
+		{"Lines[0].Pick", "Entered"}, {"Lines[0].Pick", "Exited"}, {"Lines[1].Pick", "Entered"}, {"Lines[1].Pick", "Failed"},
+		{"Lines[2].Pick", "Entered"},
+	}, Active: []string{"Lines[2].Pick"}}
+	got := Statuses(machine(t), h)
+	want := map[string]Status{"Price": Succeeded, "Charge": Succeeded, "Fulfil": Succeeded, "Fulfil[0].Ship": Succeeded,
+		"Fulfil[1].Email": Succeeded, "Big?": Succeeded, "Lines": Running, "Lines[*].Pick": Failed}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("statuses\n got %v\nwant %v", got, want)
+	}
+	caught := Statuses(machine(t), History{Transitions: []Transition{{"Charge", "Entered"}, {"Charge", "Failed"}, {"Charge", "Caught"}, {"Refund", "Entered"}, {"Refund", "FAILED"}}})
+	if caught["Charge"] != Caught || caught["Refund"] != Failed {
+		t.Errorf("caught: %v", caught)
+	}
+}
+
+func TestRenderings(t *testing.T) {
+	m := machine(t)
+	g := FromMachine("order-1", m, Statuses(m, History{Transitions: []Transition{{"Price", "Exited"}, {"Charge", "Entered"}}}))
+
+	svg := SVG(g)
+	d := xml.NewDecoder(strings.NewReader(svg))
+	for {
+		if _, err := d.Token(); err == io.EOF {
+			break
+		} else if err != nil {
+			t.Fatalf("the SVG is not well-formed XML: %v", err)
+		}
+	}
+	for _, s := range []string{">Price<", ">Charge<", ">Fulfil (Parallel)<", ">Lines (Map)<", ">each item<", "consumer/payments", "30s",
+		colors[Succeeded][0], colors[Running][0], "marker-end", ">Big?<"} {
+		if !strings.Contains(svg, s) {
+			t.Errorf("SVG lacks %q", s)
+		}
+	}
+
+	dot := DOT(g)
+	for _, s := range []string{`digraph "order-1" {`, `"Charge" -> "Refund" [label="Catch States.ALL"];`, `subgraph "cluster_Fulfil_1"`,
+		`"Lines[*].Pick" [label="Pick\nconsumer/pick", fillcolor="#f4f4f5"`, `"Price" [label="Price", fillcolor="#dcfce7"`} {
+		if !strings.Contains(dot, s) {
+			t.Errorf("DOT lacks %s:\n%s", s, dot)
+		}
+	}
+	if strings.Count(dot, "{") != strings.Count(dot, "}") {
+		t.Error("DOT braces do not balance")
+	}
+
+	mm := Mermaid(g)
+	for _, s := range []string{"flowchart TD", `(("Start"))`, `-->|"Default"|`, `["Fulfil (Parallel)"]`, "classDef succeeded fill:#dcfce7", "class n1 succeeded", "class n2 running"} {
+		if !strings.Contains(mm, s) {
+			t.Errorf("Mermaid lacks %s:\n%s", s, mm)
+		}
+	}
+	if strings.Count(mm, "subgraph") != strings.Count(mm, "\n  end\n")+strings.Count(mm, "\n    end\n") {
+		t.Errorf("unbalanced subgraphs:\n%s", mm)
+	}
+}

@@ -156,6 +156,7 @@ func RunHistory(r *millracev1.WorkflowRun) graph.History {
 	return h
 }
 
+// parse parses a definition, printing every error with its JSON path (exit 2).
 func parse(def []byte, stderr io.Writer) (*asl.Machine, error) {
 	m, errs := asl.Parse(def)
 	if len(errs) > 0 {

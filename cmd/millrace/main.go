@@ -51,14 +51,7 @@ func load(path string, stderr io.Writer) (*asl.Machine, error) {
 	if err != nil {
 		return nil, err
 	}
-	m, errs := asl.Parse(data)
-	if len(errs) > 0 {
-		for _, e := range errs {
-			fmt.Fprintf(stderr, "%s: %s\n", e.Path, e.Message)
-		}
-		return nil, exitError{code: 2}
-	}
-	return m, nil
+	return parse(data, stderr)
 }
 
 func validateCmd(stdout, stderr io.Writer) *cobra.Command {

@@ -282,6 +282,7 @@ func TestTheAPIServerRejectsInvalidConsumers(t *testing.T) {
 	}{
 		{"minReplicas above maxReplicas is rejected", func(c *millracev1.Consumer) { c.Spec.Scaling.MinReplicas = ptr.To[int32](6) }, "minReplicas must not exceed maxReplicas"},
 		{"a batch window above 300s is rejected", func(c *millracev1.Consumer) { c.Spec.Delivery.BatchWindow = dur("301s") }, "spec.delivery.batchWindow"},
+		{"a failure backoff above 12h is rejected", func(c *millracev1.Consumer) { c.Spec.Delivery.FailureBackoff = dur("13h") }, "spec.delivery.failureBackoff"},
 		{"a batch size above 10000 is rejected", func(c *millracev1.Consumer) { c.Spec.Delivery.BatchSize = 10001 }, "spec.delivery.batchSize"},
 		{"an unknown delivery mode is rejected", func(c *millracev1.Consumer) { c.Spec.Delivery.Mode = "Carrier" }, "spec.delivery.mode"},
 		{"a poll interval below 1s is rejected", func(c *millracev1.Consumer) { c.Spec.Scaling.PollInterval = "0s" }, "spec.scaling.pollInterval"},

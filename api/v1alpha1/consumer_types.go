@@ -88,6 +88,13 @@ type DeliverySpec struct {
 	// failed messages return to the queue (default false).
 	// +optional
 	ReportBatchItemFailures *bool `json:"reportBatchItemFailures,omitempty"`
+
+	// failureBackoff makes a failed message visible again after this long instead of after the
+	// queue's visibility timeout (0s to 12h; unset: the visibility timeout, as in Lambda). With a
+	// dead-letter queue, a poison message then reaches it after maxReceiveCount × failureBackoff.
+	// +optional
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('0s') && duration(self) <= duration('12h')",message="must be between 0s and 12h"
+	FailureBackoff *Duration `json:"failureBackoff,omitempty"`
 }
 
 // ScalingPolicyType is the unit of a rate policy.

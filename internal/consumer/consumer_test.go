@@ -27,7 +27,8 @@ func sample(mode millracev1.DeliveryMode) *millracev1.Consumer {
 				},
 			},
 			Delivery: millracev1.DeliverySpec{Mode: mode, Port: 8080, Path: "/events", BatchSize: 10, Concurrency: 2,
-				Timeout: "45s", BatchWindow: ptr.To(millracev1.Duration("2s")), ReportBatchItemFailures: ptr.To(true)},
+				Timeout: "45s", BatchWindow: ptr.To(millracev1.Duration("2s")), ReportBatchItemFailures: ptr.To(true),
+				FailureBackoff: ptr.To(millracev1.Duration("5s"))},
 		},
 	}
 }
@@ -66,7 +67,7 @@ func TestRenderHTTPInjectsTheDispatcherAsANativeSidecar(t *testing.T) {
 		EnvQueueURL: target.QueueURL, EnvQueueARN: target.QueueARN, EnvQueueFIFO: "false", EnvRegion: "us-east-1",
 		EnvSQSEndpoint: target.Endpoint, EnvDeliveryMode: "HTTP", EnvHandlerURL: "http://127.0.0.1:8080/events",
 		EnvBatchSize: "10", EnvBatchWindow: "2s", EnvConcurrency: "2", EnvHandlerTimeout: "45s",
-		EnvReportBatchItemFailures: "true", EnvConsumer: "shop/billing",
+		EnvReportBatchItemFailures: "true", EnvConsumer: "shop/billing", EnvFailureBackoff: "5s",
 	} {
 		if e[k] != v {
 			t.Errorf("dispatcher env %s = %q, want %q", k, e[k], v)
@@ -94,7 +95,7 @@ func TestRenderLambdaRuntimePointsTheHandlerAtTheRuntimeAPI(t *testing.T) {
 
 func TestRenderNoneInjectsOnlyTheQueueCoordinates(t *testing.T) {
 	c := sample(millracev1.DeliveryNone)
-	c.Spec.Delivery.BatchWindow, c.Spec.Delivery.ReportBatchItemFailures = nil, nil
+	c.Spec.Delivery.BatchWindow, c.Spec.Delivery.ReportBatchItemFailures, c.Spec.Delivery.FailureBackoff = nil, nil, nil
 	d := Render(c, 1, target, Options{DispatcherImage: "d"})
 	if len(d.Spec.Template.Spec.InitContainers) != 1 {
 		t.Fatalf("mode None injected a container: %v", d.Spec.Template.Spec.InitContainers)

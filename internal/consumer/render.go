@@ -46,6 +46,7 @@ const (
 	EnvRuntimeAPIAddress       = "MILLRACE_RUNTIME_API_ADDRESS"
 	EnvHealthAddress           = "MILLRACE_HEALTH_ADDRESS"
 	EnvCallbackURL             = "MILLRACE_CALLBACK_URL"
+	EnvFailureBackoff          = "MILLRACE_FAILURE_BACKOFF"
 	EnvRegion                  = "AWS_REGION"
 	// EnvSQSEndpoint is the AWS SDKs' standard service-specific endpoint override.
 	EnvSQSEndpoint = "AWS_ENDPOINT_URL_SQS"
@@ -162,6 +163,9 @@ func dispatcher(c *millracev1.Consumer, t Target, o Options) corev1.Container {
 	}
 	if d.BatchWindow != nil {
 		env = append(env, corev1.EnvVar{Name: EnvBatchWindow, Value: d.BatchWindow.Duration().String()})
+	}
+	if d.FailureBackoff != nil {
+		env = append(env, corev1.EnvVar{Name: EnvFailureBackoff, Value: d.FailureBackoff.Duration().String()})
 	}
 	if d.Mode == millracev1.DeliveryLambdaRuntime {
 		env = append(env, corev1.EnvVar{Name: EnvRuntimeAPIAddress, Value: RuntimeAPIAddress})

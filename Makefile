@@ -50,6 +50,10 @@ verify: $(CONTROLLER_GEN) ## Fail when generated code, CRDs or formatting differ
 test: test-deps verify vet ## Run every test against a real API server and the SQS emulator.
 	KUBEBUILDER_ASSETS="$$(hack/k8s-bins.sh kube-apiserver etcd)" HELM="$$(hack/helm.sh)" go test $(GO_TEST_FLAGS) -count=1 -timeout 20m ./...
 
+.PHONY: test-e2e
+test-e2e: test-deps ## Run only the end-to-end demo test (the manager binary, the samples, replicas as local processes).
+	KUBEBUILDER_ASSETS="$$(hack/k8s-bins.sh kube-apiserver etcd)" go test -count=1 -v -timeout 10m ./test/e2e
+
 .PHONY: bench
 bench: test-deps bench-deps ## Run the benchmarks (each figure is printed against a baseline of the same run).
 	KUBEBUILDER_ASSETS="$$(hack/k8s-bins.sh kube-apiserver etcd)" go test -run '^$$' -bench . -benchtime 2s ./...

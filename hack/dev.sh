@@ -29,6 +29,8 @@ say "building the manager"
 go build -o bin/manager ./cmd/manager
 go build -o bin/devenv ./hack/devenv
 go build -o bin/dispatcher ./cmd/dispatcher
+go build -o bin/handler ./examples/handler
+go build -o bin/millrace ./cmd/millrace
 
 say "starting the control plane (kube-apiserver + etcd, Kubernetes $("$BINS/kube-apiserver" --version | cut -d' ' -f2))"
 setsid bin/devenv control-plane "$STATE" >"$STATE/control-plane.log" 2>&1 & pids+=($!)
@@ -44,7 +46,7 @@ echo "SQS endpoint: $SQS_ENDPOINT"
 say "starting the manager"
 AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true \
   setsid bin/manager --sqs-endpoint "$SQS_ENDPOINT" --metrics-bind-address 127.0.0.1:0 \
-  --health-probe-bind-address 127.0.0.1:0 --depth-interval 2s --status-write-interval 1s \
+  --health-probe-bind-address 127.0.0.1:0 --depth-interval 1s --status-write-interval 1s \
   --dispatcher-image ghcr.io/millrace-io/millrace-dispatcher:dev \
   --callback-bind-address 127.0.0.1:19443 --callback-url http://127.0.0.1:19443 \
   >"$STATE/manager.log" 2>&1 & pids+=($!)
@@ -63,29 +65,22 @@ say "kubectl get queues,consumers,workflows,workflowruns"
 say "what the SQS emulator reports"
 bin/devenv sqs-queues "$SQS_ENDPOINT"
 
-say "25 orders arrive: the billing Consumer scales from zero (10 per replica -> 3)"
-bin/devenv sqs-send "$SQS_ENDPOINT" "$("$KUBECTL" get -n default queue orders -o jsonpath='{.status.queueURL}')" 25
-"$KUBECTL" wait -n default --for=jsonpath='{.spec.replicas}'=3 deployment/billing --timeout=60s
-"$KUBECTL" get -n default consumers -o wide
-"$KUBECTL" get -n default deployment billing
-"$KUBECTL" get -n default events --field-selector involvedObject.kind=Consumer -o custom-columns=REASON:.reason,MESSAGE:.message
-
-say "a local stand-in for the billing pods (no kubelet here): the dispatcher and a sample handler"
-bin/devenv handler 127.0.0.1:18080 >"$STATE/handler.log" 2>&1 & pids+=($!)
-AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_EC2_METADATA_DISABLED=true \
-  bin/dispatcher --queue-url "$("$KUBECTL" get -n default queue orders -o jsonpath='{.status.queueURL}')" \
-  --sqs-endpoint "$SQS_ENDPOINT" --region us-east-1 --handler-url http://127.0.0.1:18080/ --batch-size 10 \
-  --concurrency 2 --wait-time 2s --callback-url http://127.0.0.1:19443 --health-address 127.0.0.1:0 \
-  >"$STATE/dispatcher.log" 2>&1 & pids+=($!)
-"$KUBECTL" wait -n default --for=jsonpath='{.status.phase}'=Succeeded workflowrun/order-1 --timeout=60s
-"$KUBECTL" get -n default workflowrun order-1 -o jsonpath='{range .status.history[*]}{.state}{"\t"}{.type}{"\t"}{.info}{"\n"}{end}'
-echo "output: $("$KUBECTL" get -n default workflowrun order-1 -o jsonpath='{.status.output}')"
-echo "handled by the sample handler: $(grep -c handled "$STATE/handler.log") messages"
-
-if [[ -t 0 && "${DEV_EXIT:-0}" != 1 ]]; then
+# The demo: a burst of orders, live scaling, a poison message, a WorkflowRun. A development harness
+# (hack/localnodes) plays the nodes: it runs each replica of the billing Deployment as a dispatcher
+# process and a sample handler process (examples/handler). On a real cluster the pods do this.
+OUT="${DEMO_OUT:-demo-output}"
+stay=()
+if [[ -t 0 && "${DEV_EXIT:-0}" != 1 ]]; then stay=(--stay); fi
+bin/devenv demo "$STATE" "$SQS_ENDPOINT" "$OUT" "${stay[@]}" &
+demo_pid=$!
+pids+=($demo_pid)
+if ((${#stay[@]})); then
+  # Let the demo print its flow, then tell the user how to explore; Ctrl-C stops everything.
+  while kill -0 "$demo_pid" 2>/dev/null && ! ls "$OUT"/order-1.svg >/dev/null 2>&1; do sleep 1; done
   say "Millrace is running. Try, in another shell:"
   echo "  export KUBECONFIG=$KUBECONFIG"
-  echo "  $KUBECTL get queues -w"
-  echo "Logs: $STATE/*.log — Ctrl-C stops everything."
-  wait "${pids[0]}"
+  echo "  $KUBECTL get queues,consumers,workflowruns"
+  echo "  bin/millrace graph --run order-1 -n default -o order-1.svg"
+  echo "Pictures: $OUT/scaling.svg, $OUT/order-1.svg. Logs: $STATE/*.log. Ctrl-C stops everything."
 fi
+wait "$demo_pid"

@@ -4,15 +4,16 @@
 //	                                   CRDs installed, write <state-dir>/kubeconfig, run until SIGTERM
 //	devenv sqs-queues <endpoint>       print every queue of an SQS endpoint with its attributes and tags
 //	devenv sqs-send <endpoint> <queue-url> <n>   send n messages to a queue
-//	devenv handler <address>           a sample Lambda-style SQS handler (a development stand-in for a
-//	                                   consumer pod's handler container)
+//	devenv demo <state-dir> <sqs-endpoint> <out-dir> [--stay]
+//	                                   run hack/demo against the control plane of <state-dir> (its
+//	                                   kubeconfig), with hack/localnodes running the Consumers'
+//	                                   replicas from bin/dispatcher and bin/handler; --stay keeps the
+//	                                   replicas running afterwards until SIGINT/SIGTERM
 package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -25,6 +26,14 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/tools/clientcmd"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	millracev1 "github.com/millrace-io/millrace/api/v1alpha1"
+	"github.com/millrace-io/millrace/hack/demo"
+	"github.com/millrace-io/millrace/hack/localnodes"
 	"github.com/millrace-io/millrace/internal/testenv"
 )
 
@@ -39,8 +48,8 @@ func main() {
 		err = controlPlane(os.Args[2])
 	case "sqs-queues":
 		err = sqsQueues(os.Args[2])
-	case "handler":
-		err = handler(os.Args[2])
+	case "demo":
+		err = runDemo(os.Args[2:])
 	case "sqs-send":
 		err = sqsSend(os.Args[2], os.Args[3:])
 	default:
@@ -142,29 +151,42 @@ func sqsSend(endpoint string, args []string) error {
 	return nil
 }
 
-// handler answers Lambda SQS events: it logs each record and answers a workflow task (a body with
-// an "amount") with {"charged": amount}.
-func handler(addr string) error {
-	return http.ListenAndServe(addr, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var e struct {
-			Records []struct {
-				MessageID string `json:"messageId"`
-				Body      string `json:"body"`
-			} `json:"Records"`
-		}
-		if err := json.NewDecoder(r.Body).Decode(&e); err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
-		answer := map[string]any{}
-		for _, rec := range e.Records {
-			var body map[string]any
-			_ = json.Unmarshal([]byte(rec.Body), &body)
-			if amount, ok := body["amount"]; ok {
-				answer["charged"] = amount
-			}
-			fmt.Printf("handled %s %s\n", rec.MessageID, rec.Body)
-		}
-		_ = json.NewEncoder(w).Encode(answer)
-	}))
+func runDemo(args []string) error {
+	if len(args) < 3 {
+		return fmt.Errorf("usage: devenv demo <state-dir> <sqs-endpoint> <out-dir> [--stay]")
+	}
+	stateDir, endpoint, outDir := args[0], args[1], args[2]
+	stay := len(args) > 3 && args[3] == "--stay"
+	cfg, err := clientcmd.BuildConfigFromFlags("", filepath.Join(stateDir, "kubeconfig"))
+	if err != nil {
+		return err
+	}
+	scheme := runtime.NewScheme()
+	_ = clientgoscheme.AddToScheme(scheme)
+	_ = millracev1.AddToScheme(scheme)
+	c, err := client.New(cfg, client.Options{Scheme: scheme})
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	testenv.UseLocalCredentials()
+	sqsClient, err := (&testenv.Fauxqs{Endpoint: endpoint}).Client(ctx, nil)
+	if err != nil {
+		return err
+	}
+	runner := &localnodes.Runner{Client: c, Dispatcher: "bin/dispatcher", Handler: "bin/handler", LogDir: stateDir,
+		Env: []string{"AWS_ACCESS_KEY_ID=test", "AWS_SECRET_ACCESS_KEY=test", "AWS_EC2_METADATA_DISABLED=true"}}
+	runnerDone := make(chan struct{})
+	go func() { _ = runner.Run(ctx); close(runnerDone) }()
+	defer func() { stop(); <-runnerDone }() // SIGTERM every replica and wait for them
+	res, err := demo.Run(ctx, demo.Options{Client: c, SQS: sqsClient, Runner: runner, Namespace: "default", OutDir: outDir, Out: os.Stdout})
+	if err != nil {
+		return err
+	}
+	fmt.Printf("\nwrote %s\n", strings.Join(res.Files, " and "))
+	if stay {
+		<-ctx.Done()
+	}
+	return nil
 }

@@ -216,6 +216,15 @@ func startControlPlane(crds []string) (*ControlPlane, error) {
 	return &ControlPlane{Env: env, Config: cfg}, nil
 }
 
+// KubeConfig returns a kubeconfig for an administrator of the control plane.
+func (c *ControlPlane) KubeConfig() ([]byte, error) {
+	user, err := c.Env.AddUser(envtest.User{Name: "admin", Groups: []string{"system:masters"}}, nil)
+	if err != nil {
+		return nil, err
+	}
+	return user.KubeConfig()
+}
+
 // Stop stops the control plane.
 func (c *ControlPlane) Stop() error {
 	if c == nil {

@@ -1,0 +1,257 @@
+// Package e2e runs the demo of `make dev` as a test: the real manager binary against a local
+// control plane and the SQS emulator, the samples applied, Consumer replicas run as dispatcher and
+// sample-handler processes by the development harness (hack/localnodes). It asserts what the demo
+// shows: every order handled at least once, replicas above one and back to zero, the poison
+// message in the dead-letter queue after maxReceiveCount, the WorkflowRun succeeded with the
+// expected output, and nothing left behind once the samples are deleted and the harness stops.
+package e2e_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
+
+	millracev1 "github.com/millrace-io/millrace/api/v1alpha1"
+	"github.com/millrace-io/millrace/hack/demo"
+	"github.com/millrace-io/millrace/hack/localnodes"
+	"github.com/millrace-io/millrace/internal/testenv"
+)
+
+func TestTheDemo(t *testing.T) {
+	if testing.Short() {
+		t.Skip("the end-to-end demo takes about a minute")
+	}
+	root, err := testenv.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := t.TempDir()
+	for name, pkg := range map[string]string{"manager": "./cmd/manager", "dispatcher": "./cmd/dispatcher", "handler": "./examples/handler"} {
+		cmd := exec.Command("go", "build", "-o", filepath.Join(bin, name), pkg)
+		cmd.Dir = root
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("go build %s: %v\n%s", pkg, err, out)
+		}
+	}
+	fauxqs, err := testenv.StartFauxqs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fauxqs.Stop()
+	cp, err := testenv.StartControlPlane()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cp.Stop() }()
+	kubeconfig := writeKubeconfig(t, cp)
+	logs := t.TempDir()
+
+	callback := freeAddr(t)
+	manager := exec.Command(filepath.Join(bin, "manager"), "--sqs-endpoint", fauxqs.Endpoint, "--kubeconfig", kubeconfig,
+		"--metrics-bind-address", "127.0.0.1:0", "--health-probe-bind-address", "127.0.0.1:0",
+		"--depth-interval", "1s", "--status-write-interval", "1s", "--dispatcher-image", "dispatcher:e2e",
+		"--callback-bind-address", callback, "--callback-url", "http://"+callback)
+	manager.Env = append(os.Environ(), "AWS_ACCESS_KEY_ID=test", "AWS_SECRET_ACCESS_KEY=test", "AWS_REGION=us-east-1", "AWS_EC2_METADATA_DISABLED=true")
+	managerLog, _ := os.Create(filepath.Join(logs, "manager.log"))
+	manager.Stdout, manager.Stderr = managerLog, managerLog
+	manager.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := manager.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		_ = manager.Process.Signal(syscall.SIGTERM)
+		_ = manager.Wait()
+		if t.Failed() {
+			dumpLogs(t, logs)
+		}
+	}()
+
+	scheme := runtime.NewScheme()
+	_ = clientgoscheme.AddToScheme(scheme)
+	_ = millracev1.AddToScheme(scheme)
+	k8s, err := client.New(cp.Config, client.Options{Scheme: scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	samples := applySamples(t, k8s, filepath.Join(root, "config", "samples"))
+
+	testenv.UseLocalCredentials()
+	sqsClient, err := fauxqs.Client(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runner := &localnodes.Runner{Client: k8s, Dispatcher: filepath.Join(bin, "dispatcher"), Handler: filepath.Join(bin, "handler"), LogDir: logs,
+		Env: []string{"AWS_ACCESS_KEY_ID=test", "AWS_SECRET_ACCESS_KEY=test", "AWS_EC2_METADATA_DISABLED=true"}}
+	runCtx, stopRunner := context.WithCancel(ctx)
+	runnerDone := make(chan struct{})
+	go func() { _ = runner.Run(runCtx); close(runnerDone) }()
+	defer func() { stopRunner(); <-runnerDone }()
+
+	var progress bytes.Buffer
+	res, err := demo.Run(ctx, demo.Options{Client: k8s, SQS: sqsClient, Runner: runner, Namespace: "default", Orders: 60,
+		OutDir: t.TempDir(), Out: &progress, Timeout: 4 * time.Minute})
+	t.Log("\n" + progress.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	for _, id := range res.Sent {
+		if res.Handled[id] == 0 {
+			t.Errorf("order %s was never handled", id)
+		}
+	}
+	if res.MaxReplicas < 2 || res.FinalReplicas != 0 {
+		t.Errorf("replicas rose to %d and ended at %d; want above 1, then 0", res.MaxReplicas, res.FinalReplicas)
+	}
+	if res.Handled[res.Poison] != 0 || len(res.InDLQ) != 1 || res.InDLQ[0] != res.Poison {
+		t.Errorf("the poison message %s: handled %d times; dead-letter queue holds %v", res.Poison, res.Handled[res.Poison], res.InDLQ)
+	}
+	if res.Run.Status.Phase != millracev1.RunSucceeded {
+		t.Fatalf("run %s: %s %s", res.Run.Status.Phase, res.Run.Status.Error, res.Run.Status.Cause)
+	}
+	var out struct {
+		Amount float64
+		Charge struct {
+			Charged float64
+			For     string
+		}
+	}
+	_ = json.Unmarshal(res.Run.Status.Output.Raw, &out)
+	if out.Amount != 15 || out.Charge.Charged != 15 || out.Charge.For != "order-1" {
+		t.Errorf("run output %s; want the amount priced to 15 and charged by the handler", res.Run.Status.Output.Raw)
+	}
+	for _, f := range res.Files {
+		if b, err := os.ReadFile(f); err != nil || !bytes.Contains(b, []byte("</svg>")) {
+			t.Errorf("%s: %v", f, err)
+		}
+	}
+
+	// Cleanup: the samples go, their queues with them (deletionPolicy Delete); the harness stops
+	// every replica.
+	for _, obj := range samples {
+		_ = k8s.Delete(ctx, obj)
+	}
+	_ = k8s.DeleteAllOf(ctx, &millracev1.WorkflowRun{}, client.InNamespace("default"))
+	testenv.Eventually(t, time.Minute, func() error {
+		list, err := sqsClient.ListQueues(ctx, &sqs.ListQueuesInput{})
+		if err != nil {
+			return err
+		}
+		if len(list.QueueUrls) > 0 {
+			return fmt.Errorf("queues left in SQS: %v", list.QueueUrls)
+		}
+		return nil
+	})
+	stopRunner()
+	<-runnerDone
+	if left := processesUnder(bin); len(left) > 0 {
+		t.Errorf("processes left behind: %v", left)
+	}
+}
+
+func writeKubeconfig(t *testing.T, cp *testenv.ControlPlane) string {
+	t.Helper()
+	raw, err := cp.KubeConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := os.WriteFile(path, raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// applySamples creates what config/samples' kustomization lists, in namespace default.
+func applySamples(t *testing.T, k8s client.Client, dir string) []client.Object {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join(dir, "kustomization.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kustomization struct{ Resources []string }
+	if err := yaml.Unmarshal(raw, &kustomization); err != nil {
+		t.Fatal(err)
+	}
+	var objs []client.Object
+	for _, f := range kustomization.Resources {
+		data, err := os.ReadFile(filepath.Join(dir, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		dec := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(data)))
+		for {
+			doc, err := dec.Read()
+			if errors.Is(err, io.EOF) {
+				break
+			} else if err != nil {
+				t.Fatal(err)
+			}
+			u := &unstructured.Unstructured{}
+			if err := yaml.Unmarshal(doc, &u.Object); err != nil || len(u.Object) == 0 {
+				continue
+			}
+			u.SetNamespace("default")
+			if err := k8s.Create(context.Background(), u); err != nil {
+				t.Fatalf("creating %s %s: %v", u.GetKind(), u.GetName(), err)
+			}
+			objs = append(objs, u)
+		}
+	}
+	return objs
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// processesUnder lists running processes whose executable is in dir.
+func processesUnder(dir string) []string {
+	var left []string
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		exe, err := os.Readlink(filepath.Join("/proc", e.Name(), "exe"))
+		if err == nil && strings.HasPrefix(exe, dir+string(os.PathSeparator)) {
+			left = append(left, e.Name()+" "+exe)
+		}
+	}
+	return left
+}
+
+func dumpLogs(t *testing.T, dir string) {
+	files, _ := filepath.Glob(filepath.Join(dir, "*.log"))
+	for _, f := range files {
+		b, _ := os.ReadFile(f)
+		if len(b) > 4000 {
+			b = b[len(b)-4000:]
+		}
+		t.Logf("--- %s (tail)\n%s", filepath.Base(f), b)
+	}
+}

@@ -302,4 +302,3 @@ func sleep(ctx context.Context, d time.Duration) error {
 		return nil
 	}
 }
-

@@ -229,7 +229,7 @@ func (r *Runner) report(ctx context.Context, d *appsv1.Deployment, running int) 
 	now := metav1.Now()
 	d.Status = appsv1.DeploymentStatus{ObservedGeneration: d.Generation, Replicas: n, UpdatedReplicas: n, ReadyReplicas: n, AvailableReplicas: n,
 		Conditions: []appsv1.DeploymentCondition{{Type: appsv1.DeploymentAvailable, Status: available, Reason: reason,
-			Message: fmt.Sprintf("%d of %d replicas run as local processes (development harness)", n, ptrOr(d.Spec.Replicas, 1)),
+			Message:        fmt.Sprintf("%d of %d replicas run as local processes (development harness)", n, ptrOr(d.Spec.Replicas, 1)),
 			LastUpdateTime: now, LastTransitionTime: now}}}
 	return r.Client.Status().Patch(ctx, d, patch)
 }

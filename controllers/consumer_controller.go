@@ -174,7 +174,9 @@ func (r *ConsumerReconciler) Reconcile(ctx context.Context, req ctrl.Request) (r
 	}
 	policy := consumer.Policy(c.Spec.Scaling)
 	decision, sample := r.decide(q.Status.QueueURL, policy, current, st)
-	r.watch(req.NamespacedName, q.Status.QueueURL, c, st, current == 0 || decision.Active)
+	// Fast polling while the Consumer is, or is about to be, at zero replicas (the first message
+	// must wake it within a poll interval) and while it is active.
+	r.watch(req.NamespacedName, q.Status.QueueURL, c, st, current == 0 || decision.Replicas == 0 || decision.Active)
 
 	target := consumer.Target{QueueURL: q.Status.QueueURL, QueueARN: q.Status.QueueARN,
 		FIFO: q.Spec.Type == millracev1.QueueTypeFIFO, Region: r.Region, Endpoint: r.Endpoint}

@@ -325,7 +325,6 @@ func (r *WorkflowRunReconciler) record(run *millracev1.WorkflowRun, m *asl.Machi
 		run.Status.ActiveStates = append(run.Status.ActiveStates, as)
 	}
 	run.Status.Dispatched = slices.DeleteFunc(run.Status.Dispatched, func(k string) bool { return !live[k] })
-	r.sent.keep(run.UID, live)
 	run.Status.Heartbeats = slices.DeleteFunc(run.Status.Heartbeats, func(h millracev1.TaskHeartbeat) bool { return !live[h.Task] })
 	switch engine.Status {
 	case asl.Running:
@@ -371,7 +370,6 @@ func (r *WorkflowRunReconciler) complete(run *millracev1.WorkflowRun, phase mill
 	run.Status.CompletionTime = &t
 	run.Status.ActiveStates, run.Status.Dispatched, run.Status.Heartbeats = nil, nil, nil
 	run.Status.ActiveStatesTotal, run.Status.FanOuts = 0, nil
-	r.sent.keep(run.UID, nil)
 }
 
 // heartbeatDeadline is when a running task times out without a new heartbeat.
@@ -507,12 +505,20 @@ func (r *WorkflowRunReconciler) act(ctx context.Context, run *millracev1.Workflo
 // this delay of sending a task sends it again, with the same token, when it restarts.
 var DispatchRecordDelay = time.Second
 
-// sentTasks are the task attempts this process has sent, by run, until they leave the run's
-// active states. They keep a task from being sent twice before status.dispatched records it.
+// sentTasks are the task attempts this process has sent, by run, until status.dispatched records
+// them (or, for tasks that reported first, for sentMemory). They keep a task from being sent twice
+// by a reconcile that reads an older copy of the run from the cache than the one that sent it: a
+// task that has already left the run's active states in the newest copy may still be active in
+// that older one.
 type sentTasks struct {
-	mu    sync.Mutex
-	byRun map[k8stypes.UID]map[string]time.Time
+	mu        sync.Mutex
+	byRun     map[k8stypes.UID]map[string]time.Time
+	lastSweep time.Time
 }
+
+// sentMemory is how long a sent task is remembered when no record of it is written; far longer
+// than the cache can lag behind.
+const sentMemory = 10 * time.Minute
 
 func (s *sentTasks) when(run k8stypes.UID, key string) (time.Time, bool) {
 	s.mu.Lock()
@@ -527,21 +533,21 @@ func (s *sentTasks) add(run k8stypes.UID, key string, at time.Time) {
 	if s.byRun == nil {
 		s.byRun = map[k8stypes.UID]map[string]time.Time{}
 	}
-	if s.byRun[run] == nil {
-		s.byRun[run] = map[string]time.Time{}
-		if len(s.byRun)%1024 == 0 {
-			// Runs deleted within DispatchRecordDelay of a send are never reconciled again.
-			for r, tasks := range s.byRun {
-				for k, t := range tasks {
-					if at.Sub(t) > 10*time.Minute {
-						delete(tasks, k)
-					}
-				}
-				if len(tasks) == 0 && r != run {
-					delete(s.byRun, r)
+	if at.Sub(s.lastSweep) > time.Minute {
+		s.lastSweep = at
+		for r, tasks := range s.byRun {
+			for k, t := range tasks {
+				if at.Sub(t) > sentMemory {
+					delete(tasks, k)
 				}
 			}
+			if len(tasks) == 0 {
+				delete(s.byRun, r)
+			}
 		}
+	}
+	if s.byRun[run] == nil {
+		s.byRun[run] = map[string]time.Time{}
 	}
 	s.byRun[run][key] = at
 }
@@ -552,20 +558,6 @@ func (s *sentTasks) forget(run k8stypes.UID, keys []string) {
 	defer s.mu.Unlock()
 	for _, k := range keys {
 		delete(s.byRun[run], k)
-	}
-	if len(s.byRun[run]) == 0 {
-		delete(s.byRun, run)
-	}
-}
-
-// keep forgets the run's tasks that are not live (all of them for nil).
-func (s *sentTasks) keep(run k8stypes.UID, live map[string]bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for k := range s.byRun[run] {
-		if !live[k] {
-			delete(s.byRun[run], k)
-		}
 	}
 	if len(s.byRun[run]) == 0 {
 		delete(s.byRun, run)

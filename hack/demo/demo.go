@@ -93,13 +93,13 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	}
 	start := time.Now()
 	record := filepath.Join(o.Runner.LogDir, consumerName+".handled")
-	fmt.Fprintln(o.Out, "   time  backlog  dead-letter  desired  running  handled")
+	fmt.Fprintln(o.Out, "   time  backlog  dead-letter  desired  running  handled                        the Consumer's last scaling decision")
 	sample := func() (Sample, int, error) {
 		backlog, err := o.depth(ctx, queueURL, true)
 		if err != nil {
 			return Sample{}, 0, err
 		}
-		dlq, err := o.depth(ctx, dlqURL, false)
+		dlq, err := o.depth(ctx, dlqURL, true)
 		if err != nil {
 			return Sample{}, 0, err
 		}
@@ -115,7 +115,8 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		res.MaxReplicas = max(res.MaxReplicas, running)
 		s := Sample{T: time.Since(start).Seconds(), Backlog: backlog, Replicas: running, Processed: handled}
 		res.Samples = append(res.Samples, s)
-		fmt.Fprintf(o.Out, "  %4.0fs  %7d  %11d  %7d  %7d  %4d/%d %s\n", s.T, backlog, dlq, c.Status.DesiredReplicas, running, handled, len(res.Sent), bar(handled, len(res.Sent)))
+		fmt.Fprintf(o.Out, "  %4.0fs  %7d  %11d  %7d  %7d  %4d/%d %s  %s\n", s.T, backlog, dlq, c.Status.DesiredReplicas, running, handled, len(res.Sent),
+			bar(handled, len(res.Sent)), c.Status.LastScaleReason)
 		return s, dlq, nil
 	}
 	for {

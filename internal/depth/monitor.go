@@ -124,10 +124,20 @@ func (m *Monitor) Watch(queueURL, id string, sub Subscription) {
 		}
 	}
 	p.mu.Lock()
-	_, existed := p.subs[id]
+	old, existed := p.subs[id]
 	p.subs[id] = sub
 	last := p.last
 	p.mu.Unlock()
+	if existed && ((sub.Fast && !old.Fast) || sub.Interval < old.Interval) {
+		// A subscriber that now needs samples sooner (a Consumer that just reached zero replicas
+		// and must wake on the first message) must not wait out the slow interval the poller
+		// grew into while the queue was steady: read within one of its intervals.
+		if wait := sub.Interval - time.Since(last.At); last.At.IsZero() || wait <= 0 {
+			p.poke()
+		} else {
+			time.AfterFunc(wait, p.poke)
+		}
+	}
 	if !existed {
 		// A new subscriber gets the newest sample at once; the queue is read again right away only
 		// if that sample is older than the subscriber's interval (so N subscribers joining at once

@@ -169,3 +169,69 @@ func TestReadErrorsReachSubscribers(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// A subscriber that turns fast (a Consumer that reached zero replicas) gets a read at once, not
+// after the long interval the poller grew into on a steady queue.
+func TestASubscriberTurningFastIsNotKeptWaiting(t *testing.T) {
+	url := newQueue(t, "wake")
+	m := depth.NewMonitor(sqsClient, depth.Options{MaxInterval: time.Minute, SteadyAfter: 1, Registerer: prometheus.NewRegistry()})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { _ = m.Start(ctx) }()
+	var r recorder
+	m.Watch(url, "consumer", depth.Subscription{Interval: 50 * time.Millisecond, Notify: r.notify})
+	time.Sleep(3500 * time.Millisecond) // 50, 100, 200, ..., 1600, 3200 ms: the next read is seconds away
+	if _, err := sqsClient.SendMessage(context.Background(), &sqs.SendMessageInput{QueueUrl: aws.String(url), MessageBody: aws.String("m")}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond) // past the base interval: the last sample is stale
+	start := time.Now()
+	m.Watch(url, "consumer", depth.Subscription{Interval: 50 * time.Millisecond, Fast: true, Notify: r.notify})
+	testenv.Eventually(t, 5*time.Second, func() error {
+		if s, _ := r.last(); s.Visible != 1 {
+			return fmt.Errorf("last sample %+v", s)
+		}
+		return nil
+	})
+	if d := time.Since(start); d > 500*time.Millisecond {
+		t.Errorf("the message was seen %v after the subscriber turned fast", d)
+	}
+}
+
+// The same when the subscriber turns fast right after a read (the reconcile a sample triggered
+// decides to scale to zero): the poller had already scheduled its next, slow read.
+func TestASubscriberTurningFastJustAfterAReadIsNotKeptWaiting(t *testing.T) {
+	url := newQueue(t, "wake-after-read")
+	m := depth.NewMonitor(sqsClient, depth.Options{MaxInterval: time.Minute, SteadyAfter: 1, Registerer: prometheus.NewRegistry()})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { _ = m.Start(ctx) }()
+	var r recorder
+	turned := make(chan time.Time, 1)
+	var once sync.Once
+	notify := func(s depth.Sample) {
+		r.notify(s)
+		if _, n := r.last(); n == 7 { // the 7th read: the next one is 3.2 s away
+			once.Do(func() {
+				go func() {
+					m.Watch(url, "consumer", depth.Subscription{Interval: 50 * time.Millisecond, Fast: true, Notify: r.notify})
+					turned <- time.Now()
+				}()
+			})
+		}
+	}
+	m.Watch(url, "consumer", depth.Subscription{Interval: 50 * time.Millisecond, Notify: notify})
+	at := <-turned
+	if _, err := sqsClient.SendMessage(context.Background(), &sqs.SendMessageInput{QueueUrl: aws.String(url), MessageBody: aws.String("m")}); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 10*time.Second, func() error {
+		if s, _ := r.last(); s.Visible != 1 {
+			return fmt.Errorf("last sample %+v", s)
+		}
+		return nil
+	})
+	if d := time.Since(at); d > time.Second {
+		t.Errorf("the message was seen %v after the subscriber turned fast", d)
+	}
+}

@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -165,8 +166,8 @@ func TestTheDemo(t *testing.T) {
 	})
 	stopRunner()
 	<-runnerDone
-	if left := processesUnder(bin); len(left) > 0 {
-		t.Errorf("processes left behind: %v", left)
+	if left := processesOf(filepath.Join(bin, "dispatcher"), filepath.Join(bin, "handler")); len(left) > 0 {
+		t.Errorf("replica processes left behind: %v", left)
 	}
 }
 
@@ -232,13 +233,13 @@ func freeAddr(t *testing.T) string {
 	return l.Addr().String()
 }
 
-// processesUnder lists running processes whose executable is in dir.
-func processesUnder(dir string) []string {
+// processesOf lists running processes of the given executables.
+func processesOf(bins ...string) []string {
 	var left []string
 	entries, _ := os.ReadDir("/proc")
 	for _, e := range entries {
 		exe, err := os.Readlink(filepath.Join("/proc", e.Name(), "exe"))
-		if err == nil && strings.HasPrefix(exe, dir+string(os.PathSeparator)) {
+		if err == nil && slices.Contains(bins, strings.TrimSuffix(exe, " (deleted)")) {
 			left = append(left, e.Name()+" "+exe)
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -47,7 +48,8 @@ func graphCmd(stdout, stderr io.Writer) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				g = graph.FromMachine(strings.TrimSuffix(file[strings.LastIndex(file, "/")+1:], ".json"), m, nil)
+				base := filepath.Base(file)
+				g = graph.FromMachine(strings.TrimSuffix(base, filepath.Ext(base)), m, nil)
 			default:
 				c, ns, err := kubeClient(kubeconfig, namespace)
 				if err != nil {

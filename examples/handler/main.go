@@ -10,7 +10,7 @@
 // It is idempotent the way handlers of a Standard queue must be: the record file (--record) lists
 // every message id handled, and a redelivered id is handled again harmlessly.
 //
-// Usage: handler [--addr :8080] [--record FILE] [--work 200ms]
+// Usage: handler [--addr :8080 | $PORT] [--record FILE | $HANDLER_RECORD] [--work 200ms | $HANDLER_WORK]
 package main
 
 import (
@@ -34,7 +34,11 @@ import (
 func main() {
 	addr := flag.String("addr", envOr("PORT", ":8080"), "listen address")
 	record := flag.String("record", os.Getenv("HANDLER_RECORD"), "append each handled message id to this file")
-	work := flag.Duration("work", 200*time.Millisecond, "time spent on each batch")
+	defaultWork, err := time.ParseDuration(envOr("HANDLER_WORK", "200ms"))
+	if err != nil {
+		log.Fatalf("HANDLER_WORK: %v", err)
+	}
+	work := flag.Duration("work", defaultWork, "time spent on each batch ($HANDLER_WORK)")
 	flag.Parse()
 	if !strings.Contains(*addr, ":") {
 		*addr = ":" + *addr // PORT=8080

@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -37,7 +38,8 @@ type Options struct {
 	SQS       *sqs.Client
 	Runner    *localnodes.Runner
 	Namespace string
-	Orders    int
+	Orders    int // sent in Waves, a second apart (the backlog rises while the handlers work)
+	Waves     int
 	OutDir    string
 	Out       io.Writer
 	Timeout   time.Duration
@@ -54,6 +56,8 @@ type Result struct {
 	Run           *millracev1.WorkflowRun
 	Samples       []Sample
 	Files         []string
+
+	mu sync.Mutex // Sent and Poison while the orders are being sent
 }
 
 const consumerName, queueName, dlqName, runName = "billing", "orders", "orders-dlq", "order-1"
@@ -61,7 +65,10 @@ const consumerName, queueName, dlqName, runName = "billing", "orders", "orders-d
 // Run runs the demo. The caller runs o.Runner (and decides how long the replicas outlive the demo).
 func Run(ctx context.Context, o Options) (*Result, error) {
 	if o.Orders == 0 {
-		o.Orders = 60
+		o.Orders = 240
+	}
+	if o.Waves == 0 {
+		o.Waves = 8
 	}
 	if o.Timeout == 0 {
 		o.Timeout = 4 * time.Minute
@@ -87,11 +94,10 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		return nil, fmt.Errorf("patching Consumer %s: %w", consumerName, err)
 	}
 
-	say("a burst: %d orders and one poison message arrive on queue %s", o.Orders, queueName)
-	if err := o.send(ctx, queueURL, res); err != nil {
-		return nil, err
-	}
+	say("a burst: %d orders in %d seconds, and one poison message, arrive on queue %s", o.Orders, o.Waves, queueName)
 	start := time.Now()
+	sent := make(chan error, 1)
+	go func() { sent <- o.send(ctx, queueURL, res) }()
 	record := filepath.Join(o.Runner.LogDir, consumerName+".handled")
 	fmt.Fprintln(o.Out, "   time  backlog  dead-letter  desired  running  handled                        the Consumer's last scaling decision")
 	sample := func() (Sample, int, error) {
@@ -106,25 +112,39 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		_ = o.Client.Get(ctx, client.ObjectKeyFromObject(c), c)
 		res.Handled = readHandled(record)
 		handled := 0
+		res.mu.Lock()
 		for _, id := range res.Sent {
 			if res.Handled[id] > 0 {
 				handled++
 			}
 		}
+		total := o.Orders
+		res.mu.Unlock()
 		running := o.Runner.Running(o.Namespace, consumerName)
 		res.MaxReplicas = max(res.MaxReplicas, running)
 		s := Sample{T: time.Since(start).Seconds(), Backlog: backlog, Replicas: running, Processed: handled}
 		res.Samples = append(res.Samples, s)
-		fmt.Fprintf(o.Out, "  %4.0fs  %7d  %11d  %7d  %7d  %4d/%d %s  %s\n", s.T, backlog, dlq, c.Status.DesiredReplicas, running, handled, len(res.Sent),
-			bar(handled, len(res.Sent)), c.Status.LastScaleReason)
+		fmt.Fprintf(o.Out, "  %4.0fs  %7d  %11d  %7d  %7d  %4d/%d %s  %s\n", s.T, backlog, dlq, c.Status.DesiredReplicas, running, handled, total,
+			bar(handled, total), c.Status.LastScaleReason)
 		return s, dlq, nil
 	}
+	sending := true
 	for {
+		if sending {
+			select {
+			case err := <-sent:
+				if err != nil {
+					return res, err
+				}
+				sending = false
+			default:
+			}
+		}
 		s, dlq, err := sample()
 		if err != nil {
 			return res, err
 		}
-		if s.Processed == len(res.Sent) && dlq >= 1 && s.Backlog == 0 && s.Replicas == 0 {
+		if !sending && s.Processed == o.Orders && dlq >= 1 && s.Backlog == 0 && s.Replicas == 0 {
 			break
 		}
 		if err := sleep(ctx, time.Second); err != nil {
@@ -216,31 +236,50 @@ func (o Options) queueURL(ctx context.Context, name string) (string, error) {
 	}
 }
 
+// send sends the poison message, then the orders in waves a second apart.
 func (o Options) send(ctx context.Context, url string, res *Result) error {
-	bodies := make([]string, 0, o.Orders+1)
-	for i := 0; i < o.Orders; i++ {
-		bodies = append(bodies, fmt.Sprintf(`{"order":%d}`, i+1))
+	if err := o.sendBatch(ctx, url, []string{`{"poison":true}`}, res); err != nil {
+		return err
 	}
-	bodies = append(bodies, `{"poison":true}`)
-	for i := 0; i < len(bodies); i += 10 {
-		var entries []types.SendMessageBatchRequestEntry
-		for j, b := range bodies[i:min(i+10, len(bodies))] {
-			entries = append(entries, types.SendMessageBatchRequestEntry{Id: aws.String(strconv.Itoa(j)), MessageBody: aws.String(b)})
-		}
-		out, err := o.SQS.SendMessageBatch(ctx, &sqs.SendMessageBatchInput{QueueUrl: aws.String(url), Entries: entries})
-		if err != nil {
+	perWave := (o.Orders + o.Waves - 1) / o.Waves
+	start := time.Now()
+	for w := 0; w*perWave < o.Orders; w++ {
+		if err := sleep(ctx, time.Until(start.Add(time.Duration(w)*time.Second))); err != nil {
 			return err
 		}
-		if len(out.Failed) > 0 {
-			return fmt.Errorf("sending: %s", aws.ToString(out.Failed[0].Message))
+		var wave []string
+		for i := w * perWave; i < min((w+1)*perWave, o.Orders); i++ {
+			wave = append(wave, fmt.Sprintf(`{"order":%d}`, i+1))
 		}
-		for _, s := range out.Successful {
-			j, _ := strconv.Atoi(aws.ToString(s.Id))
-			if bodies[i+j] == `{"poison":true}` {
-				res.Poison = aws.ToString(s.MessageId)
-			} else {
-				res.Sent = append(res.Sent, aws.ToString(s.MessageId))
+		for i := 0; i < len(wave); i += 10 {
+			if err := o.sendBatch(ctx, url, wave[i:min(i+10, len(wave))], res); err != nil {
+				return err
 			}
+		}
+	}
+	return nil
+}
+
+func (o Options) sendBatch(ctx context.Context, url string, bodies []string, res *Result) error {
+	var entries []types.SendMessageBatchRequestEntry
+	for j, b := range bodies {
+		entries = append(entries, types.SendMessageBatchRequestEntry{Id: aws.String(strconv.Itoa(j)), MessageBody: aws.String(b)})
+	}
+	out, err := o.SQS.SendMessageBatch(ctx, &sqs.SendMessageBatchInput{QueueUrl: aws.String(url), Entries: entries})
+	if err != nil {
+		return err
+	}
+	if len(out.Failed) > 0 {
+		return fmt.Errorf("sending: %s", aws.ToString(out.Failed[0].Message))
+	}
+	res.mu.Lock()
+	defer res.mu.Unlock()
+	for _, s := range out.Successful {
+		j, _ := strconv.Atoi(aws.ToString(s.Id))
+		if bodies[j] == `{"poison":true}` {
+			res.Poison = aws.ToString(s.MessageId)
+		} else {
+			res.Sent = append(res.Sent, aws.ToString(s.MessageId))
 		}
 	}
 	return nil

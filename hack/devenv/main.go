@@ -176,7 +176,7 @@ func runDemo(args []string) error {
 		return err
 	}
 	runner := &localnodes.Runner{Client: c, Dispatcher: "bin/dispatcher", Handler: "bin/handler", LogDir: stateDir,
-		Env: []string{"AWS_ACCESS_KEY_ID=test", "AWS_SECRET_ACCESS_KEY=test", "AWS_EC2_METADATA_DISABLED=true"}}
+		Env: []string{"AWS_ACCESS_KEY_ID=test", "AWS_SECRET_ACCESS_KEY=test", "AWS_EC2_METADATA_DISABLED=true", "HANDLER_WORK=1s"}}
 	runnerDone := make(chan struct{})
 	go func() { _ = runner.Run(ctx); close(runnerDone) }()
 	defer func() { stop(); <-runnerDone }() // SIGTERM every replica and wait for them

@@ -144,14 +144,23 @@ func ruleLabel(r *asl.ChoiceRule, i int) string {
 	if r.Variable == nil || len(r.Rules) > 0 {
 		return fmt.Sprintf("rule %d: %s", i+1, r.Op)
 	}
+	op := strings.TrimSuffix(r.Op, "Path")
 	operand := fmt.Sprint(r.Value)
 	if r.ValuePath != nil {
 		operand = r.ValuePath.String()
 	}
-	if strings.HasPrefix(r.Op, "Is") {
-		operand = fmt.Sprint(r.Value)
+	if s, ok := r.Value.(string); ok && r.ValuePath == nil && !strings.HasPrefix(op, "Is") {
+		operand = fmt.Sprintf("%q", s)
 	}
-	return fmt.Sprintf("%s %s %s", r.Variable, r.Op, operand)
+	for _, kind := range []string{"String", "Numeric", "Boolean", "Timestamp"} {
+		if rest, ok := strings.CutPrefix(op, kind); ok {
+			if sym, ok := map[string]string{"Equals": "==", "LessThan": "<", "GreaterThan": ">", "LessThanEquals": "<=",
+				"GreaterThanEquals": ">=", "Matches": "matches"}[rest]; ok {
+				return fmt.Sprintf("%s %s %s", r.Variable, sym, operand)
+			}
+		}
+	}
+	return fmt.Sprintf("%s %s %s", r.Variable, op, operand)
 }
 
 // History is what a run recorded: its transitions (oldest first) and its active states.

@@ -47,7 +47,7 @@ func TestFromMachine(t *testing.T) {
 	for _, e := range g.Edges {
 		edges = append(edges, e.From+">"+e.To+":"+e.Label)
 	}
-	for _, e := range []string{"(start)>Price:", "Charge>Refund:Catch States.ALL", "Big?>Lines:$.amount NumericGreaterThan 100",
+	for _, e := range []string{"(start)>Price:", "Charge>Refund:Catch States.ALL", "Big?>Lines:$.amount > 100",
 		"Big?>Done:Default", "Pause>Big?:", "Refund>(end):", "Done>(end):"} {
 		if !strings.Contains(strings.Join(edges, "|"), e) {
 			t.Errorf("no edge %s in %v", e, edges)

@@ -149,6 +149,27 @@ func (l *layout) assignLayers() {
 	}
 }
 
+// slot is the width a node takes in its layer: its box, or the widest label of the edges into it
+// (drawn near the node), so that labels of neighbouring nodes do not overlap.
+func (l *layout) slot(id string) float64 {
+	w := l.boxes[id].w
+	for i, e := range l.g.Edges {
+		if e.To == id && e.Label != "" && !l.back[i] {
+			w = max(w, labelWidth(e.Label)+8)
+		}
+	}
+	return w
+}
+
+func labelWidth(label string) float64 { return textWidth(shorten(label)) * 0.85 }
+
+func shorten(label string) string {
+	if len([]rune(label)) > 40 {
+		return string([]rune(label)[:39]) + "…"
+	}
+	return label
+}
+
 func (l *layout) place() {
 	widths := make([]float64, len(l.layers))
 	for i, layer := range l.layers {
@@ -156,7 +177,7 @@ func (l *layout) place() {
 			if j > 0 {
 				widths[i] += hGap
 			}
-			widths[i] += l.boxes[n.ID].w
+			widths[i] += l.slot(n.ID)
 		}
 		l.w = max(l.w, widths[i])
 	}
@@ -174,9 +195,9 @@ func (l *layout) place() {
 			x = (l.w - 2*hGap - widths[i]) / 2
 		}
 		for _, n := range layer {
-			b := l.boxes[n.ID]
-			b.x, b.y = x, y+(tallest-b.h)/2
-			x += b.w + hGap
+			b, slot := l.boxes[n.ID], l.slot(n.ID)
+			b.x, b.y = x+(slot-b.w)/2, y+(tallest-b.h)/2
+			x += slot + hGap
 		}
 		y += tallest + vGap
 	}
@@ -192,6 +213,10 @@ func SVG(g *Graph) string {
 	}
 	title := 24.0
 	w, h := l.w+2*margin, l.h+2*margin+title+legend
+	w = max(w, textWidth(g.Title)*1.2+2*margin)
+	if legend > 0 {
+		w = max(w, legendWidth()+2*margin)
+	}
 	var b strings.Builder
 	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%.0f" height="%.0f" viewBox="0 0 %.0f %.0f" font-family="Helvetica, Arial, sans-serif" font-size="12">`+"\n", w, h, w, h)
 	b.WriteString(`<defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="#52525b"/></marker></defs>` + "\n")
@@ -201,18 +226,32 @@ func SVG(g *Graph) string {
 	if legend > 0 {
 		x := margin
 		y := h - margin - 10
-		for _, s := range []Status{Succeeded, Running, Caught, Failed, NotRun} {
+		for _, s := range legendOrder {
 			c := colors[s]
-			name := string(s)
-			if s == NotRun {
-				name = "not run"
-			}
+			name := legendName(s)
 			fmt.Fprintf(&b, `<rect x="%.1f" y="%.1f" width="12" height="12" rx="3" fill="%s" stroke="%s"/><text x="%.1f" y="%.1f" fill="#3f3f46">%s</text>`+"\n", x, y-10, c[0], c[1], x+16, y, name)
 			x += 16 + textWidth(name) + 14
 		}
 	}
 	b.WriteString("</svg>\n")
 	return b.String()
+}
+
+var legendOrder = []Status{Succeeded, Running, Caught, Failed, NotRun}
+
+func legendName(s Status) string {
+	if s == NotRun {
+		return "not run"
+	}
+	return string(s)
+}
+
+func legendWidth() float64 {
+	w := 0.0
+	for _, s := range legendOrder {
+		w += 16 + textWidth(legendName(s)) + 14
+	}
+	return w
 }
 
 func hasStatus(g *Graph) bool {
@@ -249,15 +288,16 @@ func (l *layout) draw(b *strings.Builder, ox, oy float64) {
 			x2, y2 := ox+to.x+to.w/2, oy+to.y
 			dy := (y2 - y1) / 2
 			path = fmt.Sprintf("M%.1f,%.1f C%.1f,%.1f %.1f,%.1f %.1f,%.1f", x1, y1, x1, y1+dy, x2, y2-dy, x2, y2)
-			lx, ly = (x1+x2)/2, (y1+y2)/2+4
+			// The label sits at 70% of the curve, near its target, where edges fanning out of one
+			// state (Choice rules, Catch) have moved apart.
+			const t = 0.7
+			lx = (1-t)*(1-t)*(1-t)*x1 + 3*(1-t)*(1-t)*t*x1 + 3*(1-t)*t*t*x2 + t*t*t*x2
+			ly = (1-t)*(1-t)*(1-t)*y1 + 3*(1-t)*(1-t)*t*(y1+dy) + 3*(1-t)*t*t*(y2-dy) + t*t*t*y2 + 4
 		}
 		fmt.Fprintf(b, `<path d="%s" fill="none" stroke="#52525b" stroke-width="1.2" marker-end="url(#arrow)"/>`+"\n", path)
 		if e.Label != "" {
-			label := e.Label
-			if len([]rune(label)) > 40 {
-				label = string([]rune(label)[:39]) + "…"
-			}
-			tw := textWidth(label) * 0.85
+			label := shorten(e.Label)
+			tw := labelWidth(e.Label)
 			fmt.Fprintf(b, `<rect x="%.1f" y="%.1f" width="%.1f" height="14" rx="3" fill="white" opacity="0.9"/><text x="%.1f" y="%.1f" font-size="10" text-anchor="middle" fill="#3f3f46">%s</text>`+"\n",
 				lx-tw/2-3, ly-11, tw+6, lx, ly, html.EscapeString(label))
 		}

@@ -103,15 +103,14 @@ func TestTheDemo(t *testing.T) {
 		t.Fatal(err)
 	}
 	runner := &localnodes.Runner{Client: k8s, Dispatcher: filepath.Join(bin, "dispatcher"), Handler: filepath.Join(bin, "handler"), LogDir: logs,
-		Env: []string{"AWS_ACCESS_KEY_ID=test", "AWS_SECRET_ACCESS_KEY=test", "AWS_EC2_METADATA_DISABLED=true"}}
+		Env: []string{"AWS_ACCESS_KEY_ID=test", "AWS_SECRET_ACCESS_KEY=test", "AWS_EC2_METADATA_DISABLED=true", "HANDLER_WORK=1s"}}
 	runCtx, stopRunner := context.WithCancel(ctx)
 	runnerDone := make(chan struct{})
 	go func() { _ = runner.Run(runCtx); close(runnerDone) }()
 	defer func() { stopRunner(); <-runnerDone }()
 
 	var progress bytes.Buffer
-	res, err := demo.Run(ctx, demo.Options{Client: k8s, SQS: sqsClient, Runner: runner, Namespace: "default", Orders: 60,
-		OutDir: t.TempDir(), Out: &progress, Timeout: 4 * time.Minute})
+	res, err := demo.Run(ctx, demo.Options{Client: k8s, SQS: sqsClient, Runner: runner, Namespace: "default", OutDir: t.TempDir(), Out: &progress, Timeout: 4 * time.Minute})
 	t.Log("\n" + progress.String())
 	if err != nil {
 		t.Fatal(err)

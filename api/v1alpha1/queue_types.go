@@ -209,6 +209,23 @@ type QueueSpec struct {
 	// +optional
 	// +kubebuilder:default=Never
 	AdoptionPolicy AdoptionPolicy `json:"adoptionPolicy,omitempty"`
+
+	// http exposes the queue through the Millrace gateway (nothing is exposed by default).
+	// +optional
+	HTTP *QueueHTTP `json:"http,omitempty"`
+}
+
+// QueueHTTP says how the gateway accepts messages for a queue at
+// POST /v1/namespaces/{namespace}/queues/{name}/messages.
+type QueueHTTP struct {
+	// enabled exposes the queue (callers still need RBAC: create on queues/messages).
+	Enabled bool `json:"enabled"`
+	// forwardHeaders are request headers copied into message attributes (at most 9: SQS allows
+	// 10 attributes and the gateway sets content-type).
+	// +optional
+	// +kubebuilder:validation:MaxItems=9
+	// +listType=set
+	ForwardHeaders []string `json:"forwardHeaders,omitempty"`
 }
 
 // MessageCounts are SQS's approximate message counts, refreshed by the depth monitor.

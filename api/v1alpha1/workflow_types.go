@@ -21,6 +21,17 @@ type WorkflowSpec struct {
 	// +kubebuilder:validation:Minimum=0
 	// +kubebuilder:validation:Maximum=10000
 	HistoryLimit *int32 `json:"historyLimit,omitempty"`
+
+	// http lets the gateway start runs (POST /v1/namespaces/{namespace}/workflows/{name}/runs) and
+	// read them; nothing is exposed by default.
+	// +optional
+	HTTP *WorkflowHTTP `json:"http,omitempty"`
+}
+
+// WorkflowHTTP says whether the gateway exposes a Workflow.
+type WorkflowHTTP struct {
+	// enabled exposes the Workflow (callers still need RBAC: create on workflows/runs).
+	Enabled bool `json:"enabled"`
 }
 
 // WorkflowStatus reports the validation of the definition.

@@ -226,6 +226,21 @@ type QueueHTTP struct {
 	// +kubebuilder:validation:MaxItems=9
 	// +listType=set
 	ForwardHeaders []string `json:"forwardHeaders,omitempty"`
+	// rateLimit bounds the requests the gateway accepts for this queue (beyond it: 429).
+	// +optional
+	RateLimit *RateLimit `json:"rateLimit,omitempty"`
+}
+
+// RateLimit is a token bucket: requestsPerSecond on average, bursts of up to burst.
+type RateLimit struct {
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=100000
+	RequestsPerSecond int32 `json:"requestsPerSecond"`
+	// burst defaults to requestsPerSecond.
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=100000
+	Burst int32 `json:"burst,omitempty"`
 }
 
 // MessageCounts are SQS's approximate message counts, refreshed by the depth monitor.

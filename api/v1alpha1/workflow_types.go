@@ -30,8 +30,12 @@ type WorkflowSpec struct {
 
 // WorkflowHTTP says whether the gateway exposes a Workflow.
 type WorkflowHTTP struct {
-	// enabled exposes the Workflow (callers still need RBAC: create on workflows/runs).
+	// enabled exposes the Workflow (callers still need RBAC: create on workflows/runs to start a
+	// run, get on workflows/runs to read one).
 	Enabled bool `json:"enabled"`
+	// rateLimit bounds the runs the gateway starts for this Workflow (beyond it: 429).
+	// +optional
+	RateLimit *RateLimit `json:"rateLimit,omitempty"`
 }
 
 // WorkflowStatus reports the validation of the definition.

@@ -13,7 +13,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -44,16 +43,21 @@ type SQSAPI interface {
 
 // Server serves the gateway's API.
 type Server struct {
-	// Reader reads Queues (a cache).
+	// Reader reads Queues, Workflows and WorkflowRuns (a cache); Writer creates WorkflowRuns.
 	Reader client.Reader
+	Writer client.Writer
 	SQS    SQSAPI
 	Auth   Authorizer
+
+	limits limiters
 }
 
 // Handler returns the gateway's routes.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/namespaces/{ns}/queues/{queue}/messages", s.sendMessage)
+	mux.HandleFunc("POST /v1/namespaces/{ns}/workflows/{workflow}/runs", s.startRun)
+	mux.HandleFunc("GET /v1/namespaces/{ns}/workflows/{workflow}/runs/{run}", s.getRun)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) })
 	return mux
 }
@@ -134,6 +138,10 @@ func (s *Server) sendMessage(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
+	if err := s.limit(r, "queue", ns, name, q.Spec.HTTP.RateLimit); err != nil {
+		writeError(w, err)
+		return
+	}
 	in, err := messageInput(r, q)
 	if err != nil {
 		writeError(w, err)
@@ -163,13 +171,12 @@ func maxMessageSize(q *millracev1.Queue) int64 {
 // type and forwarded headers as attributes, FIFO's group id and idempotency key from headers.
 func messageInput(r *http.Request, q *millracev1.Queue) (*sqs.SendMessageInput, error) {
 	limit := maxMessageSize(q)
-	body, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, limit))
-	var tooBig *http.MaxBytesError
-	if errors.As(err, &tooBig) {
+	body, err := readBody(r, limit)
+	if e := (*apiError)(nil); errors.As(err, &e) && e.status == http.StatusRequestEntityTooLarge {
 		return nil, fail(http.StatusRequestEntityTooLarge, "the body is larger than the queue's maximum message size (%d bytes)", limit)
 	}
 	if err != nil {
-		return nil, fail(http.StatusBadRequest, "reading the body: %v", err)
+		return nil, err
 	}
 	if len(body) == 0 {
 		return nil, fail(http.StatusBadRequest, "the body is empty: it becomes the message")

@@ -19,6 +19,7 @@ import (
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes"
@@ -90,9 +91,21 @@ func setup(t *testing.T, api gateway.SQSAPI) *env {
 	e.queue(t, "events", millracev1.QueueSpec{Type: millracev1.QueueTypeFIFO, QueueName: e.ns + "-events.fifo", HTTP: &millracev1.QueueHTTP{Enabled: true}})
 	e.queue(t, "hidden", millracev1.QueueSpec{})
 	e.queue(t, "pending", millracev1.QueueSpec{HTTP: &millracev1.QueueHTTP{Enabled: true}})
+	e.queue(t, "limited", millracev1.QueueSpec{HTTP: &millracev1.QueueHTTP{Enabled: true, RateLimit: &millracev1.RateLimit{RequestsPerSecond: 1, Burst: 2}}})
+	for name, exposed := range map[string]bool{"order": true, "secret": false} {
+		wf := &millracev1.Workflow{ObjectMeta: metav1.ObjectMeta{Namespace: e.ns, Name: name},
+			Spec: millracev1.WorkflowSpec{Definition: apiextensionsv1.JSON{Raw: []byte(`{"StartAt":"A","States":{"A":{"Type":"Succeed"}}}`)}}}
+		if exposed {
+			wf.Spec.HTTP = &millracev1.WorkflowHTTP{Enabled: true}
+		}
+		must(t, k8s.Create(ctx, wf))
+	}
 	must(t, k8s.Create(ctx, &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Namespace: e.ns, Name: "send"},
-		Rules: []rbacv1.PolicyRule{{APIGroups: []string{"millrace.io"}, Resources: []string{"queues/messages"}, Verbs: []string{"create"},
-			ResourceNames: []string{"orders", "events", "hidden", "pending"}}}}))
+		Rules: []rbacv1.PolicyRule{
+			{APIGroups: []string{"millrace.io"}, Resources: []string{"queues/messages"}, Verbs: []string{"create"},
+				ResourceNames: []string{"orders", "events", "hidden", "pending", "limited"}},
+			{APIGroups: []string{"millrace.io"}, Resources: []string{"workflows/runs"}, Verbs: []string{"create", "get"}},
+		}}))
 	for _, sa := range []string{"sender", "stranger"} {
 		must(t, k8s.Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: e.ns, Name: sa}}))
 	}
@@ -103,7 +116,7 @@ func setup(t *testing.T, api gateway.SQSAPI) *env {
 	if api == nil {
 		api = sqsClient
 	}
-	srv := httptest.NewServer((&gateway.Server{Reader: k8s, SQS: api, Auth: &gateway.KubernetesAuthorizer{Client: k8s}}).Handler())
+	srv := httptest.NewServer((&gateway.Server{Reader: k8s, Writer: k8s, SQS: api, Auth: &gateway.KubernetesAuthorizer{Client: k8s}}).Handler())
 	t.Cleanup(srv.Close)
 	e.url = srv.URL
 	return e
@@ -153,7 +166,12 @@ type call struct {
 
 func (e *env) post(t *testing.T, c call) (int, map[string]string, http.Header) {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodPost, e.url+c.path, strings.NewReader(c.body))
+	return e.do(t, http.MethodPost, c)
+}
+
+func (e *env) do(t *testing.T, method string, c call) (int, map[string]string, http.Header) {
+	t.Helper()
+	req, _ := http.NewRequest(method, e.url+c.path, strings.NewReader(c.body))
 	if c.token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
@@ -164,8 +182,17 @@ func (e *env) post(t *testing.T, c call) (int, map[string]string, http.Header) {
 	must(t, err)
 	defer resp.Body.Close()
 	raw, _ := io.ReadAll(resp.Body)
+	var generic map[string]any
+	_ = json.Unmarshal(raw, &generic)
 	answer := map[string]string{}
-	_ = json.Unmarshal(raw, &answer)
+	for k, v := range generic {
+		if str, ok := v.(string); ok {
+			answer[k] = str
+		} else {
+			b, _ := json.Marshal(v)
+			answer[k] = string(b)
+		}
+	}
 	return resp.StatusCode, answer, resp.Header
 }
 
@@ -276,5 +303,69 @@ func TestSQSFailuresAre503WithRetryAfter(t *testing.T) {
 	code, answer, h := e.post(t, call{path: "/v1/namespaces/" + e.ns + "/queues/orders/messages", token: e.allowed, body: `{}`})
 	if code != http.StatusServiceUnavailable || h.Get("Retry-After") == "" || !strings.Contains(answer["error"], "nothing was sent") || fake.calls != 1 {
 		t.Fatalf("%d %v %v (calls %d)", code, answer, h, fake.calls)
+	}
+}
+
+func TestRateLimit(t *testing.T) {
+	e := setup(t, nil)
+	path := "/v1/namespaces/" + e.ns + "/queues/limited/messages"
+	var codes []int
+	var retry string
+	for i := 0; i < 3; i++ {
+		code, _, h := e.post(t, call{path: path, token: e.allowed, body: `{}`})
+		codes = append(codes, code)
+		if code == http.StatusTooManyRequests {
+			retry = h.Get("Retry-After")
+		}
+	}
+	if fmt.Sprint(codes) != "[202 202 429]" || retry == "" {
+		t.Fatalf("codes %v, Retry-After %q; want a burst of 2 then 429", codes, retry)
+	}
+	if msgs := receive(t, e.queues["limited"]); len(msgs) != 2 {
+		t.Errorf("%d messages sent, want 2", len(msgs))
+	}
+}
+
+func TestWorkflowRuns(t *testing.T) {
+	e := setup(t, nil)
+	runs := "/v1/namespaces/" + e.ns + "/workflows/order/runs"
+	code, answer, h := e.post(t, call{path: runs, token: e.allowed, body: `{"id":"o-1","amount":10}`})
+	if code != http.StatusCreated || !strings.HasPrefix(answer["name"], "order-") || h.Get("Location") != runs+"/"+answer["name"] {
+		t.Fatalf("%d %v %v", code, answer, h)
+	}
+	run := &millracev1.WorkflowRun{}
+	must(t, k8s.Get(context.Background(), client.ObjectKey{Namespace: e.ns, Name: answer["name"]}, run))
+	var input map[string]any
+	_ = json.Unmarshal(run.Spec.Input.Raw, &input)
+	if run.Spec.WorkflowRef.Name != "order" || input["id"] != "o-1" || input["amount"] != 10.0 {
+		t.Errorf("created %+v", run.Spec)
+	}
+	// Its state, as the controller records it.
+	run.Status.Phase, run.Status.CurrentState = millracev1.RunSucceeded, "A"
+	run.Status.Output = &apiextensionsv1.JSON{Raw: []byte(`{"ok":true}`)}
+	must(t, k8s.Status().Update(context.Background(), run))
+	code, got, _ := e.do(t, http.MethodGet, call{path: runs + "/" + answer["name"], token: e.allowed})
+	if code != http.StatusOK || got["phase"] != "Succeeded" || got["output"] != `{"ok":true}` {
+		t.Errorf("GET: %d %v", code, got)
+	}
+	// One idempotency key, one run.
+	first, a1, _ := e.post(t, call{path: runs, token: e.allowed, body: `{}`, headers: map[string]string{"Idempotency-Key": "checkout-42"}})
+	second, a2, _ := e.post(t, call{path: runs, token: e.allowed, body: `{}`, headers: map[string]string{"Idempotency-Key": "checkout-42"}})
+	if first != http.StatusCreated || second != http.StatusOK || a1["name"] != a2["name"] {
+		t.Errorf("idempotency: %d %v, then %d %v", first, a1, second, a2)
+	}
+	for _, tc := range []struct {
+		name, method, path, token, body string
+		code                            int
+	}{
+		{"no token", http.MethodPost, runs, "", `{}`, 401},
+		{"no permission", http.MethodPost, runs, e.other, `{}`, 403},
+		{"a workflow not exposed", http.MethodPost, "/v1/namespaces/" + e.ns + "/workflows/secret/runs", e.allowed, `{}`, 404},
+		{"malformed input", http.MethodPost, runs, e.allowed, `{"id":`, 400},
+		{"a run of another workflow", http.MethodGet, "/v1/namespaces/" + e.ns + "/workflows/order/runs/nope", e.allowed, ``, 404},
+	} {
+		if code, answer, _ := e.do(t, tc.method, call{path: tc.path, token: tc.token, body: tc.body}); code != tc.code {
+			t.Errorf("%s: %d %v, want %d", tc.name, code, answer, tc.code)
+		}
 	}
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"github.com/go-logr/logr"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -48,6 +49,9 @@ type Server struct {
 	Writer client.Writer
 	SQS    SQSAPI
 	Auth   Authorizer
+	// Metrics and Log are optional.
+	Metrics *Metrics
+	Log     logr.Logger
 
 	limits limiters
 }
@@ -59,7 +63,11 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST /v1/namespaces/{ns}/workflows/{workflow}/runs", s.startRun)
 	mux.HandleFunc("GET /v1/namespaces/{ns}/workflows/{workflow}/runs/{run}", s.getRun)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) })
-	return mux
+	mux.HandleFunc("GET /openapi.json", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(openAPI)
+	})
+	return s.observe(mux)
 }
 
 // apiError is an answer other than success: a status and a message naming the problem.
@@ -149,6 +157,10 @@ func (s *Server) sendMessage(w http.ResponseWriter, r *http.Request) {
 	}
 	out, err := s.SQS.SendMessage(r.Context(), in)
 	if err != nil {
+		if s.Metrics != nil {
+			s.Metrics.SQSErrors.Inc()
+		}
+		s.log().Info("SendMessage failed", "queue", ns+"/"+name, "error", err.Error())
 		writeError(w, sqsError(err))
 		return
 	}

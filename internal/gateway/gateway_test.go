@@ -16,6 +16,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -367,5 +369,37 @@ func TestWorkflowRuns(t *testing.T) {
 		if code, answer, _ := e.do(t, tc.method, call{path: tc.path, token: tc.token, body: tc.body}); code != tc.code {
 			t.Errorf("%s: %d %v, want %d", tc.name, code, answer, tc.code)
 		}
+	}
+}
+
+// The OpenAPI document parses and describes every route the gateway serves; the metrics count
+// requests by route and code.
+func TestOpenAPIAndMetrics(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	metrics := gateway.NewMetrics(reg)
+	srv := httptest.NewServer((&gateway.Server{Reader: k8s, Writer: k8s, SQS: sqsClient, Auth: &gateway.KubernetesAuthorizer{Client: k8s}, Metrics: metrics}).Handler())
+	defer srv.Close()
+	resp, err := http.Get(srv.URL + "/openapi.json")
+	must(t, err)
+	defer resp.Body.Close()
+	var doc struct {
+		OpenAPI string                    `json:"openapi"`
+		Paths   map[string]map[string]any `json:"paths"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&doc); err != nil || !strings.HasPrefix(doc.OpenAPI, "3.") {
+		t.Fatalf("openapi.json: %v %q", err, doc.OpenAPI)
+	}
+	for path, method := range map[string]string{
+		"/v1/namespaces/{ns}/queues/{queue}/messages":         "post",
+		"/v1/namespaces/{ns}/workflows/{workflow}/runs":       "post",
+		"/v1/namespaces/{ns}/workflows/{workflow}/runs/{run}": "get",
+	} {
+		if doc.Paths[path][method] == nil {
+			t.Errorf("openapi.json lacks %s %s", method, path)
+		}
+	}
+	_, _ = http.Post(srv.URL+"/v1/namespaces/x/queues/y/messages", "application/json", strings.NewReader(`{}`))
+	if n := testutil.ToFloat64(metrics.Requests.WithLabelValues("POST /v1/namespaces/{ns}/queues/{queue}/messages", "401")); n != 1 {
+		t.Errorf("requests counted: %v", n)
 	}
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -40,9 +39,9 @@ func TestTheGatewayProcess(t *testing.T) {
 	if err := os.WriteFile(kubeconfig, raw, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	addr := freeAddr(t)
+	addr := testenv.FreeAddr(t)
 	cmd := exec.Command(bin, "--kubeconfig", kubeconfig, "--address", addr, "--metrics-bind-address", "0",
-		"--health-probe-bind-address", freeAddr(t), "--region", "us-east-1", "--sqs-endpoint", "http://127.0.0.1:1")
+		"--health-probe-bind-address", testenv.FreeAddr(t), "--region", "us-east-1", "--sqs-endpoint", "http://127.0.0.1:1")
 	cmd.Env = append(os.Environ(), "AWS_ACCESS_KEY_ID=test", "AWS_SECRET_ACCESS_KEY=test", "AWS_EC2_METADATA_DISABLED=true")
 	var logs strings.Builder
 	cmd.Stdout, cmd.Stderr = &logs, &logs
@@ -83,12 +82,3 @@ func TestTheGatewayProcess(t *testing.T) {
 	}
 }
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}

@@ -81,4 +81,3 @@ func TestTheGatewayProcess(t *testing.T) {
 		t.Errorf("no graceful shutdown in the logs:\n%s", logs.String())
 	}
 }
-

@@ -221,7 +221,6 @@ func applySamples(t *testing.T, k8s client.Client, dir string) []client.Object {
 	return objs
 }
 
-
 // processesOf lists running processes of the given executables.
 func processesOf(bins ...string) []string {
 	var left []string

@@ -209,6 +209,38 @@ type QueueSpec struct {
 	// +optional
 	// +kubebuilder:default=Never
 	AdoptionPolicy AdoptionPolicy `json:"adoptionPolicy,omitempty"`
+
+	// http exposes the queue through the Millrace gateway (nothing is exposed by default).
+	// +optional
+	HTTP *QueueHTTP `json:"http,omitempty"`
+}
+
+// QueueHTTP says how the gateway accepts messages for a queue at
+// POST /v1/namespaces/{namespace}/queues/{name}/messages.
+type QueueHTTP struct {
+	// enabled exposes the queue (callers still need RBAC: create on queues/messages).
+	Enabled bool `json:"enabled"`
+	// forwardHeaders are request headers copied into message attributes (at most 9: SQS allows
+	// 10 attributes and the gateway sets content-type).
+	// +optional
+	// +kubebuilder:validation:MaxItems=9
+	// +listType=set
+	ForwardHeaders []string `json:"forwardHeaders,omitempty"`
+	// rateLimit bounds the requests the gateway accepts for this queue (beyond it: 429).
+	// +optional
+	RateLimit *RateLimit `json:"rateLimit,omitempty"`
+}
+
+// RateLimit is a token bucket: requestsPerSecond on average, bursts of up to burst.
+type RateLimit struct {
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=100000
+	RequestsPerSecond int32 `json:"requestsPerSecond"`
+	// burst defaults to requestsPerSecond.
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=100000
+	Burst int32 `json:"burst,omitempty"`
 }
 
 // MessageCounts are SQS's approximate message counts, refreshed by the depth monitor.

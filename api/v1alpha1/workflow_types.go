@@ -21,6 +21,21 @@ type WorkflowSpec struct {
 	// +kubebuilder:validation:Minimum=0
 	// +kubebuilder:validation:Maximum=10000
 	HistoryLimit *int32 `json:"historyLimit,omitempty"`
+
+	// http lets the gateway start runs (POST /v1/namespaces/{namespace}/workflows/{name}/runs) and
+	// read them; nothing is exposed by default.
+	// +optional
+	HTTP *WorkflowHTTP `json:"http,omitempty"`
+}
+
+// WorkflowHTTP says whether the gateway exposes a Workflow.
+type WorkflowHTTP struct {
+	// enabled exposes the Workflow (callers still need RBAC: create on workflows/runs to start a
+	// run, get on workflows/runs to read one).
+	Enabled bool `json:"enabled"`
+	// rateLimit bounds the runs the gateway starts for this Workflow (beyond it: 429).
+	// +optional
+	RateLimit *RateLimit `json:"rateLimit,omitempty"`
 }
 
 // WorkflowStatus reports the validation of the definition.

@@ -14,7 +14,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -67,7 +66,7 @@ func TestTheDemo(t *testing.T) {
 	kubeconfig := writeKubeconfig(t, cp)
 	logs := t.TempDir()
 
-	callback := freeAddr(t)
+	callback := testenv.FreeAddr(t)
 	manager := exec.Command(filepath.Join(bin, "manager"), "--sqs-endpoint", fauxqs.Endpoint, "--kubeconfig", kubeconfig,
 		"--metrics-bind-address", "127.0.0.1:0", "--health-probe-bind-address", "127.0.0.1:0",
 		"--depth-interval", "1s", "--status-write-interval", "1s", "--dispatcher-image", "dispatcher:e2e",
@@ -220,16 +219,6 @@ func applySamples(t *testing.T, k8s client.Client, dir string) []client.Object {
 		}
 	}
 	return objs
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }
 
 // processesOf lists running processes of the given executables.

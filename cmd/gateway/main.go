@@ -1,0 +1,106 @@
+// Command gateway is Millrace's HTTP front door (internal/gateway): it accepts requests into SQS
+// queues and starts WorkflowRuns, authenticating callers with the API server (TokenReview) and
+// authorizing them with RBAC (SubjectAccessReview). It reads Queues, Workflows and WorkflowRuns
+// from an informer cache and shuts down gracefully, finishing requests in flight.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"k8s.io/apimachinery/pkg/runtime"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	millracev1 "github.com/millrace-io/millrace/api/v1alpha1"
+	"github.com/millrace-io/millrace/internal/gateway"
+	"github.com/millrace-io/millrace/internal/sqsx"
+)
+
+func main() {
+	var addr, metricsAddr, probeAddr, region, endpoint, audiences string
+	var grace time.Duration
+	flag.StringVar(&addr, "address", ":8080", "Address of the gateway's API.")
+	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8081", "Address of the Prometheus metrics endpoint (0 disables it).")
+	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8082", "Address of /healthz and /readyz.")
+	flag.StringVar(&region, "region", os.Getenv("AWS_REGION"), "AWS region.")
+	flag.StringVar(&endpoint, "sqs-endpoint", os.Getenv("MILLRACE_SQS_ENDPOINT"), "SQS endpoint override (fauxqs, LocalStack, ElasticMQ).")
+	flag.StringVar(&audiences, "token-audiences", "", "Comma-separated audiences bearer tokens must carry (empty: the API server's).")
+	flag.DurationVar(&grace, "shutdown-grace", 25*time.Second, "How long requests in flight may take to finish at shutdown.")
+	zapOpts := zap.Options{}
+	zapOpts.BindFlags(flag.CommandLine)
+	flag.Parse()
+	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
+	if err := run(ctrl.SetupSignalHandler(), addr, metricsAddr, probeAddr, region, endpoint, audiences, grace); err != nil {
+		fmt.Fprintln(os.Stderr, "gateway:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, addr, metricsAddr, probeAddr, region, endpoint, audiences string, grace time.Duration) error {
+	log := ctrl.Log.WithName("gateway")
+	scheme := runtime.NewScheme()
+	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
+	utilruntime.Must(millracev1.AddToScheme(scheme))
+	mgr, err := ctrl.NewManager(ctrl.GetConfigOrDie(), ctrl.Options{Scheme: scheme,
+		Metrics: metricsserver.Options{BindAddress: metricsAddr}, HealthProbeBindAddress: probeAddr})
+	if err != nil {
+		return err
+	}
+	sqsClient, err := sqsx.New(ctx, sqsx.Options{Region: region, Endpoint: endpoint, Metrics: sqsx.NewMetrics(metrics.Registry)})
+	if err != nil {
+		return err
+	}
+	var aud []string
+	if audiences != "" {
+		aud = strings.Split(audiences, ",")
+	}
+	srv := &gateway.Server{Reader: mgr.GetClient(), Writer: mgr.GetClient(), SQS: sqsClient,
+		Auth: &gateway.KubernetesAuthorizer{Client: mgr.GetClient(), Audiences: aud}, Metrics: gateway.NewMetrics(metrics.Registry), Log: log}
+	httpServer := &http.Server{Addr: addr, Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	if err := mgr.Add(serveUntilDone(httpServer, grace, log.Info)); err != nil {
+		return err
+	}
+	_ = mgr.AddHealthzCheck("ping", healthz.Ping)
+	_ = mgr.AddReadyzCheck("cache", func(r *http.Request) error {
+		if !mgr.GetCache().WaitForCacheSync(r.Context()) {
+			return errors.New("cache not synced")
+		}
+		return nil
+	})
+	log.Info("serving", "address", addr)
+	return mgr.Start(ctx)
+}
+
+// serveUntilDone runs the HTTP server until the manager stops, then lets requests in flight finish
+// within grace.
+func serveUntilDone(s *http.Server, grace time.Duration, info func(string, ...any)) runnableFunc {
+	return func(ctx context.Context) error {
+		errc := make(chan error, 1)
+		go func() { errc <- s.ListenAndServe() }()
+		select {
+		case err := <-errc:
+			return err
+		case <-ctx.Done():
+		}
+		info("shutting down: finishing requests in flight", "grace", grace.String())
+		shutdown, cancel := context.WithTimeout(context.Background(), grace)
+		defer cancel()
+		return s.Shutdown(shutdown)
+	}
+}
+
+type runnableFunc func(context.Context) error
+
+func (f runnableFunc) Start(ctx context.Context) error { return f(ctx) }

@@ -1,0 +1,237 @@
+// Package gateway is Millrace's HTTP front door: a request is accepted into a Queue and answered
+// with 202 before any work is done (the Kubernetes form of API Gateway in front of SQS).
+//
+//	POST /v1/namespaces/{ns}/queues/{queue}/messages
+//
+// Only Queues with spec.http.enabled are reachable, and only by callers whose bearer token the
+// API server authenticates and whose RBAC allows create on queues/messages (group millrace.io) for
+// that queue.
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"github.com/go-logr/logr"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	millracev1 "github.com/millrace-io/millrace/api/v1alpha1"
+	"github.com/millrace-io/millrace/internal/sqsx"
+)
+
+// Headers the gateway reads.
+const (
+	HeaderGroupID        = "Message-Group-Id"
+	HeaderIdempotencyKey = "Idempotency-Key"
+	// AttributeContentType carries the request's content type when the body is not JSON.
+	AttributeContentType = "content-type"
+)
+
+// SQSAPI is what the gateway calls.
+type SQSAPI interface {
+	SendMessage(ctx context.Context, in *sqs.SendMessageInput, opts ...func(*sqs.Options)) (*sqs.SendMessageOutput, error)
+}
+
+// Server serves the gateway's API.
+type Server struct {
+	// Reader reads Queues, Workflows and WorkflowRuns (a cache); Writer creates WorkflowRuns.
+	Reader client.Reader
+	Writer client.Writer
+	SQS    SQSAPI
+	Auth   Authorizer
+	// Metrics and Log are optional.
+	Metrics *Metrics
+	Log     logr.Logger
+
+	limits limiters
+}
+
+// Handler returns the gateway's routes.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /v1/namespaces/{ns}/queues/{queue}/messages", s.sendMessage)
+	mux.HandleFunc("POST /v1/namespaces/{ns}/workflows/{workflow}/runs", s.startRun)
+	mux.HandleFunc("GET /v1/namespaces/{ns}/workflows/{workflow}/runs/{run}", s.getRun)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) })
+	mux.HandleFunc("GET /openapi.json", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(openAPI)
+	})
+	return s.observe(mux)
+}
+
+// apiError is an answer other than success: a status and a message naming the problem.
+type apiError struct {
+	status     int
+	msg        string
+	retryAfter int // seconds, for 429 and 503
+}
+
+func (e *apiError) Error() string { return e.msg }
+
+func fail(status int, format string, a ...any) *apiError {
+	return &apiError{status: status, msg: fmt.Sprintf(format, a...)}
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func writeError(w http.ResponseWriter, err error) {
+	var e *apiError
+	if !errors.As(err, &e) {
+		e = &apiError{status: http.StatusInternalServerError, msg: err.Error()}
+	}
+	switch e.status {
+	case http.StatusUnauthorized:
+		w.Header().Set("WWW-Authenticate", `Bearer realm="millrace"`)
+	case http.StatusTooManyRequests, http.StatusServiceUnavailable:
+		w.Header().Set("Retry-After", strconv.Itoa(max(e.retryAfter, 1)))
+	}
+	writeJSON(w, e.status, map[string]string{"error": e.msg})
+}
+
+// authorize maps the Authorizer's answer to 401 / 403 / 503.
+func (s *Server) authorize(r *http.Request, a Access) error {
+	_, err := s.Auth.Authorize(r.Context(), bearer(r), a)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, ErrUnauthenticated):
+		return fail(http.StatusUnauthorized, "a bearer token is required (a Kubernetes ServiceAccount token)")
+	case errors.Is(err, ErrForbidden):
+		return fail(http.StatusForbidden, "%s %s/%s %q in namespace %q is not allowed for this token", a.Verb, a.Resource, a.Subresource, a.Name, a.Namespace)
+	default:
+		return &apiError{status: http.StatusServiceUnavailable, msg: "checking the token failed: " + err.Error(), retryAfter: 2}
+	}
+}
+
+// queue returns an exposed, ready Queue: 404 if it does not exist or is not exposed (the two are
+// not told apart), 503 while it has no URL yet.
+func (s *Server) queue(ctx context.Context, ns, name string) (*millracev1.Queue, error) {
+	q := &millracev1.Queue{}
+	err := s.Reader.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, q)
+	if apierrors.IsNotFound(err) || (err == nil && (q.Spec.HTTP == nil || !q.Spec.HTTP.Enabled)) {
+		return nil, fail(http.StatusNotFound, "no queue %q exposed in namespace %q", name, ns)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if q.Status.QueueURL == "" {
+		return nil, &apiError{status: http.StatusServiceUnavailable, msg: fmt.Sprintf("queue %s/%s is not ready", ns, name), retryAfter: 5}
+	}
+	return q, nil
+}
+
+func (s *Server) sendMessage(w http.ResponseWriter, r *http.Request) {
+	ns, name := r.PathValue("ns"), r.PathValue("queue")
+	if err := s.authorize(r, Access{Namespace: ns, Name: name, Verb: "create", Group: millracev1.GroupVersion.Group, Resource: "queues", Subresource: "messages"}); err != nil {
+		writeError(w, err)
+		return
+	}
+	q, err := s.queue(r.Context(), ns, name)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if err := s.limit(r, "queue", ns, name, q.Spec.HTTP.RateLimit); err != nil {
+		writeError(w, err)
+		return
+	}
+	in, err := messageInput(r, q)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	out, err := s.SQS.SendMessage(r.Context(), in)
+	if err != nil {
+		if s.Metrics != nil {
+			s.Metrics.SQSErrors.Inc()
+		}
+		s.log().Info("SendMessage failed", "queue", ns+"/"+name, "error", err.Error())
+		writeError(w, sqsError(err))
+		return
+	}
+	answer := map[string]string{"messageId": aws.ToString(out.MessageId)}
+	if out.SequenceNumber != nil {
+		answer["sequenceNumber"] = aws.ToString(out.SequenceNumber)
+	}
+	writeJSON(w, http.StatusAccepted, answer)
+}
+
+// maxMessageSize is the queue's maximum message size (SQS's default and ceiling: 1 MiB).
+func maxMessageSize(q *millracev1.Queue) int64 {
+	if n := q.Spec.MaximumMessageSize; n != nil && *n > 0 {
+		return int64(*n)
+	}
+	return 1 << 20
+}
+
+// messageInput builds the SendMessage call of a request: the body as the message, the content
+// type and forwarded headers as attributes, FIFO's group id and idempotency key from headers.
+func messageInput(r *http.Request, q *millracev1.Queue) (*sqs.SendMessageInput, error) {
+	limit := maxMessageSize(q)
+	body, err := readBody(r, limit)
+	if e := (*apiError)(nil); errors.As(err, &e) && e.status == http.StatusRequestEntityTooLarge {
+		return nil, fail(http.StatusRequestEntityTooLarge, "the body is larger than the queue's maximum message size (%d bytes)", limit)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if len(body) == 0 {
+		return nil, fail(http.StatusBadRequest, "the body is empty: it becomes the message")
+	}
+	if !utf8.Valid(body) {
+		return nil, fail(http.StatusBadRequest, "the body is not UTF-8 text (SQS message bodies are text)")
+	}
+	ct := r.Header.Get("Content-Type")
+	isJSON := ct == "" || strings.HasPrefix(ct, "application/json")
+	if isJSON && !json.Valid(body) {
+		return nil, fail(http.StatusBadRequest, "the body is not valid JSON (send another Content-Type for other text)")
+	}
+	in := &sqs.SendMessageInput{QueueUrl: aws.String(q.Status.QueueURL), MessageBody: aws.String(string(body)),
+		MessageAttributes: map[string]types.MessageAttributeValue{}}
+	if ct != "" {
+		in.MessageAttributes[AttributeContentType] = types.MessageAttributeValue{DataType: aws.String("String"), StringValue: aws.String(ct)}
+	}
+	for _, h := range q.Spec.HTTP.ForwardHeaders {
+		if v := r.Header.Get(h); v != "" {
+			in.MessageAttributes[strings.ToLower(h)] = types.MessageAttributeValue{DataType: aws.String("String"), StringValue: aws.String(v)}
+		}
+	}
+	if q.Spec.Type == millracev1.QueueTypeFIFO {
+		group := r.Header.Get(HeaderGroupID)
+		if group == "" {
+			return nil, fail(http.StatusBadRequest, "header %s is required: %s/%s is a FIFO queue", HeaderGroupID, q.Namespace, q.Name)
+		}
+		in.MessageGroupId = aws.String(group)
+		key := r.Header.Get(HeaderIdempotencyKey)
+		switch {
+		case key != "":
+			in.MessageDeduplicationId = aws.String(key)
+		case q.Spec.ContentBasedDeduplication == nil || !*q.Spec.ContentBasedDeduplication:
+			return nil, fail(http.StatusBadRequest, "header %s is required: FIFO queue %s/%s has no content-based deduplication", HeaderIdempotencyKey, q.Namespace, q.Name)
+		}
+	}
+	return in, nil
+}
+
+// sqsError maps an SQS failure: the caller's mistake is 400, anything else 503 (retry).
+func sqsError(err error) error {
+	if class, _ := sqsx.Classify(err); class == sqsx.Refused {
+		return fail(http.StatusBadRequest, "SQS refused the message: %s", sqsx.Message(err))
+	}
+	return &apiError{status: http.StatusServiceUnavailable, msg: "SQS is unavailable; nothing was sent: " + err.Error(), retryAfter: 2}
+}

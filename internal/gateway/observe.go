@@ -1,0 +1,74 @@
+package gateway
+
+import (
+	_ "embed"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+//go:embed openapi.json
+var openAPI []byte
+
+// Metrics are the gateway's Prometheus metrics.
+type Metrics struct {
+	Requests  *prometheus.CounterVec
+	Latency   *prometheus.HistogramVec
+	SQSErrors prometheus.Counter
+}
+
+// NewMetrics creates the metrics and registers them with reg (when not nil).
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		Requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "millrace_gateway_requests_total", Help: "Requests, by route and status code."},
+			[]string{"route", "code"}),
+		Latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "millrace_gateway_request_duration_seconds", Help: "Request latency, by route.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16)}, []string{"route"}),
+		SQSErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "millrace_gateway_sqs_errors_total", Help: "SendMessage calls that failed."}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.Requests, m.Latency, m.SQSErrors)
+	}
+	return m
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	code int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	w.code = code
+	w.ResponseWriter.WriteHeader(code)
+}
+
+// observe counts, times and logs every request by its route pattern.
+func (s *Server) observe(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		sw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
+		next.ServeHTTP(sw, r)
+		route := r.Pattern
+		if route == "" {
+			route = "unmatched"
+		}
+		took := time.Since(start)
+		if s.Metrics != nil {
+			s.Metrics.Requests.WithLabelValues(route, strconv.Itoa(sw.code)).Inc()
+			s.Metrics.Latency.WithLabelValues(route).Observe(took.Seconds())
+		}
+		if route != "GET /healthz" {
+			s.log().V(1).Info("request", "method", r.Method, "path", r.URL.Path, "code", sw.code, "ms", took.Milliseconds(), "remote", r.RemoteAddr)
+		}
+	})
+}
+
+func (s *Server) log() logr.Logger {
+	if s.Log.GetSink() == nil {
+		return logr.Discard()
+	}
+	return s.Log
+}

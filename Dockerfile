@@ -1,4 +1,4 @@
-# Builds the Millrace manager as a static, non-root image.
+# Builds a Millrace binary as a static, non-root image: BINARY is manager, dispatcher, gateway or millrace.
 #   docker build --build-arg BINARY=manager -t millrace-manager .
 FROM golang:1.26 AS build
 ARG BINARY=manager

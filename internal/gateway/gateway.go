@@ -2,6 +2,9 @@
 // with 202 before any work is done (the Kubernetes form of API Gateway in front of SQS).
 //
 //	POST /v1/namespaces/{ns}/queues/{queue}/messages
+//	POST /v1/namespaces/{ns}/queues/{queue}/messages:batch
+//	POST /v1/namespaces/{ns}/workflows/{workflow}/runs
+//	GET  /v1/namespaces/{ns}/workflows/{workflow}/runs/{run}
 //
 // Only Queues with spec.http.enabled are reachable, and only by callers whose bearer token the
 // API server authenticates and whose RBAC allows create on queues/messages (group millrace.io) for
@@ -40,6 +43,7 @@ const (
 // SQSAPI is what the gateway calls.
 type SQSAPI interface {
 	SendMessage(ctx context.Context, in *sqs.SendMessageInput, opts ...func(*sqs.Options)) (*sqs.SendMessageOutput, error)
+	SendMessageBatch(ctx context.Context, in *sqs.SendMessageBatchInput, opts ...func(*sqs.Options)) (*sqs.SendMessageBatchOutput, error)
 }
 
 // Server serves the gateway's API.
@@ -60,6 +64,7 @@ type Server struct {
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/namespaces/{ns}/queues/{queue}/messages", s.sendMessage)
+	mux.HandleFunc("POST /v1/namespaces/{ns}/queues/{queue}/messages:batch", s.sendBatch)
 	mux.HandleFunc("POST /v1/namespaces/{ns}/workflows/{workflow}/runs", s.startRun)
 	mux.HandleFunc("GET /v1/namespaces/{ns}/workflows/{workflow}/runs/{run}", s.getRun)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) })

@@ -299,6 +299,11 @@ func (f *failingSQS) SendMessage(context.Context, *sqs.SendMessageInput, ...func
 	return nil, errors.New("dial tcp 127.0.0.1:1: connect: connection refused")
 }
 
+func (f *failingSQS) SendMessageBatch(context.Context, *sqs.SendMessageBatchInput, ...func(*sqs.Options)) (*sqs.SendMessageBatchOutput, error) {
+	f.calls++
+	return nil, errors.New("dial tcp 127.0.0.1:1: connect: connection refused")
+}
+
 func TestSQSFailuresAre503WithRetryAfter(t *testing.T) {
 	fake := &failingSQS{}
 	e := setup(t, fake)
@@ -401,5 +406,44 @@ func TestOpenAPIAndMetrics(t *testing.T) {
 	_, _ = http.Post(srv.URL+"/v1/namespaces/x/queues/y/messages", "application/json", strings.NewReader(`{}`))
 	if n := testutil.ToFloat64(metrics.Requests.WithLabelValues("POST /v1/namespaces/{ns}/queues/{queue}/messages", "401")); n != 1 {
 		t.Errorf("requests counted: %v", n)
+	}
+}
+
+func TestTheBatchForm(t *testing.T) {
+	e := setup(t, nil)
+	orders := "/v1/namespaces/" + e.ns + "/queues/orders/messages:batch"
+	code, answer, _ := e.post(t, call{path: orders, token: e.allowed,
+		body: `{"messages":[{"body":{"order":1}},{"body":"plain text","contentType":"text/plain"},{"body":[1,2],"attributes":{"source":"web"}}]}`})
+	if code != http.StatusAccepted || strings.Count(answer["messages"], "messageId") != 3 {
+		t.Fatalf("%d %v", code, answer)
+	}
+	bodies := map[string]bool{}
+	for _, m := range receive(t, e.queues["orders"]) {
+		bodies[aws.ToString(m.Body)] = true
+	}
+	if !bodies[`{"order":1}`] || !bodies["plain text"] || !bodies["[1,2]"] {
+		t.Errorf("in SQS: %v", bodies)
+	}
+	events := "/v1/namespaces/" + e.ns + "/queues/events/messages:batch"
+	if code, answer, _ := e.post(t, call{path: events, token: e.allowed,
+		body: `{"messages":[{"body":{"n":1},"groupId":"g","idempotencyKey":"k1"},{"body":{"n":2},"groupId":"g","idempotencyKey":"k2"}]}`}); code != http.StatusAccepted || strings.Count(answer["messages"], "sequenceNumber") != 2 {
+		t.Errorf("FIFO batch: %d %v", code, answer)
+	}
+	for _, tc := range []struct {
+		name, path, body, want string
+		code                   int
+	}{
+		{"eleven messages", orders, `{"messages":[` + strings.TrimSuffix(strings.Repeat(`{"body":1},`, 11), ",") + `]}`, "1 to 10", 400},
+		{"not a batch", orders, `[1,2]`, "not a batch", 400},
+		{"an entry without a body", orders, `{"messages":[{"body":1},{"contentType":"x"}]}`, "messages[1].body", 400},
+		{"an entry over the size", orders, `{"messages":[{"body":"` + strings.Repeat("x", 1500) + `"}]}`, "messages[0].body", 413},
+		{"a FIFO entry without a group", events, `{"messages":[{"body":1,"groupId":"g","idempotencyKey":"a"},{"body":2,"idempotencyKey":"b"}]}`, "messages[1].groupId", 400},
+	} {
+		if code, answer, _ := e.post(t, call{path: tc.path, token: e.allowed, body: tc.body}); code != tc.code || !strings.Contains(answer["error"], tc.want) {
+			t.Errorf("%s: %d %q, want %d naming %q", tc.name, code, answer["error"], tc.code, tc.want)
+		}
+	}
+	if msgs := receive(t, e.queues["orders"]); len(msgs) != 0 {
+		t.Errorf("refused batches sent %d messages", len(msgs))
 	}
 }

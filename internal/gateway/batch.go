@@ -36,17 +36,8 @@ const maxBatchPayload = 1 << 20
 // a transient reason are sent again (twice at most). 202 when all were sent; otherwise 503 with
 // each entry's result, so that the caller retries only those without a messageId.
 func (s *Server) sendBatch(w http.ResponseWriter, r *http.Request) {
-	ns, name := r.PathValue("ns"), r.PathValue("queue")
-	if err := s.authorize(r, Access{Namespace: ns, Name: name, Verb: "create", Group: millracev1.GroupVersion.Group, Resource: "queues", Subresource: "messages"}); err != nil {
-		writeError(w, err)
-		return
-	}
-	q, err := s.queue(r.Context(), ns, name)
+	q, err := s.sendTarget(r)
 	if err != nil {
-		writeError(w, err)
-		return
-	}
-	if err := s.limit(r, "queue", ns, name, q.Spec.HTTP.RateLimit); err != nil {
 		writeError(w, err)
 		return
 	}

@@ -140,21 +140,26 @@ func (s *Server) queue(ctx context.Context, ns, name string) (*millracev1.Queue,
 	return q, nil
 }
 
-func (s *Server) sendMessage(w http.ResponseWriter, r *http.Request) {
+// sendTarget authorizes a send to the request's queue and returns it, within its rate limit.
+func (s *Server) sendTarget(r *http.Request) (*millracev1.Queue, error) {
 	ns, name := r.PathValue("ns"), r.PathValue("queue")
 	if err := s.authorize(r, Access{Namespace: ns, Name: name, Verb: "create", Group: millracev1.GroupVersion.Group, Resource: "queues", Subresource: "messages"}); err != nil {
-		writeError(w, err)
-		return
+		return nil, err
 	}
 	q, err := s.queue(r.Context(), ns, name)
+	if err != nil {
+		return nil, err
+	}
+	return q, s.limit(r, "queue", ns, name, q.Spec.HTTP.RateLimit)
+}
+
+func (s *Server) sendMessage(w http.ResponseWriter, r *http.Request) {
+	q, err := s.sendTarget(r)
 	if err != nil {
 		writeError(w, err)
 		return
 	}
-	if err := s.limit(r, "queue", ns, name, q.Spec.HTTP.RateLimit); err != nil {
-		writeError(w, err)
-		return
-	}
+	ns, name := q.Namespace, q.Name
 	in, err := messageInput(r, q)
 	if err != nil {
 		writeError(w, err)

@@ -323,3 +323,21 @@ func TestANamespacedInstallHasNoClusterWidePermissions(t *testing.T) {
 		t.Errorf("namespaced manifest:\n%s", out)
 	}
 }
+
+// The gateway is off by default; enabled, its service account may check tokens and permissions,
+// read what it exposes and start runs, and nothing else.
+func TestTheGatewayInstall(t *testing.T) {
+	if out := mustHelm(t, "template", "millrace", chart); strings.Contains(out, "component: gateway") {
+		t.Error("the default install has a gateway")
+	}
+	mustHelm(t, "install", "gw", chart, "--kubeconfig", kubeconfig, "--namespace", "millrace-gw", "--create-namespace",
+		"--set", "gateway.enabled=true", "--set", "admissionPolicy.enabled=false")
+	defer mustHelm(t, "uninstall", "gw", "--kubeconfig", kubeconfig, "--namespace", "millrace-gw")
+	checkAccess(t, "system:serviceaccount:millrace-gw:gw-millrace-gateway", []access{
+		{"", "create", "authentication.k8s.io/tokenreviews"}, {"", "create", "authorization.k8s.io/subjectaccessreviews"},
+		{"team-a", "get", "millrace.io/queues"}, {"team-a", "list", "millrace.io/workflows"}, {"team-a", "create", "millrace.io/workflowruns"},
+	}, []access{
+		{"team-a", "get", "/secrets"}, {"team-a", "update", "millrace.io/queues"}, {"team-a", "delete", "millrace.io/workflowruns"},
+		{"team-a", "patch", "millrace.io/workflowruns/status"}, {"team-a", "create", "apps/deployments"}, {"team-a", "*", "*/*"},
+	})
+}

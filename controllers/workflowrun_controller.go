@@ -180,7 +180,7 @@ func (r *WorkflowRunReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 		}
 		step(asl.Event{Kind: asl.EventContinue, At: now, Path: path})
 	}
-	if err := r.record(run, m, engine, history, now); err != nil {
+	if engine, err = r.record(run, m, engine, history, now); err != nil {
 		return ctrl.Result{}, err
 	}
 	if err := r.persist(ctx, original, run); err != nil {
@@ -235,7 +235,7 @@ func (r *WorkflowRunReconciler) start(ctx context.Context, original, run *millra
 	engine, _, history := m.Step(asl.Run{}, asl.Event{Kind: asl.EventStart, At: now, Input: input,
 		Execution: asl.Execution{ID: string(run.UID), Name: run.Name, StartTime: now}}, r.options(run))
 	r.Recorder.Eventf(run, nil, corev1.EventTypeNormal, ReasonRunStarted, "Start", "run of Workflow %s started at %s", wf.Name, m.StartAt)
-	if err := r.record(run, m, engine, history, now); err != nil {
+	if engine, err = r.record(run, m, engine, history, now); err != nil {
 		return ctrl.Result{}, err
 	}
 	if err := r.persist(ctx, original, run); err != nil {
@@ -245,8 +245,8 @@ func (r *WorkflowRunReconciler) start(ctx context.Context, original, run *millra
 }
 
 func (r *WorkflowRunReconciler) options(run *millracev1.WorkflowRun) asl.Options {
-	return asl.Options{TaskToken: func(state string, path []int, attempt int) string {
-		tok, _ := r.Signer.Issue(tasktoken.Claims{Namespace: run.Namespace, Run: run.Name, RunUID: string(run.UID),
+	return asl.Options{TaskToken: func(state string, path []int, attempt int, visit string) string {
+		tok, _ := r.Signer.Issue(tasktoken.Claims{Namespace: run.Namespace, Run: run.Name, RunUID: string(run.UID), Visit: visit,
 			State: state, Path: path, Attempt: attempt})
 		return tok
 	}}
@@ -267,8 +267,9 @@ func (r *WorkflowRunReconciler) load(run *millracev1.WorkflowRun) (*asl.Machine,
 	return m, engine, nil
 }
 
-// record writes the engine's state into the run's status (persisted by the caller).
-func (r *WorkflowRunReconciler) record(run *millracev1.WorkflowRun, m *asl.Machine, engine asl.Run, history []asl.Transition, now time.Time) error {
+// record writes the engine's state into the run's status (persisted by the caller) and returns
+// the state it recorded: the caller acts on that one (a run too large to record has failed).
+func (r *WorkflowRunReconciler) record(run *millracev1.WorkflowRun, m *asl.Machine, engine asl.Run, history []asl.Transition, now time.Time) (asl.Run, error) {
 	kept := engine
 	if engine.Status != asl.Running {
 		// A finished run is never stepped again: its output is status.output, its input spec.input.
@@ -276,16 +277,18 @@ func (r *WorkflowRunReconciler) record(run *millracev1.WorkflowRun, m *asl.Machi
 	}
 	raw, err := json.Marshal(kept)
 	if err != nil {
-		return err
+		return engine, err
 	}
 	if size := len(raw) + jsonLen(run.Spec.Input) + jsonLen(run.Status.Definition); size > maxStateBytes {
 		// The run's state would not fit in its object (etcd refuses objects over 1.5 MiB): end
 		// the run with an error that says so, rather than fail to record it forever.
-		engine = asl.Run{Status: asl.Failed, State: engine.State, Execution: engine.Execution, Transitions: engine.Transitions,
+		exec := engine.Execution
+		exec.Input = nil
+		engine = asl.Run{Status: asl.Failed, State: engine.State, Execution: exec, Transitions: engine.Transitions,
 			Error: asl.ErrDataLimitExceeded, Cause: fmt.Sprintf("the run's state in %s reached %d bytes with its input and definition (limit %d)", engine.State, size, maxStateBytes)}
 		history = append(history, asl.Transition{At: now, State: engine.State, Kind: string(asl.Failed), Info: asl.ErrDataLimitExceeded})
 		if raw, err = json.Marshal(engine); err != nil {
-			return err
+			return engine, err
 		}
 	}
 	run.Status.Engine = &apiextensionsv1.JSON{Raw: raw}
@@ -354,7 +357,7 @@ func (r *WorkflowRunReconciler) record(run *millracev1.WorkflowRun, m *asl.Machi
 		r.Recorder.Eventf(run, nil, corev1.EventTypeWarning, reason, "Complete", "run %s: %s: %s", strings.ToLower(string(phase)), engine.Error, engine.Cause)
 	}
 	run.Status.ObservedGeneration = run.Generation
-	return nil
+	return engine, nil
 }
 
 func jsonLen(j *apiextensionsv1.JSON) int {
@@ -580,7 +583,7 @@ func resourceKind(resource string) string {
 // dispatch sends a task: to a Consumer's queue (millrace:consumer/<name>), or through the SQS
 // sendMessage integration.
 func (r *WorkflowRunReconciler) dispatch(ctx context.Context, run *millracev1.WorkflowRun, a asl.Active, input any) error {
-	token, _ := r.Signer.Issue(tasktoken.Claims{Namespace: run.Namespace, Run: run.Name, RunUID: string(run.UID),
+	token, _ := r.Signer.Issue(tasktoken.Claims{Namespace: run.Namespace, Run: run.Name, RunUID: string(run.UID), Visit: a.Visit,
 		State: a.State.Name, Path: a.Path, Attempt: a.Attempt})
 	sum := sha256.Sum256([]byte(string(run.UID) + "/" + a.Key()))
 	dedup := hex.EncodeToString(sum[:])
@@ -674,7 +677,7 @@ func (r *WorkflowRunReconciler) consumerQueue(ctx context.Context, ns, name stri
 // the dispatch was recorded), through the same path as the callback API, retrying on conflicts.
 func (r *WorkflowRunReconciler) reportLater(run *millracev1.WorkflowRun, a asl.Active, result func() callback.Result) {
 	res := result()
-	claims := tasktoken.Claims{Namespace: run.Namespace, Run: run.Name, RunUID: string(run.UID), State: a.State.Name, Path: a.Path, Attempt: a.Attempt}
+	claims := tasktoken.Claims{Namespace: run.Namespace, Run: run.Name, RunUID: string(run.UID), State: a.State.Name, Path: a.Path, Attempt: a.Attempt, Visit: a.Visit}
 	for i := 0; i < 10; i++ {
 		if err := r.Report(context.Background(), claims, res); err == nil || errors.Is(err, callback.ErrStale) {
 			return
@@ -774,7 +777,7 @@ func (r *WorkflowRunReconciler) Report(ctx context.Context, c tasktoken.Claims, 
 		}
 		original := run.DeepCopy()
 		next, _, history := m.Step(engine, ev, r.options(run))
-		if err := r.record(run, m, next, history, now); err != nil {
+		if _, err := r.record(run, m, next, history, now); err != nil {
 			return err
 		}
 		err = r.persist(ctx, original, run)
@@ -827,7 +830,7 @@ func (r *WorkflowRunReconciler) readTask(ctx context.Context, reader client.Read
 	if err != nil {
 		return nil, nil, asl.Run{}, err
 	}
-	key := asl.TaskKey(c.State, c.Path, c.Attempt)
+	key := asl.TaskKey(c.State, c.Path, c.Attempt, c.Visit)
 	if !slices.ContainsFunc(m.Active(engine), func(a asl.Active) bool { return a.Running() && a.Key() == key }) {
 		return nil, nil, asl.Run{}, callback.ErrStale
 	}
@@ -836,7 +839,7 @@ func (r *WorkflowRunReconciler) readTask(ctx context.Context, reader client.Read
 
 // heartbeat records that a running task is alive.
 func (r *WorkflowRunReconciler) heartbeat(ctx context.Context, c tasktoken.Claims) error {
-	key := asl.TaskKey(c.State, c.Path, c.Attempt)
+	key := asl.TaskKey(c.State, c.Path, c.Attempt, c.Visit)
 	for attempt := 0; attempt < 5; attempt++ {
 		run, _, _, err := r.currentTask(ctx, c, attempt)
 		if err != nil {

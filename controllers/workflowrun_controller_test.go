@@ -463,3 +463,25 @@ func TestSQSIntegrationTasks(t *testing.T) {
 		t.Errorf("the other namespace's queue: %v %v", attrs, err)
 	}
 }
+
+// A loop visits the same Task state again: each visit is a new task (new token), sent and
+// reported, even when the earlier visit reported within the dispatched-record delay.
+func TestALoopRunsItsTaskOnEveryVisit(t *testing.T) {
+	ns := newNamespace(t)
+	create(t, newQueue(ns, "payments", millracev1.QueueSpec{}))
+	q := waitReadyQueue(t, ns, "payments")
+	create(t, newConsumer(ns, "payments", "payments", fastScaling(0)))
+	create(t, newWorkflow(ns, "poll", `{"StartAt":"Init","States":{
+		"Init":{"Type":"Pass","Result":{"n":0},"ResultPath":"$.i","Next":"Poll"},
+		"Poll":{"Type":"Task","Resource":"millrace:consumer/payments","ResultPath":"$.last","Next":"Inc"},
+		"Inc":{"Type":"Pass","Parameters":{"n.$":"States.MathAdd($.i.n, 1)"},"ResultPath":"$.i","Next":"More?"},
+		"More?":{"Type":"Choice","Choices":[{"Variable":"$.i.n","NumericLessThan":3,"Next":"Poll"}],"Default":"Done"},
+		"Done":{"Type":"Succeed"}}}`))
+	var calls atomic.Int32
+	taskWorker(t, q.Status.QueueURL, func(map[string]any) (int, any) { return 200, map[string]any{"call": calls.Add(1)} })
+	create(t, newRun(ns, "loop-1", "poll", `{}`))
+	run := waitRun(t, ns, "loop-1", millracev1.RunSucceeded)
+	if calls.Load() != 3 || !strings.Contains(string(run.Status.Output.Raw), `"n":3`) {
+		t.Errorf("%d task calls, output %s; want 3 visits of Poll", calls.Load(), run.Status.Output.Raw)
+	}
+}

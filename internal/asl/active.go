@@ -3,6 +3,7 @@ package asl
 import (
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -13,6 +14,10 @@ type Active struct {
 	Label   string // "Fulfil[1].Ship" for nested states
 	State   *State
 	Attempt int
+	// Visit identifies this visit of the state: the transition counts (and, inside Parallel and
+	// Map states, the start count of their children) along the path. A state entered again (a
+	// loop, a retried Parallel or Map) is a new visit, and its tasks new tasks.
+	Visit   string
 	Entered time.Time
 	Waiting *time.Time
 }
@@ -20,26 +25,34 @@ type Active struct {
 // Running reports whether an active Task is executing (as opposed to waiting for a retry).
 func (a Active) Running() bool { return a.State.Type == "Task" && a.Attempt > 0 && a.Waiting == nil }
 
-// Key identifies one attempt of one task of a run: "state/path/attempt".
-func (a Active) Key() string { return TaskKey(a.State.Name, a.Path, a.Attempt) }
+// Key identifies one attempt of one visit of one task of a run: "state/path/attempt/visit".
+func (a Active) Key() string { return TaskKey(a.State.Name, a.Path, a.Attempt, a.Visit) }
 
 // TaskKey is Active.Key for given coordinates.
-func TaskKey(state string, path []int, attempt int) string {
+func TaskKey(state string, path []int, attempt int, visit string) string {
 	parts := make([]string, len(path))
 	for i, p := range path {
 		parts[i] = fmt.Sprint(p)
 	}
-	return fmt.Sprintf("%s/%s/%d", state, strings.Join(parts, "."), attempt)
+	return fmt.Sprintf("%s/%s/%d/%s", state, strings.Join(parts, "."), attempt, visit)
+}
+
+// visitOf is the Visit of a (sub)run's current state, under the prefix of its ancestors.
+func visitOf(prefix string, run Run) string { return prefix + strconv.Itoa(run.Transitions) }
+
+// childVisitPrefix is the prefix of the visits inside a Parallel or Map state's children.
+func childVisitPrefix(prefix string, run Run) string {
+	return prefix + strconv.Itoa(run.Transitions) + "." + strconv.Itoa(run.Epoch) + "/"
 }
 
 // Active lists the leaf states the run is executing, depth first.
 func (m *Machine) Active(run Run) []Active {
 	var out []Active
-	m.active(run, nil, "", &out)
+	m.active(run, nil, "", "", &out)
 	return out
 }
 
-func (m *Machine) active(run Run, path []int, prefix string, out *[]Active) {
+func (m *Machine) active(run Run, path []int, prefix, visit string, out *[]Active) {
 	if run.Status != Running {
 		return
 	}
@@ -54,19 +67,20 @@ func (m *Machine) active(run Run, path []int, prefix string, out *[]Active) {
 			if st.Type == "Parallel" {
 				child = st.Branches[c.Item]
 			}
-			child.active(c, append(slices.Clone(path), c.Item), fmt.Sprintf("%s[%d].", label, c.Item), out)
+			child.active(c, append(slices.Clone(path), c.Item), fmt.Sprintf("%s[%d].", label, c.Item), childVisitPrefix(visit, run), out)
 		}
 		if run.Waiting == nil {
 			return
 		}
 	}
-	*out = append(*out, Active{Path: slices.Clone(path), Label: label, State: st, Attempt: run.Attempt, Entered: run.Entered, Waiting: run.Waiting})
+	*out = append(*out, Active{Path: slices.Clone(path), Label: label, State: st, Attempt: run.Attempt, Visit: visitOf(visit, run), Entered: run.Entered, Waiting: run.Waiting})
 }
 
 // TaskInput recomputes the input of the running task at path (InputPath, then Parameters), for a
 // controller that must send a task again after a restart.
 func (m *Machine) TaskInput(run Run, path []int, opt Options) (any, error) {
 	mach, sub := m, run
+	visit := ""
 	for _, i := range path {
 		st := mach.States[sub.State]
 		pos := childPos(sub, i)
@@ -79,6 +93,7 @@ func (m *Machine) TaskInput(run Run, path []int, opt Options) (any, error) {
 			mach = st.ItemProcessor
 		}
 		exec := sub.Execution
+		visit = childVisitPrefix(visit, sub)
 		sub = sub.Children[pos]
 		sub.Execution = exec
 	}
@@ -86,7 +101,7 @@ func (m *Machine) TaskInput(run Run, path []int, opt Options) (any, error) {
 	if st == nil || st.Type != "Task" {
 		return nil, fmt.Errorf("state %q is not a task", sub.State)
 	}
-	opt.path = path
+	opt.path, opt.visit = path, visit
 	s := &stepper{m: mach, run: sub, opt: opt}
 	effective, err := s.inputOf(st)
 	if err != nil || st.Parameters == nil {
@@ -94,7 +109,7 @@ func (m *Machine) TaskInput(run Run, path []int, opt Options) (any, error) {
 	}
 	ctx := s.contextMap().(map[string]any)
 	if opt.TaskToken != nil {
-		ctx["Task"] = map[string]any{"Token": opt.TaskToken(st.Name, path, sub.Attempt)}
+		ctx["Task"] = map[string]any{"Token": opt.TaskToken(st.Name, path, sub.Attempt, visitOf(visit, sub))}
 	}
 	return st.Parameters.Resolve(effective, ctx)
 }

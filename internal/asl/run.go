@@ -70,6 +70,9 @@ type Run struct {
 	// Item is a child's position: its branch (Parallel) or item index (Map). Event paths and
 	// task tokens address children by it.
 	Item int `json:"item,omitempty"`
+	// Epoch counts the starts of this Parallel or Map state's children (a Retry starts them again),
+	// so that their tasks are told apart from those of an earlier start.
+	Epoch int `json:"epoch,omitempty"`
 	// ItemsTotal is how many branches or items the state has, NextItem the next one to start.
 	ItemsTotal int `json:"itemsTotal,omitempty"`
 	NextItem   int `json:"nextItem,omitempty"`
@@ -154,7 +157,7 @@ type Options struct {
 	Jitter func() float64
 	// TaskToken returns the token of a task attempt, offered to its Parameters as $$.Task.Token
 	// (for waitForTaskToken integrations); nil offers none.
-	TaskToken func(state string, path []int, attempt int) string
+	TaskToken func(state string, path []int, attempt int, visit string) string
 	// MaxMapConcurrency caps the iterations a Map state runs at once, whatever its
 	// MaxConcurrency (0: DefaultMaxMapConcurrency).
 	MaxMapConcurrency int
@@ -162,8 +165,10 @@ type Options struct {
 	// state fails with States.DataLimitExceeded (0: DefaultMaxPayloadBytes).
 	MaxPayloadBytes int
 
-	// path is the position of the run being stepped inside the top run (Parallel/Map children).
-	path []int
+	// path is the position of the run being stepped inside the top run (Parallel/Map children),
+	// visit the prefix of its visits (see Active.Visit).
+	path  []int
+	visit string
 }
 
 // Step applies an event to a run and returns the new run, the effects to perform after persisting
@@ -199,7 +204,7 @@ func (m *Machine) Step(run Run, ev Event, opt Options) (Run, []Effect, []Transit
 	st := m.States[s.run.State]
 	if len(ev.Path) > 0 {
 		pos := childPos(s.run, ev.Path[0])
-		if st == nil || (st.Type != "Parallel" && st.Type != "Map") || pos < 0 {
+		if st == nil || (st.Type != "Parallel" && st.Type != "Map") || pos < 0 || s.run.Waiting != nil {
 			return run, nil, nil // a child that no longer exists (or already finished): stale
 		}
 		s.run.Children = slices.Clone(s.run.Children)
@@ -404,8 +409,9 @@ func (s *stepper) execute(st *State) {
 		s.run.NextItem = len(st.Branches)
 		s.childrenChanged(st)
 	case "Map":
-		list, ok := s.mapItems(st, effective)
-		if !ok {
+		list, cause := s.mapItems(st, effective)
+		if cause != "" {
+			s.fail(st, ErrRuntime, cause)
 			return
 		}
 		s.run.Attempt = 1
@@ -449,7 +455,7 @@ func (s *stepper) startTask(st *State) {
 	if st.Parameters != nil {
 		ctx := s.contextMap().(map[string]any)
 		if s.opt.TaskToken != nil {
-			ctx["Task"] = map[string]any{"Token": s.opt.TaskToken(st.Name, s.opt.path, s.run.Attempt)}
+			ctx["Task"] = map[string]any{"Token": s.opt.TaskToken(st.Name, s.opt.path, s.run.Attempt, visitOf(s.opt.visit, s.run))}
 		}
 		if input, err = st.Parameters.Resolve(effective, ctx); err != nil {
 			s.run.Attempt = 0
@@ -631,6 +637,7 @@ func errorName(err error, def string) string {
 func (s *stepper) childOptions(i int) Options {
 	o := s.opt
 	o.path = append(slices.Clone(s.opt.path), i)
+	o.visit = childVisitPrefix(s.opt.visit, s.run)
 	return o
 }
 
@@ -674,6 +681,9 @@ func (s *stepper) withExecution(child Run) Run {
 func (s *stepper) resetChildren(total int) {
 	s.run.Children, s.run.Results, s.run.ResultBytes = nil, nil, 0
 	s.run.ItemsTotal, s.run.NextItem = total, 0
+	if total > 0 {
+		s.run.Epoch++
+	}
 }
 
 // startChild starts branch or item i with the given input.
@@ -684,23 +694,21 @@ func (s *stepper) startChild(m *Machine, i int, input any) {
 	s.adopt(i, eff, hist)
 }
 
-// mapItems returns the Map state's item array (ItemsPath applied to its effective input); on
-// error the state has failed.
-func (s *stepper) mapItems(st *State, effective any) ([]any, bool) {
+// mapItems returns the Map state's item array (ItemsPath applied to its effective input), or the
+// cause of a States.Runtime failure.
+func (s *stepper) mapItems(st *State, effective any) ([]any, string) {
 	items := effective
 	if st.ItemsPath != nil {
 		var err error
 		if items, err = st.ItemsPath.Get(effective, s.context()); err != nil {
-			s.fail(st, ErrRuntime, err.Error())
-			return nil, false
+			return nil, err.Error()
 		}
 	}
 	list, ok := items.([]any)
 	if !ok {
-		s.fail(st, ErrRuntime, fmt.Sprintf("the Map state's items (ItemsPath %v) are not an array", st.ItemsPath))
-		return nil, false
+		return nil, fmt.Sprintf("the Map state's items (ItemsPath %v) are not an array", st.ItemsPath)
 	}
-	return list, true
+	return list, ""
 }
 
 // startItems starts Map items while fewer than the concurrency limit run: MaxConcurrency
@@ -716,11 +724,14 @@ func (s *stepper) startItems(st *State) {
 	}
 	effective, err := s.inputOf(st)
 	if err != nil {
+		s.resetChildren(0)
 		s.fail(st, ErrRuntime, err.Error())
 		return
 	}
-	list, ok := s.mapItems(st, effective)
-	if !ok {
+	list, cause := s.mapItems(st, effective)
+	if cause != "" {
+		s.resetChildren(0)
+		s.fail(st, ErrRuntime, cause)
 		return
 	}
 	for s.run.NextItem < min(s.run.ItemsTotal, len(list)) && len(s.run.Children) < limit {
@@ -730,6 +741,7 @@ func (s *stepper) startItems(st *State) {
 			ctx := s.contextMap().(map[string]any)
 			ctx["Map"] = map[string]any{"Item": map[string]any{"Index": float64(i), "Value": list[i]}}
 			if in, err = st.Selector.Resolve(effective, ctx); err != nil {
+				s.resetChildren(0) // the state fails: its running iterations are abandoned
 				s.fail(st, errorName(err, ErrParameterPathFailure), err.Error())
 				return
 			}
@@ -743,6 +755,7 @@ func (s *stepper) startItems(st *State) {
 // to Results; the first failure fails the state; when every child has succeeded, their outputs,
 // in order, are the state's result.
 func (s *stepper) childrenChanged(st *State) {
+	s.run.Results = slices.Clone(s.run.Results) // Step never changes its argument's arrays
 	for {
 		var failed *Run
 		s.run.Children = slices.DeleteFunc(s.run.Children, func(c Run) bool {

@@ -137,9 +137,13 @@ func (h *HTTPInvoker) viaClient(ctx context.Context, body []byte, keys []string)
 		return 0, "", nil, err
 	}
 	defer resp.Body.Close()
-	out, err := io.ReadAll(io.LimitReader(resp.Body, handlerResponseLimit))
+	out, err := io.ReadAll(io.LimitReader(resp.Body, handlerResponseLimit+1))
 	if err != nil {
 		return 0, "", nil, fmt.Errorf("reading the handler's response: %w", err)
+	}
+	if len(out) > handlerResponseLimit {
+		// A truncated answer could hide batchItemFailures: the batch fails instead.
+		return 0, "", nil, fmt.Errorf("the handler's answer is larger than %d bytes", handlerResponseLimit)
 	}
 	return resp.StatusCode, resp.Status, out, nil
 }

@@ -72,56 +72,66 @@ func (t *localHTTP) post(ctx context.Context, header []byte, body []byte, limit 
 	req = append(req, "\r\n"...)
 	req = append(req, body...)
 	for attempt := 0; ; attempt++ {
-		c, reused, err := t.get(ctx)
+		c, reused, err := t.get(ctx, attempt > 0)
 		if err != nil {
 			return 0, "", nil, err
 		}
-		code, status, out, keep, err := t.roundTrip(ctx, c, req, limit)
+		code, status, out, keep, unanswered, err := t.roundTrip(ctx, c, req, limit)
 		if keep {
 			t.put(c)
 		} else {
 			_ = c.Close()
 		}
-		// A kept-alive connection the server closed in the meantime fails before any answer:
-		// send again once on a new connection (the handler has not seen the request).
-		if err != nil && reused && attempt == 0 && ctx.Err() == nil && closedBeforeAnswer(err) {
+		// A kept-alive connection the server closed in the meantime fails before the handler has
+		// read the request (the write fails, or the connection ends without a byte of answer):
+		// send it again, once, on a new connection.
+		if err != nil && reused && unanswered && attempt == 0 && ctx.Err() == nil {
 			continue
 		}
 		return code, status, out, err
 	}
 }
 
-func closedBeforeAnswer(err error) bool {
-	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
-		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
+// closedEarly reports an error of a connection the peer had already closed.
+func closedEarly(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
 }
 
-func (t *localHTTP) roundTrip(ctx context.Context, c *localConn, req []byte, limit int64) (code int, status string, out []byte, keep bool, err error) {
+// roundTrip sends one request. unanswered reports a failure before any byte of the answer: the
+// write failed, or the connection was closed without one. A partial answer is not retried (the
+// handler has seen the request).
+func (t *localHTTP) roundTrip(ctx context.Context, c *localConn, req []byte, limit int64) (code int, status string, out []byte, keep, unanswered bool, err error) {
 	deadline, _ := ctx.Deadline() // zero: none
 	if err := c.SetDeadline(deadline); err != nil {
-		return 0, "", nil, false, err
+		return 0, "", nil, false, false, err
 	}
 	stop := context.AfterFunc(ctx, func() { _ = c.SetDeadline(aLongTimeAgo) })
 	defer stop()
 	if _, err := c.Write(req); err != nil {
-		return 0, "", nil, false, ctxErr(ctx, err)
+		return 0, "", nil, false, closedEarly(err), ctxErr(ctx, err)
+	}
+	if _, err := c.br.Peek(1); err != nil {
+		// Not one byte of answer: the connection was closed (or failed) before any.
+		return 0, "", nil, false, closedEarly(err), ctxErr(ctx, err)
 	}
 	resp, err := http.ReadResponse(c.br, nil)
 	if err != nil {
-		return 0, "", nil, false, ctxErr(ctx, err)
+		return 0, "", nil, false, false, ctxErr(ctx, err)
 	}
+	defer resp.Body.Close()
 	if resp.ContentLength != 0 {
-		out, err = io.ReadAll(io.LimitReader(resp.Body, limit))
+		out, err = io.ReadAll(io.LimitReader(resp.Body, limit+1))
 		if err != nil {
-			_ = resp.Body.Close()
-			return 0, "", nil, false, ctxErr(ctx, err)
+			return 0, "", nil, false, false, ctxErr(ctx, err)
+		}
+		if int64(len(out)) > limit {
+			return 0, "", nil, false, false, fmt.Errorf("the handler's answer is larger than %d bytes", limit)
 		}
 	}
 	// Reusable only if the whole body was read and neither side asked to close.
 	n, _ := io.Copy(io.Discard, io.LimitReader(resp.Body, 1))
-	_ = resp.Body.Close()
 	keep = n == 0 && !resp.Close && stop()
-	return resp.StatusCode, resp.Status, out, keep, nil
+	return resp.StatusCode, resp.Status, out, keep, false, nil
 }
 
 // ctxErr prefers the context's error (a deadline or cancellation interrupted the I/O). The
@@ -136,9 +146,10 @@ func ctxErr(ctx context.Context, err error) error {
 	return err
 }
 
-func (t *localHTTP) get(ctx context.Context) (*localConn, bool, error) {
+// get returns an idle connection (reused) or a new one; fresh asks for a new one.
+func (t *localHTTP) get(ctx context.Context, fresh bool) (*localConn, bool, error) {
 	t.mu.Lock()
-	for len(t.idle) > 0 {
+	for !fresh && len(t.idle) > 0 {
 		c := t.idle[len(t.idle)-1]
 		t.idle = t.idle[:len(t.idle)-1]
 		if time.Since(c.lastUsed) < maxIdleAge {

@@ -4,7 +4,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -91,11 +93,17 @@ func (s *Server) sendBatch(w http.ResponseWriter, r *http.Request) {
 		pending = retry
 	}
 	status := http.StatusAccepted
-	for _, res := range results {
-		if res == nil || res["messageId"] == "" {
-			status = http.StatusServiceUnavailable
-			w.Header().Set("Retry-After", "2")
+	for i, res := range results {
+		switch {
+		case res != nil && res["messageId"] != "":
+		case slices.ContainsFunc(pending, func(e types.SendMessageBatchRequestEntry) bool { return aws.ToString(e.Id) == strconv.Itoa(i) }) || res == nil:
+			status = http.StatusServiceUnavailable // transient: worth retrying
+		case status == http.StatusAccepted:
+			status = http.StatusBadRequest // SQS refused the entry itself
 		}
+	}
+	if status == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", "2")
 	}
 	for i := range results {
 		if results[i] == nil {
@@ -137,11 +145,14 @@ func batchEntries(q *millracev1.Queue, req batchRequest) ([]types.SendMessageBat
 		if m.ContentType != "" {
 			e.MessageAttributes[AttributeContentType] = types.MessageAttributeValue{DataType: aws.String("String"), StringValue: aws.String(m.ContentType)}
 		}
-		if len(m.Attributes) > 9 {
-			return nil, fail(http.StatusBadRequest, "%s.attributes: %d; at most 9", at, len(m.Attributes))
-		}
 		for k, v := range m.Attributes {
-			e.MessageAttributes[k] = types.MessageAttributeValue{DataType: aws.String("String"), StringValue: aws.String(v)}
+			// Only the attributes the queue forwards from headers in the single form: a caller
+			// must not set others (such as a workflow task token).
+			name := strings.ToLower(k)
+			if !slices.ContainsFunc(q.Spec.HTTP.ForwardHeaders, func(h string) bool { return strings.EqualFold(h, name) }) {
+				return nil, fail(http.StatusBadRequest, "%s.attributes.%s: not one of the queue's forwardHeaders %v", at, k, q.Spec.HTTP.ForwardHeaders)
+			}
+			e.MessageAttributes[name] = types.MessageAttributeValue{DataType: aws.String("String"), StringValue: aws.String(v)}
 		}
 		if q.Spec.Type == millracev1.QueueTypeFIFO {
 			if m.GroupID == "" {

@@ -413,7 +413,7 @@ func TestTheBatchForm(t *testing.T) {
 	e := setup(t, nil)
 	orders := "/v1/namespaces/" + e.ns + "/queues/orders/messages:batch"
 	code, answer, _ := e.post(t, call{path: orders, token: e.allowed,
-		body: `{"messages":[{"body":{"order":1}},{"body":"plain text","contentType":"text/plain"},{"body":[1,2],"attributes":{"source":"web"}}]}`})
+		body: `{"messages":[{"body":{"order":1}},{"body":"plain text","contentType":"text/plain"},{"body":[1,2],"attributes":{"X-Tenant":"web"}}]}`})
 	if code != http.StatusAccepted || strings.Count(answer["messages"], "messageId") != 3 {
 		t.Fatalf("%d %v", code, answer)
 	}
@@ -437,6 +437,7 @@ func TestTheBatchForm(t *testing.T) {
 		{"not a batch", orders, `[1,2]`, "not a batch", 400},
 		{"an entry without a body", orders, `{"messages":[{"body":1},{"contentType":"x"}]}`, "messages[1].body", 400},
 		{"an entry over the size", orders, `{"messages":[{"body":"` + strings.Repeat("x", 1500) + `"}]}`, "messages[0].body", 413},
+		{"an attribute the queue does not forward", orders, `{"messages":[{"body":1,"attributes":{"millrace-task-token":"x"}}]}`, "messages[0].attributes.millrace-task-token", 400},
 		{"a FIFO entry without a group", events, `{"messages":[{"body":1,"groupId":"g","idempotencyKey":"a"},{"body":2,"idempotencyKey":"b"}]}`, "messages[1].groupId", 400},
 	} {
 		if code, answer, _ := e.post(t, call{path: tc.path, token: e.allowed, body: tc.body}); code != tc.code || !strings.Contains(answer["error"], tc.want) {

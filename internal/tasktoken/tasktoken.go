@@ -17,13 +17,16 @@ import (
 
 // Claims are what a token grants: reporting the result of one attempt of one state of one run.
 type Claims struct {
-	Namespace string    `json:"ns"`
-	Run       string    `json:"run"`
-	RunUID    string    `json:"uid"`
-	State     string    `json:"state"`
-	Path      []int     `json:"path,omitempty"`
-	Attempt   int       `json:"attempt"`
-	IssuedAt  time.Time `json:"iat"`
+	Namespace string `json:"ns"`
+	Run       string `json:"run"`
+	RunUID    string `json:"uid"`
+	State     string `json:"state"`
+	Path      []int  `json:"path,omitempty"`
+	Attempt   int    `json:"attempt"`
+	// Visit tells apart the visits of a state the run enters more than once (a loop, a retried
+	// Parallel or Map): asl.Active.Visit.
+	Visit    string    `json:"visit,omitempty"`
+	IssuedAt time.Time `json:"iat"`
 }
 
 // Errors of Verify.

@@ -2,9 +2,13 @@ package gateway
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
+	"sync"
+	"time"
 
 	authenticationv1 "k8s.io/api/authentication/v1"
 	authorizationv1 "k8s.io/api/authorization/v1"
@@ -32,10 +36,52 @@ type Authorizer interface {
 // (ServiceAccount tokens, or any token the cluster's authenticators accept), a SubjectAccessReview
 // whether RBAC lets them. Access is granted with ordinary Roles, e.g. verb create on resource
 // queues/messages of group millrace.io.
+//
+// Answers are cached for CacheTTL (by a hash of the token, and by user and access), as the API
+// server caches webhook answers: a request then costs no API call, and a revoked RoleBinding or
+// token takes effect within CacheTTL.
 type KubernetesAuthorizer struct {
 	Client client.Client
 	// Audiences the tokens must be issued for (empty: the API server's).
 	Audiences []string
+	// CacheTTL is how long an answer is reused (default 10s; negative: never).
+	CacheTTL time.Duration
+
+	mu      sync.Mutex
+	reviews map[[32]byte]cached[authenticationv1.UserInfo]
+	access  map[string]cached[bool]
+}
+
+type cached[T any] struct {
+	value   T
+	ok      bool
+	expires time.Time
+}
+
+// maxCached bounds each cache; past it the cache starts over.
+const maxCached = 10000
+
+func lookup[K comparable, T any](k *KubernetesAuthorizer, m map[K]cached[T], key K) (cached[T], bool) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	c, found := m[key]
+	return c, found && time.Now().Before(c.expires)
+}
+
+func store[K comparable, T any](k *KubernetesAuthorizer, m *map[K]cached[T], key K, value T, ok bool) {
+	ttl := k.CacheTTL
+	if ttl == 0 {
+		ttl = 10 * time.Second
+	}
+	if ttl < 0 {
+		return
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if *m == nil || len(*m) >= maxCached {
+		*m = map[K]cached[T]{}
+	}
+	(*m)[key] = cached[T]{value: value, ok: ok, expires: time.Now().Add(ttl)}
 }
 
 // Authorize implements Authorizer.
@@ -43,14 +89,50 @@ func (k *KubernetesAuthorizer) Authorize(ctx context.Context, token string, a Ac
 	if token == "" {
 		return "", ErrUnauthenticated
 	}
-	tr := &authenticationv1.TokenReview{Spec: authenticationv1.TokenReviewSpec{Token: token, Audiences: k.Audiences}}
-	if err := k.Client.Create(ctx, tr); err != nil {
+	u, err := k.authenticate(ctx, token)
+	if err != nil {
 		return "", err
 	}
-	if !tr.Status.Authenticated {
-		return "", ErrUnauthenticated
+	key := fmt.Sprintf("%s\x00%s\x00%s\x00%+v", u.Username, u.UID, strings.Join(u.Groups, ","), a)
+	if c, hit := lookup(k, k.access, key); hit {
+		if !c.value {
+			return u.Username, ErrForbidden
+		}
+		return u.Username, nil
 	}
-	u := tr.Status.User
+	allowed, err := k.review(ctx, u, a)
+	if err != nil {
+		return u.Username, err
+	}
+	store(k, &k.access, key, allowed, true)
+	if !allowed {
+		return u.Username, ErrForbidden
+	}
+	return u.Username, nil
+}
+
+// authenticate asks the API server who a token is (TokenReview), or the cache.
+func (k *KubernetesAuthorizer) authenticate(ctx context.Context, token string) (authenticationv1.UserInfo, error) {
+	hash := sha256.Sum256([]byte(token))
+	if c, hit := lookup(k, k.reviews, hash); hit {
+		if !c.ok {
+			return authenticationv1.UserInfo{}, ErrUnauthenticated
+		}
+		return c.value, nil
+	}
+	tr := &authenticationv1.TokenReview{Spec: authenticationv1.TokenReviewSpec{Token: token, Audiences: k.Audiences}}
+	if err := k.Client.Create(ctx, tr); err != nil {
+		return authenticationv1.UserInfo{}, err
+	}
+	store(k, &k.reviews, hash, tr.Status.User, tr.Status.Authenticated)
+	if !tr.Status.Authenticated {
+		return authenticationv1.UserInfo{}, ErrUnauthenticated
+	}
+	return tr.Status.User, nil
+}
+
+// review asks the API server whether RBAC lets the user do a (SubjectAccessReview).
+func (k *KubernetesAuthorizer) review(ctx context.Context, u authenticationv1.UserInfo, a Access) (bool, error) {
 	extra := map[string]authorizationv1.ExtraValue{}
 	for key, v := range u.Extra {
 		extra[key] = authorizationv1.ExtraValue(v)
@@ -61,12 +143,9 @@ func (k *KubernetesAuthorizer) Authorize(ctx context.Context, token string, a Ac
 			Group: a.Group, Resource: a.Resource, Subresource: a.Subresource},
 	}}
 	if err := k.Client.Create(ctx, sar); err != nil {
-		return u.Username, err
+		return false, err
 	}
-	if !sar.Status.Allowed {
-		return u.Username, ErrForbidden
-	}
-	return u.Username, nil
+	return sar.Status.Allowed, nil
 }
 
 // bearer returns the request's bearer token ("" if none).

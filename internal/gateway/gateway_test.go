@@ -448,3 +448,46 @@ func TestTheBatchForm(t *testing.T) {
 		t.Errorf("refused batches sent %d messages", len(msgs))
 	}
 }
+
+// countingClient counts the reviews the authorizer asks the API server for.
+type countingClient struct {
+	client.Client
+	creates int
+}
+
+func (c *countingClient) Create(ctx context.Context, obj client.Object, opts ...client.CreateOption) error {
+	c.creates++
+	return c.Client.Create(ctx, obj, opts...)
+}
+
+// Answers are cached: a caller's second request costs no TokenReview or SubjectAccessReview, a
+// refused one is refused again without asking, and with caching off every request asks.
+func TestAuthorizationAnswersAreCached(t *testing.T) {
+	e := setup(t, nil)
+	for _, tc := range []struct {
+		ttl  time.Duration
+		want int
+	}{{0, 2}, {-1, 6}} {
+		counter := &countingClient{Client: k8s}
+		auth := &gateway.KubernetesAuthorizer{Client: counter, CacheTTL: tc.ttl}
+		a := gateway.Access{Namespace: e.ns, Name: "orders", Verb: "create", Group: "millrace.io", Resource: "queues", Subresource: "messages"}
+		for i := 0; i < 3; i++ {
+			if _, err := auth.Authorize(context.Background(), e.allowed, a); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if counter.creates != tc.want {
+			t.Errorf("TTL %v: %d reviews for 3 requests, want %d", tc.ttl, counter.creates, tc.want)
+		}
+	}
+	counter := &countingClient{Client: k8s}
+	auth := &gateway.KubernetesAuthorizer{Client: counter}
+	for i := 0; i < 2; i++ {
+		if _, err := auth.Authorize(context.Background(), "forged", gateway.Access{Namespace: e.ns}); !errors.Is(err, gateway.ErrUnauthenticated) {
+			t.Fatalf("forged token: %v", err)
+		}
+	}
+	if counter.creates != 1 {
+		t.Errorf("%d TokenReviews for a forged token asked twice, want 1", counter.creates)
+	}
+}

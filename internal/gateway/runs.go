@@ -14,10 +14,11 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	millracev1 "github.com/millrace-io/millrace/api/v1alpha1"
+	"github.com/millrace-io/millrace/internal/asl"
 )
 
-// maxRunInput bounds a run's input (Step Functions' payload limit).
-const maxRunInput = 256 << 10
+// maxRunInput bounds a run's input: the engine's payload limit, Step Functions' 256 KiB.
+const maxRunInput = asl.DefaultMaxPayloadBytes
 
 // workflow returns an exposed Workflow: 404 if it does not exist or is not exposed.
 func (s *Server) workflow(ctx context.Context, ns, name string) (*millracev1.Workflow, error) {

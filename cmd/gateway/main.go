@@ -14,10 +14,14 @@ import (
 	"strings"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
@@ -29,7 +33,7 @@ import (
 )
 
 func main() {
-	var addr, metricsAddr, probeAddr, region, endpoint, audiences string
+	var addr, metricsAddr, probeAddr, region, endpoint, audiences, keysNamespace string
 	var grace time.Duration
 	flag.StringVar(&addr, "address", ":8080", "Address of the gateway's API.")
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8081", "Address of the Prometheus metrics endpoint (0 disables it).")
@@ -37,37 +41,50 @@ func main() {
 	flag.StringVar(&region, "region", os.Getenv("AWS_REGION"), "AWS region.")
 	flag.StringVar(&endpoint, "sqs-endpoint", os.Getenv("MILLRACE_SQS_ENDPOINT"), "SQS endpoint override (fauxqs, LocalStack, ElasticMQ).")
 	flag.StringVar(&audiences, "token-audiences", "", "Comma-separated audiences bearer tokens must carry (empty: the API server's).")
+	flag.StringVar(&keysNamespace, "api-keys-namespace", "", "Namespace of API key Secrets (labelled "+gateway.APIKeyLabel+"=true); empty: API keys are off.")
 	flag.DurationVar(&grace, "shutdown-grace", 25*time.Second, "How long requests in flight may take to finish at shutdown.")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
-	if err := run(ctrl.SetupSignalHandler(), addr, metricsAddr, probeAddr, region, endpoint, audiences, grace); err != nil {
+	if err := run(ctrl.SetupSignalHandler(), addr, metricsAddr, probeAddr, region, endpoint, audiences, keysNamespace, grace); err != nil {
 		fmt.Fprintln(os.Stderr, "gateway:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, addr, metricsAddr, probeAddr, region, endpoint, audiences string, grace time.Duration) error {
+func run(ctx context.Context, addr, metricsAddr, probeAddr, region, endpoint, audiences, keysNamespace string, grace time.Duration) error {
 	log := ctrl.Log.WithName("gateway")
 	scheme := runtime.NewScheme()
 	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
 	utilruntime.Must(millracev1.AddToScheme(scheme))
-	mgr, err := ctrl.NewManager(ctrl.GetConfigOrDie(), ctrl.Options{Scheme: scheme,
-		Metrics: metricsserver.Options{BindAddress: metricsAddr}, HealthProbeBindAddress: probeAddr})
+	opts := ctrl.Options{Scheme: scheme, Metrics: metricsserver.Options{BindAddress: metricsAddr}, HealthProbeBindAddress: probeAddr}
+	if keysNamespace != "" { // watch only the key Secrets of one namespace
+		opts.Cache.ByObject = map[client.Object]cache.ByObject{&corev1.Secret{}: {
+			Namespaces: map[string]cache.Config{keysNamespace: {}},
+			Label:      labels.SelectorFromSet(labels.Set{gateway.APIKeyLabel: "true"}),
+		}}
+	}
+	mgr, err := ctrl.NewManager(ctrl.GetConfigOrDie(), opts)
 	if err != nil {
 		return err
+	}
+	gwMetrics := gateway.NewMetrics(metrics.Registry)
+	auth := &gateway.KubernetesAuthorizer{Client: mgr.GetClient(), Metrics: gwMetrics}
+	if audiences != "" {
+		auth.Audiences = strings.Split(audiences, ",")
+	}
+	if keysNamespace != "" {
+		if err := mgr.GetFieldIndexer().IndexField(ctx, &corev1.Secret{}, gateway.APIKeyIndex, gateway.IndexAPIKey); err != nil {
+			return err
+		}
+		auth.Keys = &gateway.APIKeys{Reader: mgr.GetCache(), Namespace: keysNamespace}
 	}
 	sqsClient, err := sqsx.New(ctx, sqsx.Options{Region: region, Endpoint: endpoint, Metrics: sqsx.NewMetrics(metrics.Registry)})
 	if err != nil {
 		return err
 	}
-	var aud []string
-	if audiences != "" {
-		aud = strings.Split(audiences, ",")
-	}
-	srv := &gateway.Server{Reader: mgr.GetClient(), Writer: mgr.GetClient(), SQS: sqsClient,
-		Auth: &gateway.KubernetesAuthorizer{Client: mgr.GetClient(), Audiences: aud}, Metrics: gateway.NewMetrics(metrics.Registry), Log: log}
+	srv := &gateway.Server{Reader: mgr.GetClient(), Writer: mgr.GetClient(), SQS: sqsClient, Auth: auth, Metrics: gwMetrics, Log: log}
 	httpServer := &http.Server{Addr: addr, Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	if err := mgr.Add(serveUntilDone(httpServer, grace, log.Info)); err != nil {
 		return err

@@ -27,9 +27,17 @@ type Access struct {
 	Verb, Group, Resource, Subresource string
 }
 
-// Authorizer decides whether a bearer token may do something.
+// Credential is what a request presents: a bearer token (a Kubernetes token or an API key) or an
+// API key in X-Api-Key.
+type Credential struct {
+	Token string
+	// APIKey is set when Token came from X-Api-Key: it is only looked up among the keys.
+	APIKey bool
+}
+
+// Authorizer decides whether a credential may do something.
 type Authorizer interface {
-	Authorize(ctx context.Context, token string, a Access) (user string, err error)
+	Authorize(ctx context.Context, c Credential, a Access) (user string, err error)
 }
 
 // KubernetesAuthorizer checks tokens with the API server: a TokenReview says who the caller is
@@ -46,6 +54,11 @@ type KubernetesAuthorizer struct {
 	Audiences []string
 	// CacheTTL is how long an answer is reused (default 10s; negative: never).
 	CacheTTL time.Duration
+	// Keys, when set, are API keys accepted besides tokens. They are looked up on every request
+	// (in an informer cache), so a deleted key stops working at once.
+	Keys *APIKeys
+	// Metrics, when set, counts authentications by method and result.
+	Metrics *Metrics
 
 	mu      sync.Mutex
 	reviews map[[32]byte]cached[authenticationv1.UserInfo]
@@ -85,11 +98,12 @@ func store[K comparable, T any](k *KubernetesAuthorizer, m *map[K]cached[T], key
 }
 
 // Authorize implements Authorizer.
-func (k *KubernetesAuthorizer) Authorize(ctx context.Context, token string, a Access) (string, error) {
-	if token == "" {
+func (k *KubernetesAuthorizer) Authorize(ctx context.Context, c Credential, a Access) (string, error) {
+	if c.Token == "" {
 		return "", ErrUnauthenticated
 	}
-	u, err := k.authenticate(ctx, token)
+	u, method, err := k.identify(ctx, c)
+	k.Metrics.countAuth(method, err)
 	if err != nil {
 		return "", err
 	}
@@ -109,6 +123,26 @@ func (k *KubernetesAuthorizer) Authorize(ctx context.Context, token string, a Ac
 		return u.Username, ErrForbidden
 	}
 	return u.Username, nil
+}
+
+// identify returns who a credential is: an API key's ServiceAccount, else what a TokenReview says.
+func (k *KubernetesAuthorizer) identify(ctx context.Context, c Credential) (authenticationv1.UserInfo, string, error) {
+	if k.Keys != nil {
+		u, found, err := k.Keys.find(ctx, c.Token)
+		switch {
+		case found && err != nil:
+			return u, "apikey", fmt.Errorf("%w: %w", ErrUnauthenticated, err)
+		case found:
+			return u, "apikey", nil
+		case err != nil:
+			return u, "apikey", err
+		}
+	}
+	if c.APIKey {
+		return authenticationv1.UserInfo{}, "apikey", ErrUnauthenticated
+	}
+	u, err := k.authenticate(ctx, c.Token)
+	return u, "token", err
 }
 
 // authenticate asks the API server who a token is (TokenReview), or the cache.
@@ -148,11 +182,14 @@ func (k *KubernetesAuthorizer) review(ctx context.Context, u authenticationv1.Us
 	return sar.Status.Allowed, nil
 }
 
-// bearer returns the request's bearer token ("" if none).
-func bearer(r *http.Request) string {
+// credential returns the request's API key header or bearer token (empty if none).
+func credential(r *http.Request) Credential {
+	if key := r.Header.Get(HeaderAPIKey); key != "" {
+		return Credential{Token: key, APIKey: true}
+	}
 	h := r.Header.Get("Authorization")
 	if len(h) > 7 && strings.EqualFold(h[:7], "Bearer ") {
-		return strings.TrimSpace(h[7:])
+		return Credential{Token: strings.TrimSpace(h[7:])}
 	}
-	return ""
+	return Credential{}
 }

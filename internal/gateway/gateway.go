@@ -110,12 +110,15 @@ func writeError(w http.ResponseWriter, err error) {
 
 // authorize maps the Authorizer's answer to 401 / 403 / 503.
 func (s *Server) authorize(r *http.Request, a Access) error {
-	_, err := s.Auth.Authorize(r.Context(), bearer(r), a)
+	_, err := s.Auth.Authorize(r.Context(), credential(r), a)
 	switch {
 	case err == nil:
 		return nil
 	case errors.Is(err, ErrUnauthenticated):
-		return fail(http.StatusUnauthorized, "a bearer token is required (a Kubernetes ServiceAccount token)")
+		if err != ErrUnauthenticated { // a reason worth an operator's eye, e.g. a malformed key Secret
+			s.log().Info("credential refused", "reason", err.Error(), "path", r.URL.Path)
+		}
+		return fail(http.StatusUnauthorized, "a valid bearer token (a Kubernetes ServiceAccount token) or API key is required")
 	case errors.Is(err, ErrForbidden):
 		return fail(http.StatusForbidden, "%s %s/%s %q in namespace %q is not allowed for this token", a.Verb, a.Resource, a.Subresource, a.Name, a.Namespace)
 	default:

@@ -26,6 +26,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -35,9 +36,10 @@ import (
 )
 
 var (
-	k8s       client.Client
-	clientset *kubernetes.Clientset
-	sqsClient *sqs.Client
+	restConfig *rest.Config
+	k8s        client.Client
+	clientset  *kubernetes.Clientset
+	sqsClient  *sqs.Client
 )
 
 func TestMain(m *testing.M) { os.Exit(run(m)) }
@@ -55,6 +57,7 @@ func run(m *testing.M) int {
 		return 1
 	}
 	defer func() { _ = cp.Stop() }()
+	restConfig = cp.Config
 	scheme := runtime.NewScheme()
 	_ = clientgoscheme.AddToScheme(scheme)
 	_ = millracev1.AddToScheme(scheme)
@@ -472,7 +475,7 @@ func TestAuthorizationAnswersAreCached(t *testing.T) {
 		auth := &gateway.KubernetesAuthorizer{Client: counter, CacheTTL: tc.ttl}
 		a := gateway.Access{Namespace: e.ns, Name: "orders", Verb: "create", Group: "millrace.io", Resource: "queues", Subresource: "messages"}
 		for i := 0; i < 3; i++ {
-			if _, err := auth.Authorize(context.Background(), e.allowed, a); err != nil {
+			if _, err := auth.Authorize(context.Background(), gateway.Credential{Token: e.allowed}, a); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -483,7 +486,7 @@ func TestAuthorizationAnswersAreCached(t *testing.T) {
 	counter := &countingClient{Client: k8s}
 	auth := &gateway.KubernetesAuthorizer{Client: counter}
 	for i := 0; i < 2; i++ {
-		if _, err := auth.Authorize(context.Background(), "forged", gateway.Access{Namespace: e.ns}); !errors.Is(err, gateway.ErrUnauthenticated) {
+		if _, err := auth.Authorize(context.Background(), gateway.Credential{Token: "forged"}, gateway.Access{Namespace: e.ns}); !errors.Is(err, gateway.ErrUnauthenticated) {
 			t.Fatalf("forged token: %v", err)
 		}
 	}

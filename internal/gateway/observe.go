@@ -2,6 +2,7 @@ package gateway
 
 import (
 	_ "embed"
+	"errors"
 	"net/http"
 	"strconv"
 	"time"
@@ -18,6 +19,22 @@ type Metrics struct {
 	Requests  *prometheus.CounterVec
 	Latency   *prometheus.HistogramVec
 	SQSErrors prometheus.Counter
+	Auth      *prometheus.CounterVec
+}
+
+// countAuth counts an authentication by method (token, apikey) and result (ok, refused, error).
+func (m *Metrics) countAuth(method string, err error) {
+	if m == nil {
+		return
+	}
+	result := "ok"
+	switch {
+	case errors.Is(err, ErrUnauthenticated):
+		result = "refused"
+	case err != nil:
+		result = "error"
+	}
+	m.Auth.WithLabelValues(method, result).Inc()
 }
 
 // NewMetrics creates the metrics and registers them with reg (when not nil).
@@ -28,9 +45,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "millrace_gateway_request_duration_seconds", Help: "Request latency, by route.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16)}, []string{"route"}),
 		SQSErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "millrace_gateway_sqs_errors_total", Help: "SendMessage calls that failed."}),
+		Auth: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "millrace_gateway_authentications_total",
+			Help: "Authentications, by method (token, apikey) and result (ok, refused, error)."}, []string{"method", "result"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.Requests, m.Latency, m.SQSErrors)
+		reg.MustRegister(m.Requests, m.Latency, m.SQSErrors, m.Auth)
 	}
 	return m
 }

@@ -325,7 +325,8 @@ func TestANamespacedInstallHasNoClusterWidePermissions(t *testing.T) {
 }
 
 // The gateway is off by default; enabled, its service account may check tokens and permissions,
-// read what it exposes and start runs, and nothing else.
+// read what it exposes and start runs, and nothing else; with API keys, read Secrets of its
+// namespace too.
 func TestTheGatewayInstall(t *testing.T) {
 	if out := mustHelm(t, "template", "millrace", chart); strings.Contains(out, "component: gateway") {
 		t.Error("the default install has a gateway")
@@ -339,5 +340,16 @@ func TestTheGatewayInstall(t *testing.T) {
 	}, []access{
 		{"team-a", "get", "/secrets"}, {"team-a", "update", "millrace.io/queues"}, {"team-a", "delete", "millrace.io/workflowruns"},
 		{"team-a", "patch", "millrace.io/workflowruns/status"}, {"team-a", "create", "apps/deployments"}, {"team-a", "*", "*/*"},
+		{"millrace-gw", "list", "/secrets"},
 	})
+	// With API keys, it reads Secrets of its own namespace and of no other.
+	mustHelm(t, "upgrade", "gw", chart, "--kubeconfig", kubeconfig, "--namespace", "millrace-gw", "--reuse-values", "--set", "gateway.apiKeys.enabled=true")
+	checkAccess(t, "system:serviceaccount:millrace-gw:gw-millrace-gateway", []access{
+		{"millrace-gw", "list", "/secrets"}, {"millrace-gw", "watch", "/secrets"},
+	}, []access{
+		{"team-a", "list", "/secrets"}, {"", "list", "/secrets"}, {"millrace-gw", "create", "/secrets"}, {"millrace-gw", "update", "/secrets"},
+	})
+	if out := mustHelm(t, "get", "manifest", "gw", "--kubeconfig", kubeconfig, "--namespace", "millrace-gw"); !strings.Contains(out, "--api-keys-namespace=millrace-gw") {
+		t.Error("the gateway is not told where its keys are")
+	}
 }

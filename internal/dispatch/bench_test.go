@@ -10,7 +10,6 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -21,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/millrace-io/millrace/internal/dispatch"
+	"github.com/millrace-io/millrace/internal/testenv"
 )
 
 const benchMessages = 12000
@@ -33,7 +33,7 @@ func BenchmarkDispatcherThroughput(b *testing.B) {
 	for _, conc := range []int{1, 4} {
 		b.Run(fmt.Sprintf("concurrency=%d", conc), func(b *testing.B) {
 			var bare, disp float64
-			var bareCPU, dispCPU cpuUse
+			var bareCPU, dispCPU testenv.CPUUse
 			var added []time.Duration
 			var heap uint64
 			var calls float64
@@ -41,13 +41,13 @@ func BenchmarkDispatcherThroughput(b *testing.B) {
 				runBare := func() {
 					rate, c := bareLoop(b, conc)
 					bare += rate
-					bareCPU.add(c)
+					bareCPU.Add(c)
 				}
 				if i%2 == 0 { // alternate the order, so neither side always runs on a fresher emulator
 					runBare()
 				}
 				r := dispatcherRun(b, conc)
-				dispCPU.add(r.cpu)
+				dispCPU.Add(r.cpu)
 				disp += r.rate
 				added = append(added, r.added...)
 				heap = max(heap, r.heap)
@@ -67,37 +67,11 @@ func BenchmarkDispatcherThroughput(b *testing.B) {
 			// CPU per 1,000 messages, in milliseconds, for the emulator and for this process
 			// (which holds the loop or the dispatcher and its handler).
 			perK := func(d time.Duration) float64 { return float64(d.Milliseconds()) * 1000 / (n * benchMessages) }
-			b.ReportMetric(perK(bareCPU.emulator), "bare-emulator-cpu-ms/1k")
-			b.ReportMetric(perK(dispCPU.emulator), "dispatcher-emulator-cpu-ms/1k")
-			b.ReportMetric(perK(bareCPU.self), "bare-self-cpu-ms/1k")
-			b.ReportMetric(perK(dispCPU.self), "dispatcher-self-cpu-ms/1k")
+			b.ReportMetric(perK(bareCPU.Emulator), "bare-emulator-cpu-ms/1k")
+			b.ReportMetric(perK(dispCPU.Emulator), "dispatcher-emulator-cpu-ms/1k")
+			b.ReportMetric(perK(bareCPU.Self), "bare-self-cpu-ms/1k")
+			b.ReportMetric(perK(dispCPU.Self), "dispatcher-self-cpu-ms/1k")
 		})
-	}
-}
-
-// cpuUse is CPU time spent by the emulator and by this test process.
-type cpuUse struct{ emulator, self time.Duration }
-
-func (c *cpuUse) add(o cpuUse) { c.emulator += o.emulator; c.self += o.self }
-
-// measureCPU starts measuring CPU time; calling the function it returns ends the measurement.
-// It starts after the queue is filled and ends with the last deletion.
-func measureCPU(b *testing.B) func() cpuUse {
-	read := func() cpuUse {
-		e, err := emulator.CPUTime()
-		if err != nil {
-			b.Fatal(err)
-		}
-		var ru syscall.Rusage
-		if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-			b.Fatal(err)
-		}
-		return cpuUse{emulator: e, self: time.Duration(ru.Utime.Nano() + ru.Stime.Nano())}
-	}
-	before := read()
-	return func() cpuUse {
-		after := read()
-		return cpuUse{emulator: after.emulator - before.emulator, self: after.self - before.self}
 	}
 }
 
@@ -124,11 +98,11 @@ func fill(b *testing.B) string {
 	return url
 }
 
-func bareLoop(b *testing.B, conc int) (float64, cpuUse) {
+func bareLoop(b *testing.B, conc int) (float64, testenv.CPUUse) {
 	b.StopTimer()
 	url := fill(b)
 	b.StartTimer()
-	cpu := measureCPU(b)
+	cpu := emulator.MeasureCPU(b)
 	var deleted atomic.Int64
 	var finished atomic.Int64 // unix nanos when the last message was deleted
 	start := time.Now()
@@ -183,7 +157,7 @@ type dispatcherResult struct {
 	rate            float64
 	added           []time.Duration
 	heap            uint64
-	cpu             cpuUse
+	cpu             testenv.CPUUse
 	callsPerMessage float64
 }
 
@@ -195,7 +169,7 @@ func dispatcherRun(b *testing.B, conc int) dispatcherResult {
 	inv := &timedInvoker{inner: &dispatch.HTTPInvoker{URL: noop.URL}}
 	api := &countingAPI{SQSAPI: sqsClient}
 	b.StartTimer()
-	cpu := measureCPU(b)
+	cpu := emulator.MeasureCPU(b)
 	began := time.Now()
 	r := start(b, dispatch.Config{QueueURL: url, BatchSize: 10, Concurrency: conc, VisibilityTimeout: 30 * time.Second}, api, inv)
 	res := dispatcherResult{}

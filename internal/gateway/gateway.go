@@ -58,6 +58,7 @@ type Server struct {
 	Log     logr.Logger
 
 	limits limiters
+	sends  coalescer
 }
 
 // Handler returns the gateway's routes.
@@ -168,7 +169,7 @@ func (s *Server) sendMessage(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	out, err := s.SQS.SendMessage(r.Context(), in)
+	out, err := s.sends.send(r.Context(), s.SQS, in, s.observeCall)
 	if err != nil {
 		if s.Metrics != nil {
 			s.Metrics.SQSErrors.Inc()

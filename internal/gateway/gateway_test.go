@@ -36,6 +36,7 @@ import (
 )
 
 var (
+	emulator   *testenv.Fauxqs
 	restConfig *rest.Config
 	k8s        client.Client
 	clientset  *kubernetes.Clientset
@@ -51,6 +52,7 @@ func run(m *testing.M) int {
 		return 1
 	}
 	defer fauxqs.Stop()
+	emulator = fauxqs
 	cp, err := testenv.StartControlPlane()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -86,7 +88,7 @@ type env struct {
 	queues  map[string]string
 }
 
-func setup(t *testing.T, api gateway.SQSAPI) *env {
+func setup(t testing.TB, api gateway.SQSAPI) *env {
 	t.Helper()
 	ctx := context.Background()
 	e := &env{ns: fmt.Sprintf("gw-%d", time.Now().UnixNano()%1e9), queues: map[string]string{}}
@@ -108,7 +110,7 @@ func setup(t *testing.T, api gateway.SQSAPI) *env {
 	must(t, k8s.Create(ctx, &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Namespace: e.ns, Name: "send"},
 		Rules: []rbacv1.PolicyRule{
 			{APIGroups: []string{"millrace.io"}, Resources: []string{"queues/messages"}, Verbs: []string{"create"},
-				ResourceNames: []string{"orders", "events", "hidden", "pending", "limited"}},
+				ResourceNames: []string{"orders", "events", "hidden", "pending", "limited", "bench"}},
 			{APIGroups: []string{"millrace.io"}, Resources: []string{"workflows/runs"}, Verbs: []string{"create", "get"}},
 		}}))
 	for _, sa := range []string{"sender", "stranger"} {
@@ -129,7 +131,7 @@ func setup(t *testing.T, api gateway.SQSAPI) *env {
 
 // queue creates a Queue and, unless it is "pending", an SQS queue whose URL its status records
 // (the Queue controller is not running here).
-func (e *env) queue(t *testing.T, name string, spec millracev1.QueueSpec) {
+func (e *env) queue(t testing.TB, name string, spec millracev1.QueueSpec) {
 	t.Helper()
 	ctx := context.Background()
 	q := &millracev1.Queue{ObjectMeta: metav1.ObjectMeta{Namespace: e.ns, Name: name}, Spec: spec}
@@ -149,7 +151,7 @@ func (e *env) queue(t *testing.T, name string, spec millracev1.QueueSpec) {
 	e.queues[name] = q.Status.QueueURL
 }
 
-func token(t *testing.T, ns, sa string) string {
+func token(t testing.TB, ns, sa string) string {
 	t.Helper()
 	tr, err := clientset.CoreV1().ServiceAccounts(ns).CreateToken(context.Background(), sa, &authenticationv1.TokenRequest{
 		Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: ptr.To[int64](600)}}, metav1.CreateOptions{})
@@ -157,7 +159,7 @@ func token(t *testing.T, ns, sa string) string {
 	return tr.Status.Token
 }
 
-func must(t *testing.T, err error) {
+func must(t testing.TB, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)

@@ -20,6 +20,15 @@ type Metrics struct {
 	Latency   *prometheus.HistogramVec
 	SQSErrors prometheus.Counter
 	Auth      *prometheus.CounterVec
+	// CallEntries is the number of messages per SQS call of the single-message route (group commit).
+	CallEntries prometheus.Histogram
+}
+
+// observeCall records one SQS call of the single-message route.
+func (s *Server) observeCall(entries int, _ error) {
+	if s.Metrics != nil {
+		s.Metrics.CallEntries.Observe(float64(entries))
+	}
 }
 
 // countAuth counts an authentication by method (token, apikey) and result (ok, refused, error).
@@ -44,12 +53,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			[]string{"route", "code"}),
 		Latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "millrace_gateway_request_duration_seconds", Help: "Request latency, by route.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16)}, []string{"route"}),
-		SQSErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "millrace_gateway_sqs_errors_total", Help: "SendMessage calls that failed."}),
+		SQSErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "millrace_gateway_sqs_errors_total", Help: "Messages SQS did not take (a failed call or a failed entry of a batch)."}),
 		Auth: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "millrace_gateway_authentications_total",
 			Help: "Authentications, by method (token, apikey) and result (ok, refused, error)."}, []string{"method", "result"}),
+		CallEntries: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "millrace_gateway_sqs_call_messages",
+			Help: "Messages per SQS call for single-message requests (requests arriving together share a SendMessageBatch).", Buckets: prometheus.LinearBuckets(1, 1, 10)}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.Requests, m.Latency, m.SQSErrors, m.Auth)
+		reg.MustRegister(m.Requests, m.Latency, m.SQSErrors, m.Auth, m.CallEntries)
 	}
 	return m
 }

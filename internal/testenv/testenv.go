@@ -274,6 +274,33 @@ func (f *Fauxqs) CPUTime() (time.Duration, error) {
 	return time.Duration(ticks) * time.Second / 100, nil // USER_HZ is 100 on Linux
 }
 
+// CPUUse is CPU time spent by the emulator and by this process.
+type CPUUse struct{ Emulator, Self time.Duration }
+
+// Add adds o to c.
+func (c *CPUUse) Add(o CPUUse) { c.Emulator += o.Emulator; c.Self += o.Self }
+
+// MeasureCPU starts measuring the CPU time of the emulator and of this process; calling the
+// function it returns ends the measurement.
+func (f *Fauxqs) MeasureCPU(tb testing.TB) func() CPUUse {
+	read := func() CPUUse {
+		e, err := f.CPUTime()
+		if err != nil {
+			tb.Fatal(err)
+		}
+		var ru syscall.Rusage
+		if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+			tb.Fatal(err)
+		}
+		return CPUUse{Emulator: e, Self: time.Duration(ru.Utime.Nano() + ru.Stime.Nano())}
+	}
+	before := read()
+	return func() CPUUse {
+		after := read()
+		return CPUUse{Emulator: after.Emulator - before.Emulator, Self: after.Self - before.Self}
+	}
+}
+
 // FreeAddr returns a free 127.0.0.1:port address for a server the test starts.
 func FreeAddr(t testing.TB) string {
 	t.Helper()

@@ -1,0 +1,128 @@
+package gateway_test
+
+import (
+	"context"
+	"encoding/json"
+	"net/http/httptest"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	dto "github.com/prometheus/client_model/go"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+
+	millracev1 "github.com/millrace-io/millrace/api/v1alpha1"
+	"github.com/millrace-io/millrace/internal/gateway"
+	"github.com/millrace-io/millrace/internal/testenv"
+)
+
+const (
+	benchRequests    = 4000
+	benchConcurrency = 8
+)
+
+// loadResult is hack/loadgen's answer.
+type loadResult struct {
+	Requests  int     `json:"requests"`
+	Errors    int     `json:"errors"`
+	FirstErr  string  `json:"firstError"`
+	PerSecond float64 `json:"perSecond"`
+	P50ms     float64 `json:"p50ms"`
+	P99ms     float64 `json:"p99ms"`
+}
+
+// BenchmarkGatewayThroughput sends 4,000 messages of 1 KiB from a second process (hack/loadgen,
+// 8 concurrent senders over keep-alive connections on 127.0.0.1) through the gateway — with its
+// real authorizer (a ServiceAccount token, answers cached) and an informer cache, as cmd/gateway
+// runs — and, as the baseline, the same messages as bare SDK SendMessage calls from the same
+// generator to the same emulator. The two sides alternate. Reported: both rates, their ratio, both
+// p50/p99 latencies, and CPU per 1,000 messages of the emulator and of the gateway.
+func BenchmarkGatewayThroughput(b *testing.B) {
+	e := setup(b, nil)
+	e.queue(b, "bench", millracev1.QueueSpec{HTTP: &millracev1.QueueHTTP{Enabled: true}})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	c, err := cache.New(restConfig, cache.Options{Scheme: k8s.Scheme()})
+	must(b, err)
+	if _, err := c.GetInformer(ctx, &millracev1.Queue{}); err != nil {
+		b.Fatal(err)
+	}
+	go func() { _ = c.Start(ctx) }()
+	c.WaitForCacheSync(ctx)
+	metrics := gateway.NewMetrics(nil)
+	srv := httptest.NewServer((&gateway.Server{Reader: c, Writer: k8s, SQS: sqsClient, Auth: &gateway.KubernetesAuthorizer{Client: k8s}, Metrics: metrics}).Handler())
+	defer srv.Close()
+
+	loadgen := filepath.Join(b.TempDir(), "loadgen")
+	root, err := testenv.RepoRoot()
+	must(b, err)
+	build := exec.Command("go", "build", "-o", loadgen, "./hack/loadgen")
+	build.Dir = root
+	if out, err := build.CombinedOutput(); err != nil {
+		b.Fatalf("%v\n%s", err, out)
+	}
+	queueURL := e.queues["bench"]
+	args := []string{"-requests", strconv.Itoa(benchRequests), "-concurrency", strconv.Itoa(benchConcurrency), "-size", "1024"}
+	load := func(side ...string) (loadResult, testenv.CPUUse) {
+		stop := emulator.MeasureCPU(b)
+		out, err := exec.Command(loadgen, append(args, side...)...).Output()
+		cpu := stop()
+		var r loadResult
+		if err != nil || json.Unmarshal(out, &r) != nil || r.Errors > 0 {
+			b.Fatalf("loadgen %v: %v %s %+v", side, err, out, r)
+		}
+		if _, err := sqsClient.PurgeQueue(ctx, &sqs.PurgeQueueInput{QueueUrl: aws.String(queueURL)}); err != nil {
+			b.Fatal(err)
+		}
+		return r, cpu
+	}
+	bare := func() (loadResult, testenv.CPUUse) {
+		return load("-sqs-endpoint", emulator.Endpoint, "-queue-url", queueURL)
+	}
+	viaGateway := func() (loadResult, testenv.CPUUse) {
+		return load("-url", srv.URL+"/v1/namespaces/"+e.ns+"/queues/bench/messages", "-header", "Authorization: Bearer "+e.allowed)
+	}
+	var bareSum, gwSum loadResult
+	var bareCPU, gwCPU testenv.CPUUse
+	add := func(to *loadResult, cpu *testenv.CPUUse, side func() (loadResult, testenv.CPUUse)) func() {
+		return func() {
+			r, c := side()
+			to.PerSecond += r.PerSecond
+			to.P50ms += r.P50ms
+			to.P99ms += r.P99ms
+			to.Requests += r.Requests
+			cpu.Add(c)
+		}
+	}
+	runBare, runGateway := add(&bareSum, &bareCPU, bare), add(&gwSum, &gwCPU, viaGateway)
+	for i := 0; i < b.N; i++ {
+		if i%2 == 0 { // alternate the order, so neither side always runs on a fresher emulator
+			runBare()
+			runGateway()
+		} else {
+			runGateway()
+			runBare()
+		}
+	}
+	n := float64(b.N)
+	b.ReportMetric(bareSum.PerSecond/n, "bare-msgs/s")
+	b.ReportMetric(gwSum.PerSecond/n, "gateway-msgs/s")
+	b.ReportMetric(gwSum.PerSecond/bareSum.PerSecond, "gateway/bare")
+	b.ReportMetric(bareSum.P50ms/n, "bare-p50-ms")
+	b.ReportMetric(bareSum.P99ms/n, "bare-p99-ms")
+	b.ReportMetric(gwSum.P50ms/n, "gateway-p50-ms")
+	b.ReportMetric(gwSum.P99ms/n, "gateway-p99-ms")
+	var m dto.Metric
+	must(b, metrics.CallEntries.Write(&m))
+	b.ReportMetric(m.GetHistogram().GetSampleSum()/float64(m.GetHistogram().GetSampleCount()), "gateway-msgs/sqs-call")
+	perK := func(d time.Duration, requests int) float64 {
+		return float64(d.Milliseconds()) * 1000 / float64(requests)
+	}
+	b.ReportMetric(perK(bareCPU.Emulator, bareSum.Requests), "bare-emulator-cpu-ms/1k")
+	b.ReportMetric(perK(gwCPU.Emulator, gwSum.Requests), "gateway-emulator-cpu-ms/1k")
+	b.ReportMetric(perK(gwCPU.Self, gwSum.Requests), "gateway-cpu-ms/1k")
+}

@@ -1,0 +1,119 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strconv"
+	"testing"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
+)
+
+func TestShouldCall(t *testing.T) {
+	for _, tc := range []struct {
+		inFlight, waiting int
+		full, want        bool
+	}{
+		{0, 0, false, false},
+		{0, 1, false, true},  // an idle queue: a lone request goes at once
+		{1, 3, false, false}, // a call in flight: partial batches wait for it
+		{1, 10, true, true},  // a full batch does not wait
+		{5, 12, true, true},  // nor several
+		{maxCalls, 30, true, false},
+	} {
+		if got := shouldCall(tc.inFlight, tc.waiting, tc.full); got != tc.want {
+			t.Errorf("shouldCall(%d, %d, %v) = %v, want %v", tc.inFlight, tc.waiting, tc.full, got, tc.want)
+		}
+	}
+}
+
+func TestTakeBatch(t *testing.T) {
+	repeat := func(size, n int) []int {
+		s := make([]int, n)
+		for i := range s {
+			s[i] = size
+		}
+		return s
+	}
+	for _, tc := range []struct {
+		name  string
+		sizes []int
+		want  int
+	}{
+		{"one", []int{100}, 1},
+		{"ten at most", repeat(100, 25), 10},
+		{"bytes bound the batch", repeat(100<<10, 5), 2},
+		{"a large message goes alone", []int{900 << 10, 10}, 1},
+		{"a large message after small ones waits", []int{10, 10, 900 << 10}, 2},
+		{"exactly the byte limit", repeat(coalesceBytes/4, 4), 4},
+	} {
+		if got := takeBatch(tc.sizes); got != tc.want {
+			t.Errorf("%s: takeBatch = %d, want %d", tc.name, got, tc.want)
+		}
+	}
+}
+
+// batchSQS is a fake (SQS cannot be made to fail single entries on demand): it answers a batch
+// with the results it is given, or fails the whole call.
+type batchSQS struct {
+	SQSAPI
+	out *sqs.SendMessageBatchOutput
+	err error
+}
+
+func (f *batchSQS) SendMessageBatch(context.Context, *sqs.SendMessageBatchInput, ...func(*sqs.Options)) (*sqs.SendMessageBatchOutput, error) {
+	return f.out, f.err
+}
+
+// Each request of a coalesced call gets its own entry's result: a message id, SQS's refusal (a
+// 400), a transient failure (a 503), and a 503 for an entry the answer forgot.
+func TestACoalescedCallAnswersEachRequest(t *testing.T) {
+	batch := func() []*waitingSend {
+		b := make([]*waitingSend, 4)
+		for i := range b {
+			b[i] = &waitingSend{in: &sqs.SendMessageInput{MessageBody: aws.String(strconv.Itoa(i))}, done: make(chan sendResult, 1)}
+		}
+		return b
+	}
+	fake := &batchSQS{out: &sqs.SendMessageBatchOutput{
+		Successful: []types.SendMessageBatchResultEntry{{Id: aws.String("0"), MessageId: aws.String("m-0")}},
+		Failed: []types.BatchResultErrorEntry{
+			{Id: aws.String("1"), Code: aws.String("InvalidParameterValue"), Message: aws.String("bad attribute"), SenderFault: true},
+			{Id: aws.String("2"), Code: aws.String("InternalError"), Message: aws.String("try again")},
+		},
+	}}
+	var calls []int
+	b := batch()
+	(&coalescer{}).call(fake, "url", b, func(n int, _ error) { calls = append(calls, n) })
+	want := []struct {
+		id     string
+		status int
+	}{{"m-0", 0}, {"", http.StatusBadRequest}, {"", http.StatusServiceUnavailable}, {"", http.StatusServiceUnavailable}}
+	for i, w := range want {
+		r := <-b[i].done
+		if r.err == nil {
+			if w.status != 0 || aws.ToString(r.out.MessageId) != w.id {
+				t.Errorf("entry %d: %+v, want status %d", i, r.out, w.status)
+			}
+			continue
+		}
+		var e *apiError
+		if !errors.As(sqsError(r.err), &e) || e.status != w.status {
+			t.Errorf("entry %d: %v, want status %d", i, r.err, w.status)
+		}
+	}
+	if len(calls) != 1 || calls[0] != 4 {
+		t.Errorf("calls observed %v", calls)
+	}
+	// The whole call failing fails every request.
+	b = batch()
+	(&coalescer{}).call(&batchSQS{err: errors.New("connection refused")}, "url", b, func(int, error) {})
+	for i := range b {
+		if r := <-b[i].done; r.err == nil {
+			t.Errorf("entry %d succeeded in a failed call", i)
+		}
+	}
+}

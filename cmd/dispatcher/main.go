@@ -24,6 +24,7 @@ import (
 
 	"github.com/millrace-io/millrace/internal/consumer"
 	"github.com/millrace-io/millrace/internal/dispatch"
+	"github.com/millrace-io/millrace/internal/gctune"
 	"github.com/millrace-io/millrace/internal/sqsx"
 )
 
@@ -78,6 +79,7 @@ func main() {
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
+	gctune.Apply(dispatch.GCPercent, dispatch.MemoryLimit)
 	log := zap.New(zap.UseFlagOptions(&zapOpts)).WithName("dispatcher")
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)

@@ -29,6 +29,7 @@ import (
 
 	millracev1 "github.com/millrace-io/millrace/api/v1alpha1"
 	"github.com/millrace-io/millrace/internal/gateway"
+	"github.com/millrace-io/millrace/internal/gctune"
 	"github.com/millrace-io/millrace/internal/sqsx"
 )
 
@@ -46,6 +47,7 @@ func main() {
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
+	gctune.Apply(gateway.GCPercent, gateway.MemoryLimit)
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
 	if err := run(ctrl.SetupSignalHandler(), addr, metricsAddr, probeAddr, region, endpoint, audiences, keysNamespace, grace); err != nil {
 		fmt.Fprintln(os.Stderr, "gateway:", err)

@@ -68,7 +68,7 @@ func main() {
 	case target != "":
 		send = httpSender(target, body, hdrs, concurrency)
 	case endpoint != "" && queueURL != "":
-		client, err := sqsx.New(ctx, sqsx.Options{Endpoint: endpoint, Region: "us-east-1"})
+		client, err := sqsx.New(ctx, sqsx.Options{Endpoint: endpoint, Region: "us-east-1", NetHTTP: true}) // the SDK as a bare program has it
 		if err != nil {
 			fail(err)
 		}

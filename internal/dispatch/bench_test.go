@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/millrace-io/millrace/internal/dispatch"
+	"github.com/millrace-io/millrace/internal/gctune"
 	"github.com/millrace-io/millrace/internal/testenv"
 )
 
@@ -102,6 +103,10 @@ func bareLoop(b *testing.B, conc int) (float64, testenv.CPUUse) {
 	b.StopTimer()
 	url := fill(b)
 	b.StartTimer()
+	bare, err := emulator.SDKDefaultClient(context.Background())
+	if err != nil {
+		b.Fatal(err)
+	}
 	cpu := emulator.MeasureCPU(b)
 	var deleted atomic.Int64
 	var finished atomic.Int64 // unix nanos when the last message was deleted
@@ -113,7 +118,7 @@ func bareLoop(b *testing.B, conc int) (float64, testenv.CPUUse) {
 			defer wg.Done()
 			for deleted.Load() < benchMessages {
 				// The same request the dispatcher makes: a Lambda event needs every attribute.
-				out, err := sqsClient.ReceiveMessage(context.Background(), &sqs.ReceiveMessageInput{QueueUrl: aws.String(url), MaxNumberOfMessages: 10, WaitTimeSeconds: 1,
+				out, err := bare.ReceiveMessage(context.Background(), &sqs.ReceiveMessageInput{QueueUrl: aws.String(url), MaxNumberOfMessages: 10, WaitTimeSeconds: 1,
 					MessageAttributeNames: []string{"All"}, MessageSystemAttributeNames: []types.MessageSystemAttributeName{types.MessageSystemAttributeNameAll}})
 				if err != nil || len(out.Messages) == 0 {
 					continue
@@ -122,7 +127,7 @@ func bareLoop(b *testing.B, conc int) (float64, testenv.CPUUse) {
 				for i, m := range out.Messages {
 					entries[i] = types.DeleteMessageBatchRequestEntry{Id: aws.String(strconv.Itoa(i)), ReceiptHandle: m.ReceiptHandle}
 				}
-				if del, err := sqsClient.DeleteMessageBatch(context.Background(), &sqs.DeleteMessageBatchInput{QueueUrl: aws.String(url), Entries: entries}); err == nil {
+				if del, err := bare.DeleteMessageBatch(context.Background(), &sqs.DeleteMessageBatchInput{QueueUrl: aws.String(url), Entries: entries}); err == nil {
 					if deleted.Add(int64(len(del.Successful))) >= benchMessages {
 						finished.CompareAndSwap(0, time.Now().UnixNano())
 					}
@@ -169,6 +174,7 @@ func dispatcherRun(b *testing.B, conc int) dispatcherResult {
 	inv := &timedInvoker{inner: &dispatch.HTTPInvoker{URL: noop.URL}}
 	api := &countingAPI{SQSAPI: sqsClient}
 	b.StartTimer()
+	defer gctune.Apply(dispatch.GCPercent, dispatch.MemoryLimit)() // as cmd/dispatcher runs
 	cpu := emulator.MeasureCPU(b)
 	began := time.Now()
 	r := start(b, dispatch.Config{QueueURL: url, BatchSize: 10, Concurrency: conc, VisibilityTimeout: 30 * time.Second}, api, inv)

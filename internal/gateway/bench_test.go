@@ -17,6 +17,7 @@ import (
 
 	millracev1 "github.com/millrace-io/millrace/api/v1alpha1"
 	"github.com/millrace-io/millrace/internal/gateway"
+	"github.com/millrace-io/millrace/internal/gctune"
 	"github.com/millrace-io/millrace/internal/testenv"
 )
 
@@ -84,6 +85,7 @@ func BenchmarkGatewayThroughput(b *testing.B) {
 		return load("-sqs-endpoint", emulator.Endpoint, "-queue-url", queueURL)
 	}
 	viaGateway := func() (loadResult, testenv.CPUUse) {
+		defer gctune.Apply(gateway.GCPercent, gateway.MemoryLimit)() // as cmd/gateway runs
 		return load("-url", srv.URL+"/v1/namespaces/"+e.ns+"/queues/bench/messages", "-header", "Authorization: Bearer "+e.allowed)
 	}
 	var bareSum, gwSum loadResult

@@ -32,6 +32,13 @@ import (
 	"github.com/millrace-io/millrace/internal/sqsx"
 )
 
+// The gateway process's garbage collector settings (internal/gctune), applied by cmd/gateway unless
+// GOGC or GOMEMLIMIT are set; the soft limit stays under the chart's 256 MiB container limit.
+const (
+	GCPercent   = 400
+	MemoryLimit = 200 << 20
+)
+
 // Headers the gateway reads.
 const (
 	HeaderGroupID        = "Message-Group-Id"

@@ -146,6 +146,13 @@ func (f *Fauxqs) Client(ctx context.Context, metrics *sqsx.Metrics) (*sqs.Client
 	return sqsx.New(ctx, sqsx.Options{Endpoint: f.Endpoint, Region: "us-east-1", Metrics: metrics})
 }
 
+// SDKDefaultClient returns an SQS client for the emulator with the SDK's own HTTP client, as a
+// bare SDK program would have: the baseline of the benchmarks.
+func (f *Fauxqs) SDKDefaultClient(ctx context.Context) (*sqs.Client, error) {
+	UseLocalCredentials()
+	return sqsx.New(ctx, sqsx.Options{Endpoint: f.Endpoint, Region: "us-east-1", NetHTTP: true})
+}
+
 // AssetsDir returns the folder of the control-plane binaries: $KUBEBUILDER_ASSETS, or what
 // hack/k8s-bins.sh prints (building them on first use).
 func AssetsDir() (string, error) {

@@ -1,0 +1,310 @@
+// Package directhttp sends HTTP/1.1 requests over keep-alive connections with no goroutines of
+// its own: a request (headers and body) goes out in one write and its answer is read on the
+// caller's goroutine. net/http's Transport hands every request to two goroutines per connection
+// (a write loop and a read loop); at thousands of small requests per second on a small pod, that
+// hand-off and the extra system calls cost as much CPU as the request itself (docs/benchmarks.md).
+//
+// It is used where Millrace makes many small requests to one origin: the dispatcher's deliveries
+// to its handler (plain HTTP on the pod's loopback) and SQS API calls (HTTPS, through the AWS SDK,
+// which takes a Client as its HTTP client). It speaks only HTTP/1.1, keeps no cookies, follows no
+// redirects and uses no proxy; callers keep net/http where they need those.
+package directhttp
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Pool keeps the idle connections to one origin.
+type Pool struct {
+	addr string      // host:port to dial
+	tls  *tls.Config // nil for plain HTTP
+	// IdleAge is how long an idle connection is reused: 2 s for plain HTTP (local handlers and
+	// emulators; Node.js closes idle connections after 5 s), 30 s for HTTPS (AWS endpoints keep
+	// them longer, and a new connection costs a TLS handshake). An older connection is redialled
+	// rather than risk a request racing the server's close; a request that races it anyway fails
+	// before any answer and is sent again on a new connection.
+	IdleAge time.Duration
+
+	mu   sync.Mutex
+	idle []*conn
+}
+
+type conn struct {
+	net.Conn
+	br       *bufio.Reader
+	lastUsed time.Time
+}
+
+// maxIdle bounds the idle connections kept per origin.
+const maxIdle = 64
+
+// NewPool returns a pool for scheme ("http" or "https") and host (host or host:port); tlsConfig
+// (https only) may be nil for the defaults with the host's name.
+func NewPool(scheme, host string, tlsConfig *tls.Config) (*Pool, error) {
+	hostname, port, err := net.SplitHostPort(host)
+	if err != nil { // no port
+		hostname, port = host, ""
+	}
+	p := &Pool{}
+	switch scheme {
+	case "http":
+		if port == "" {
+			port = "80"
+		}
+		p.IdleAge = 2 * time.Second
+	case "https":
+		if port == "" {
+			port = "443"
+		}
+		p.IdleAge = 30 * time.Second
+		if tlsConfig == nil {
+			tlsConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+		}
+		p.tls = tlsConfig.Clone()
+		if p.tls.ServerName == "" {
+			p.tls.ServerName = hostname
+		}
+		p.tls.NextProtos = []string{"http/1.1"}
+	default:
+		return nil, fmt.Errorf("scheme %q: only http and https", scheme)
+	}
+	p.addr = net.JoinHostPort(hostname, port)
+	return p, nil
+}
+
+// ErrTooLarge is an answer longer than the caller's limit.
+var ErrTooLarge = errors.New("the answer is too large")
+
+// aLongTimeAgo is a deadline in the past: setting it interrupts a blocked read or write.
+var aLongTimeAgo = time.Unix(1, 0)
+
+// Do sends req (a whole HTTP/1.1 request: request line, headers, blank line, body) and returns the
+// answer with its body read (at most limit bytes; more is an error). A kept-alive connection the
+// server closed in the meantime fails before the server has read the request (the write fails, or
+// the connection ends without a byte of answer): the request is sent again, once, on a new
+// connection. A partial answer is never retried (the server has seen the request).
+func (p *Pool) Do(ctx context.Context, req []byte, limit int64) (*http.Response, []byte, error) {
+	for attempt := 0; ; attempt++ {
+		c, reused, err := p.get(ctx, attempt > 0)
+		if err != nil {
+			return nil, nil, err
+		}
+		resp, body, keep, unanswered, err := roundTrip(ctx, c, req, limit)
+		if keep {
+			p.put(c)
+		} else {
+			_ = c.Close()
+		}
+		if err != nil && reused && unanswered && attempt == 0 && ctx.Err() == nil {
+			continue
+		}
+		return resp, body, err
+	}
+}
+
+// closedEarly reports an error of a connection the peer had already closed.
+func closedEarly(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
+}
+
+// roundTrip sends one request. unanswered reports a failure before any byte of the answer.
+func roundTrip(ctx context.Context, c *conn, req []byte, limit int64) (resp *http.Response, body []byte, keep, unanswered bool, err error) {
+	deadline, _ := ctx.Deadline() // zero: none
+	if err := c.SetDeadline(deadline); err != nil {
+		return nil, nil, false, false, err
+	}
+	stop := context.AfterFunc(ctx, func() { _ = c.SetDeadline(aLongTimeAgo) })
+	defer stop()
+	if _, err := c.Write(req); err != nil {
+		return nil, nil, false, closedEarly(err), ctxErr(ctx, err)
+	}
+	if _, err := c.br.Peek(1); err != nil {
+		// Not one byte of answer: the connection was closed (or failed) before any.
+		return nil, nil, false, closedEarly(err), ctxErr(ctx, err)
+	}
+	resp, err = http.ReadResponse(c.br, nil)
+	if err != nil {
+		return nil, nil, false, false, ctxErr(ctx, err)
+	}
+	defer resp.Body.Close()
+	if resp.ContentLength != 0 {
+		body, err = io.ReadAll(io.LimitReader(resp.Body, limit+1))
+		if err != nil {
+			return nil, nil, false, false, ctxErr(ctx, err)
+		}
+		if int64(len(body)) > limit {
+			return nil, nil, false, false, fmt.Errorf("%w: more than %d bytes", ErrTooLarge, limit)
+		}
+	}
+	// Reusable only if the whole body was read and neither side asked to close.
+	n, _ := io.Copy(io.Discard, io.LimitReader(resp.Body, 1))
+	keep = n == 0 && !resp.Close && stop()
+	return resp, body, keep, false, nil
+}
+
+// ctxErr prefers the context's error (a deadline or cancellation interrupted the I/O). The
+// connection's deadline is the context's, and may fire a moment before the context notices.
+func ctxErr(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return fmt.Errorf("%w (%v)", ctx.Err(), err)
+	}
+	if _, ok := ctx.Deadline(); ok && errors.Is(err, os.ErrDeadlineExceeded) {
+		return fmt.Errorf("%w (%v)", context.DeadlineExceeded, err)
+	}
+	return err
+}
+
+// get returns an idle connection (reused) or a new one; fresh asks for a new one.
+func (p *Pool) get(ctx context.Context, fresh bool) (*conn, bool, error) {
+	p.mu.Lock()
+	for !fresh && len(p.idle) > 0 {
+		c := p.idle[len(p.idle)-1]
+		p.idle = p.idle[:len(p.idle)-1]
+		if time.Since(c.lastUsed) < p.IdleAge {
+			p.mu.Unlock()
+			return c, true, nil
+		}
+		_ = c.Close()
+	}
+	p.mu.Unlock()
+	var nc net.Conn
+	var err error
+	if p.tls != nil {
+		d := tls.Dialer{Config: p.tls}
+		nc, err = d.DialContext(ctx, "tcp", p.addr)
+	} else {
+		var d net.Dialer
+		nc, err = d.DialContext(ctx, "tcp", p.addr)
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	return &conn{Conn: nc, br: bufio.NewReaderSize(nc, 16<<10)}, false, nil
+}
+
+func (p *Pool) put(c *conn) {
+	c.lastUsed = time.Now()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.idle) >= maxIdle {
+		_ = c.Close()
+		return
+	}
+	p.idle = append(p.idle, c)
+}
+
+// Close closes the idle connections.
+func (p *Pool) Close() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range p.idle {
+		_ = c.Close()
+	}
+	p.idle = nil
+}
+
+// Client is an HTTP client over Pools, one per origin, with the shape the AWS SDK takes as its
+// HTTP client (Do). Request bodies are read whole before sending; answers are read whole (at most
+// MaxResponse bytes, default 64 MiB) and returned with an in-memory body.
+type Client struct {
+	// TLS is the base configuration for https origins (nil: the defaults).
+	TLS         *tls.Config
+	MaxResponse int64
+
+	mu    sync.Mutex
+	pools map[string]*Pool
+}
+
+// Do sends r and returns its answer.
+func (c *Client) Do(r *http.Request) (*http.Response, error) {
+	host := r.Host
+	if host == "" {
+		host = r.URL.Host
+	}
+	pool, err := c.pool(r.URL.Scheme, r.URL.Host)
+	if err != nil {
+		return nil, err
+	}
+	var body []byte
+	if r.Body != nil && r.Body != http.NoBody {
+		body, err = io.ReadAll(r.Body)
+		_ = r.Body.Close()
+		if err != nil {
+			return nil, err
+		}
+	}
+	var buf bytes.Buffer
+	buf.Grow(512 + len(body))
+	method := r.Method
+	if method == "" {
+		method = http.MethodGet
+	}
+	buf.WriteString(method)
+	buf.WriteByte(' ')
+	buf.WriteString(r.URL.RequestURI())
+	buf.WriteString(" HTTP/1.1\r\nHost: ")
+	buf.WriteString(host)
+	buf.WriteString("\r\n")
+	if err := r.Header.WriteSubset(&buf, map[string]bool{"Host": true, "Content-Length": true, "Transfer-Encoding": true, "Connection": true}); err != nil {
+		return nil, err
+	}
+	if len(body) > 0 || (method != http.MethodGet && method != http.MethodHead) {
+		buf.WriteString("Content-Length: ")
+		buf.WriteString(strconv.Itoa(len(body)))
+		buf.WriteString("\r\n")
+	}
+	buf.WriteString("\r\n")
+	buf.Write(body)
+	limit := c.MaxResponse
+	if limit == 0 {
+		limit = 64 << 20
+	}
+	resp, out, err := pool.Do(r.Context(), buf.Bytes(), limit)
+	if err != nil {
+		return nil, err
+	}
+	resp.Body = io.NopCloser(bytes.NewReader(out))
+	resp.ContentLength = int64(len(out))
+	resp.Request = r
+	return resp, nil
+}
+
+func (c *Client) pool(scheme, host string) (*Pool, error) {
+	key := scheme + "://" + host
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if p := c.pools[key]; p != nil {
+		return p, nil
+	}
+	p, err := NewPool(scheme, host, c.TLS)
+	if err != nil {
+		return nil, err
+	}
+	if c.pools == nil {
+		c.pools = map[string]*Pool{}
+	}
+	c.pools[key] = p
+	return p, nil
+}
+
+// CloseIdleConnections closes every pool's idle connections.
+func (c *Client) CloseIdleConnections() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, p := range c.pools {
+		p.Close()
+	}
+}

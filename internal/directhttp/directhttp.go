@@ -180,14 +180,16 @@ func (p *Pool) get(ctx context.Context, fresh bool) (*conn, bool, error) {
 		_ = c.Close()
 	}
 	p.mu.Unlock()
+	// As the AWS SDK's default client: a connection is given 30 s, a TLS handshake 10 s.
+	dialer := &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}
 	var nc net.Conn
 	var err error
 	if p.tls != nil {
-		d := tls.Dialer{Config: p.tls}
-		nc, err = d.DialContext(ctx, "tcp", p.addr)
+		hctx, cancel := context.WithTimeout(ctx, 10*time.Second+dialer.Timeout)
+		defer cancel()
+		nc, err = (&tls.Dialer{NetDialer: dialer, Config: p.tls}).DialContext(hctx, "tcp", p.addr)
 	} else {
-		var d net.Dialer
-		nc, err = d.DialContext(ctx, "tcp", p.addr)
+		nc, err = dialer.DialContext(ctx, "tcp", p.addr)
 	}
 	if err != nil {
 		return nil, false, err

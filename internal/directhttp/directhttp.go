@@ -93,9 +93,13 @@ var aLongTimeAgo = time.Unix(1, 0)
 
 // Do sends req (a whole HTTP/1.1 request: request line, headers, blank line, body) and returns the
 // answer with its body read (at most limit bytes; more is an error). A kept-alive connection the
-// server closed in the meantime fails before the server has read the request (the write fails, or
-// the connection ends without a byte of answer): the request is sent again, once, on a new
-// connection. A partial answer is never retried (the server has seen the request).
+// server closed in the meantime fails before any byte of answer (the write fails, or the
+// connection ends): the request is sent again, once, on a new connection. That is also what a
+// server that read the request and then died without answering looks like, so such a request can
+// arrive twice; net/http tells the two apart for idle connections with a read loop per connection,
+// which is the cost this package avoids. Every caller's requests may be repeated anyway (the SDK
+// retries SQS calls; a batch that fails is delivered again), and the idle age keeps the race with a
+// server's idle close rare. A partial answer is never retried.
 func (p *Pool) Do(ctx context.Context, req []byte, limit int64) (*http.Response, []byte, error) {
 	for attempt := 0; ; attempt++ {
 		c, reused, err := p.get(ctx, attempt > 0)
@@ -135,9 +139,17 @@ func roundTrip(ctx context.Context, c *conn, req []byte, limit int64) (resp *htt
 		// Not one byte of answer: the connection was closed (or failed) before any.
 		return nil, nil, false, closedEarly(err), ctxErr(ctx, err)
 	}
-	resp, err = http.ReadResponse(c.br, nil)
-	if err != nil {
-		return nil, nil, false, false, ctxErr(ctx, err)
+	// The request's method tells ReadResponse whether a body follows (none for HEAD).
+	method, _, _ := bytes.Cut(req, []byte(" "))
+	for {
+		resp, err = http.ReadResponse(c.br, &http.Request{Method: string(method)})
+		if err != nil {
+			return nil, nil, false, false, ctxErr(ctx, err)
+		}
+		// An informational answer (100 Continue, 103 Early Hints) precedes the real one.
+		if resp.StatusCode < 100 || resp.StatusCode >= 200 || resp.StatusCode == http.StatusSwitchingProtocols {
+			break
+		}
 	}
 	defer resp.Body.Close()
 	if resp.ContentLength != 0 {
@@ -149,9 +161,10 @@ func roundTrip(ctx context.Context, c *conn, req []byte, limit int64) (resp *htt
 			return nil, nil, false, false, fmt.Errorf("%w: more than %d bytes", ErrTooLarge, limit)
 		}
 	}
-	// Reusable only if the whole body was read and neither side asked to close.
+	// Reusable only if the whole body was read, nothing more arrived, neither side asked to close
+	// and the protocol was not switched.
 	n, _ := io.Copy(io.Discard, io.LimitReader(resp.Body, 1))
-	keep = n == 0 && !resp.Close && stop()
+	keep = n == 0 && c.br.Buffered() == 0 && !resp.Close && resp.StatusCode != http.StatusSwitchingProtocols && stop()
 	return resp, body, keep, false, nil
 }
 

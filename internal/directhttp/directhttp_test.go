@@ -149,6 +149,39 @@ func TestPool(t *testing.T) {
 		}
 	})
 
+	t.Run("informational answers precede the answer", func(t *testing.T) {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Link", "</style.css>; rel=preload")
+			w.WriteHeader(http.StatusEarlyHints)
+			w.Header().Del("Link")
+			_, _ = w.Write([]byte(r.URL.Query().Get("n")))
+		}))
+		defer srv.Close()
+		p, host := newPool(t, srv.URL)
+		defer p.Close()
+		for _, n := range []string{"1", "2", "3"} { // on one connection: each gets its own answer
+			resp, out, err := p.Do(context.Background(), []byte("GET /?n="+n+" HTTP/1.1\r\nHost: "+host+"\r\n\r\n"), 1<<20)
+			if err != nil || resp.StatusCode != 200 || string(out) != n {
+				t.Fatalf("request %s: %v %q %v", n, resp, out, err)
+			}
+		}
+	})
+
+	t.Run("a HEAD answer has no body", func(t *testing.T) {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Length", "1000")
+		}))
+		defer srv.Close()
+		p, host := newPool(t, srv.URL)
+		defer p.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		resp, out, err := p.Do(ctx, []byte("HEAD / HTTP/1.1\r\nHost: "+host+"\r\n\r\n"), 1<<20)
+		if err != nil || resp.StatusCode != 200 || len(out) != 0 || resp.ContentLength != 1000 {
+			t.Fatalf("%v %q %v", resp, out, err)
+		}
+	})
+
 	t.Run("bad schemes", func(t *testing.T) {
 		for _, s := range []string{"ftp", "", "unix"} {
 			if _, err := NewPool(s, "x", nil); err == nil {
@@ -177,14 +210,15 @@ func TestClient(t *testing.T) {
 	})
 	plain := httptest.NewServer(handler)
 	defer plain.Close()
-	secure := httptest.NewTLSServer(handler)
-	defer secure.Close()
 	var conns atomic.Int32
+	secure := httptest.NewUnstartedServer(handler)
 	secure.Config.ConnState = func(_ net.Conn, s http.ConnState) {
 		if s == http.StateNew {
 			conns.Add(1)
 		}
 	}
+	secure.StartTLS()
+	defer secure.Close()
 	c := &Client{TLS: secure.Client().Transport.(*http.Transport).TLSClientConfig}
 	defer c.CloseIdleConnections()
 	for _, base := range []string{plain.URL, secure.URL, secure.URL} {

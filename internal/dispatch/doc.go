@@ -7,8 +7,9 @@ package dispatch
 
 // The dispatcher process's garbage collector settings (internal/gctune), applied by cmd/dispatcher
 // unless GOGC or GOMEMLIMIT are set: at GOGC=100 the collector took about a fifth of the
-// dispatcher's CPU under load; at 400 the heap in use grows from ~10 to ~22 MiB at concurrency 4
-// (docs/benchmarks.md), and the soft limit stays under the sidecar's 128 MiB container limit.
+// dispatcher's CPU under load; at 400 the heap in use grows from ~10 to 20–40 MiB at concurrency 4
+// (docs/benchmarks.md). The soft limit is 3/4 of the container's (96 MiB of the sidecar's
+// 128 MiB), MemoryLimit outside a container.
 const (
 	GCPercent   = 400
 	MemoryLimit = 96 << 20

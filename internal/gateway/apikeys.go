@@ -14,8 +14,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
-// API keys are Secrets in one namespace (the gateway's, kept by whoever runs it) that let a caller
-// without a Kubernetes token act as a ServiceAccount:
+// API keys are Secrets in a namespace kept for them alone (the gateway may list every Secret there)
+// that let a caller without a Kubernetes token act as a ServiceAccount:
 //
 //	metadata:
 //	  labels:      {millrace.io/api-key: "true"}
@@ -50,12 +50,16 @@ func IndexAPIKey(o client.Object) []string {
 	if !ok || s.Labels[APIKeyLabel] != "true" || len(s.Data[APIKeyDataField]) == 0 {
 		return nil
 	}
-	return []string{APIKeyHash(string(s.Data[APIKeyDataField]))}
+	return []string{APIKeyHash(secretKey(s))}
 }
+
+// secretKey is a Secret's key without surrounding white space (a file ending in a newline, as
+// `kubectl create secret --from-file` stores it; header values lose theirs too).
+func secretKey(s *corev1.Secret) string { return strings.TrimSpace(string(s.Data[APIKeyDataField])) }
 
 // APIKeyIdentity is the user a key Secret acts as at time now, or an error naming what is wrong.
 func APIKeyIdentity(s *corev1.Secret, now time.Time) (authenticationv1.UserInfo, error) {
-	if n := len(s.Data[APIKeyDataField]); n < MinAPIKeyLength {
+	if n := len(secretKey(s)); n < MinAPIKeyLength {
 		return authenticationv1.UserInfo{}, fmt.Errorf("data.%s has %d characters, fewer than %d", APIKeyDataField, n, MinAPIKeyLength)
 	}
 	sa := s.Annotations[APIKeyServiceAccountAnnotation]
@@ -95,8 +99,8 @@ func (k *APIKeys) find(ctx context.Context, key string) (u authenticationv1.User
 		return u, false, nil
 	}
 	s := &list.Items[0]
-	if string(s.Data[APIKeyDataField]) != key { // a hash collision: not this key
-		return u, false, nil
+	if len(list.Items) > 1 {
+		return u, true, fmt.Errorf("Secrets %s and %s in %s hold the same key: it is refused until one is removed", s.Name, list.Items[1].Name, k.Namespace)
 	}
 	u, err = APIKeyIdentity(s, time.Now())
 	if err != nil {

@@ -55,7 +55,7 @@ func TestAPIKeyIdentity(t *testing.T) {
 	}
 }
 
-// API keys in Secrets of the gateway's namespace act as the ServiceAccount they name, through the
+// API keys in Secrets of the keys' namespace act as the ServiceAccount they name, through the
 // same RBAC check as tokens; anything else about a key is refused with 401, and a deleted key stops
 // working at once. The Secrets are read by a real informer cache, as cmd/gateway does.
 func TestAPIKeys(t *testing.T) {
@@ -134,13 +134,40 @@ func TestAPIKeys(t *testing.T) {
 		t.Errorf("%d messages in SQS, want 3", len(msgs))
 	}
 
+	// Deleted: refused as soon as the cache has seen it go, although the ServiceAccount's
+	// permission is still cached.
 	must(t, k8s.Delete(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: keysNS, Name: "good"}}))
 	testenv.Eventually(t, 10*time.Second, func() error {
-		if code, _, _ := e.post(t, call{path: orders, body: `{}`, headers: withKey(good)}); code != http.StatusUnauthorized {
-			return errString("a deleted key still works")
+		if err := c.Get(ctx, client.ObjectKey{Namespace: keysNS, Name: "good"}, &corev1.Secret{}); err == nil {
+			return errString("the cache still has the key")
 		}
 		return nil
 	})
+	if code, _, _ := e.post(t, call{path: orders, body: `{}`, headers: withKey(good)}); code != http.StatusUnauthorized {
+		t.Errorf("a deleted key: %d, want 401", code)
+	}
+	// Two Secrets holding one key: refused (which ServiceAccount would it be?), as is a key
+	// stored with a trailing newline (kubectl create secret --from-file) sent without it.
+	twin := newKey("twin-a", keysNS, sender, true, nil)
+	must(t, k8s.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: keysNS, Name: "twin-b", Labels: map[string]string{gateway.APIKeyLabel: "true"},
+		Annotations: map[string]string{gateway.APIKeyServiceAccountAnnotation: stranger}}, StringData: map[string]string{"key": twin}}))
+	newline := strings.Repeat("n", 40)
+	must(t, k8s.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: keysNS, Name: "newline", Labels: map[string]string{gateway.APIKeyLabel: "true"},
+		Annotations: map[string]string{gateway.APIKeyServiceAccountAnnotation: sender}}, StringData: map[string]string{"key": newline + "\n"}}))
+	testenv.Eventually(t, 10*time.Second, func() error {
+		var list corev1.SecretList
+		must(t, c.List(ctx, &list, client.InNamespace(keysNS)))
+		if len(list.Items) != 5 {
+			return errString("keys not cached yet")
+		}
+		return nil
+	})
+	if code, _, _ := e.post(t, call{path: orders, body: `{}`, headers: withKey(twin)}); code != http.StatusUnauthorized {
+		t.Errorf("a key held by two Secrets: %d, want 401", code)
+	}
+	if code, answer, _ := e.post(t, call{path: orders, body: `{"by":"newline"}`, headers: withKey(newline)}); code != http.StatusAccepted {
+		t.Errorf("a key stored with a newline: %d %v, want 202", code, answer)
+	}
 }
 
 type errString string

@@ -158,6 +158,12 @@ func batchEntries(q *millracev1.Queue, req batchRequest) ([]types.SendMessageBat
 			if m.GroupID == "" {
 				return nil, fail(http.StatusBadRequest, "%s.groupId is required: %s/%s is a FIFO queue", at, q.Namespace, q.Name)
 			}
+			if !validSQSID(m.GroupID) {
+				return nil, fail(http.StatusBadRequest, "%s.groupId: %s", at, sqsIDRule)
+			}
+			if m.IdempotencyKey != "" && !validSQSID(m.IdempotencyKey) {
+				return nil, fail(http.StatusBadRequest, "%s.idempotencyKey: %s", at, sqsIDRule)
+			}
 			e.MessageGroupId = aws.String(m.GroupID)
 			switch {
 			case m.IdempotencyKey != "":

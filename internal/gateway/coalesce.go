@@ -2,6 +2,9 @@ package gateway
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -10,6 +13,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/aws/smithy-go"
+
+	"github.com/millrace-io/millrace/internal/sqsx"
 )
 
 // Single messages are sent by group commit: requests to one queue that arrive while SQS calls to
@@ -73,10 +78,18 @@ type sendResult struct {
 }
 
 type waitingSend struct {
+	ctx  context.Context // the request's: a request whose caller left is not sent
 	in   *sqs.SendMessageInput
 	size int
 	done chan sendResult
 }
+
+// errNotSent answers a request whose caller left before its message was sent; errMaybeSent one
+// whose caller left while its call was in flight.
+var (
+	errNotSent   = errors.New("the request ended before its message was sent; nothing was sent")
+	errMaybeSent = errors.New("the request ended while its message was being sent; it may have been sent")
+)
 
 // coalescer sends single messages by group commit, per queue URL.
 type coalescer struct {
@@ -92,7 +105,7 @@ type queueSends struct {
 // send puts one message on its queue and returns its result, or ctx's error if ctx ends first (the
 // message may still be sent then, as with any call whose answer is lost).
 func (c *coalescer) send(ctx context.Context, api SQSAPI, in *sqs.SendMessageInput, onCall func(entries int, err error)) (*sqs.SendMessageOutput, error) {
-	w := &waitingSend{in: in, size: messageSize(in), done: make(chan sendResult, 1)}
+	w := &waitingSend{ctx: ctx, in: in, size: messageSize(in), done: make(chan sendResult, 1)}
 	url := aws.ToString(in.QueueUrl)
 	c.mu.Lock()
 	if c.queues == nil {
@@ -110,20 +123,38 @@ func (c *coalescer) send(ctx context.Context, api SQSAPI, in *sqs.SendMessageInp
 	case r := <-w.done:
 		return r.out, r.err
 	case <-ctx.Done():
-		return nil, ctx.Err()
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if i := slices.Index(q.waiting, w); i >= 0 { // still waiting: it will not be sent
+		q.waiting = slices.Delete(q.waiting, i, i+1)
+		return nil, fmt.Errorf("%w (%w)", errNotSent, ctx.Err())
+	}
+	select {
+	case r := <-w.done: // answered meanwhile
+		return r.out, r.err
+	default:
+		return nil, fmt.Errorf("%w (%w)", errMaybeSent, ctx.Err())
 	}
 }
 
 // startCalls starts the calls the waiting entries justify; c.mu is held.
 func (c *coalescer) startCalls(url string, q *queueSends, api SQSAPI, onCall func(int, error)) {
+	q.waiting = slices.DeleteFunc(q.waiting, func(w *waitingSend) bool { // callers that left
+		if err := w.ctx.Err(); err != nil {
+			w.done <- sendResult{err: fmt.Errorf("%w (%w)", errNotSent, err)}
+			return true
+		}
+		return false
+	})
 	for shouldCall(q.inFlight, len(q.waiting), len(q.waiting) >= maxBatchEntries) {
 		sizes := make([]int, len(q.waiting))
 		for i, w := range q.waiting {
 			sizes[i] = w.size
 		}
 		n := takeBatch(sizes)
-		batch := append([]*waitingSend(nil), q.waiting[:n]...)
-		q.waiting = q.waiting[n:]
+		batch := slices.Clone(q.waiting[:n])
+		q.waiting = slices.Delete(q.waiting, 0, n)
 		q.inFlight++
 		go func() {
 			c.call(api, url, batch, onCall)
@@ -155,6 +186,16 @@ func (c *coalescer) call(api SQSAPI, url string, batch []*waitingSend, onCall fu
 	}
 	out, err := api.SendMessageBatch(ctx, &sqs.SendMessageBatchInput{QueueUrl: aws.String(url), Entries: entries})
 	onCall(len(batch), err)
+	if class, _ := sqsx.Classify(err); err != nil && class == sqsx.Refused {
+		// SQS refused the call as a whole, possibly for one entry's sake: each request is
+		// answered for its own message, sent alone.
+		for _, w := range batch {
+			out, err := api.SendMessage(ctx, w.in)
+			onCall(1, err)
+			w.done <- sendResult{out: out, err: err}
+		}
+		return
+	}
 	answered := make([]bool, len(batch))
 	answer := func(id *string, r sendResult) {
 		if i, err := strconv.Atoi(aws.ToString(id)); err == nil && i >= 0 && i < len(batch) && !answered[i] {

@@ -5,11 +5,14 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"github.com/aws/smithy-go"
 )
 
 func TestShouldCall(t *testing.T) {
@@ -74,7 +77,7 @@ func TestACoalescedCallAnswersEachRequest(t *testing.T) {
 	batch := func() []*waitingSend {
 		b := make([]*waitingSend, 4)
 		for i := range b {
-			b[i] = &waitingSend{in: &sqs.SendMessageInput{MessageBody: aws.String(strconv.Itoa(i))}, done: make(chan sendResult, 1)}
+			b[i] = &waitingSend{ctx: context.Background(), in: &sqs.SendMessageInput{MessageBody: aws.String(strconv.Itoa(i))}, done: make(chan sendResult, 1)}
 		}
 		return b
 	}
@@ -115,5 +118,91 @@ func TestACoalescedCallAnswersEachRequest(t *testing.T) {
 		if r := <-b[i].done; r.err == nil {
 			t.Errorf("entry %d succeeded in a failed call", i)
 		}
+	}
+}
+
+// refusingSQS is a fake (SQS cannot be made to refuse a batch on demand): it refuses every batch
+// as SQS does when one entry is invalid, and sends single messages unless their body is "bad".
+type refusingSQS struct {
+	SQSAPI
+	singles []string
+}
+
+func (f *refusingSQS) SendMessageBatch(context.Context, *sqs.SendMessageBatchInput, ...func(*sqs.Options)) (*sqs.SendMessageBatchOutput, error) {
+	return nil, &smithy.GenericAPIError{Code: "InvalidParameterValue", Message: "one entry is invalid", Fault: smithy.FaultClient}
+}
+
+func (f *refusingSQS) SendMessage(_ context.Context, in *sqs.SendMessageInput, _ ...func(*sqs.Options)) (*sqs.SendMessageOutput, error) {
+	body := aws.ToString(in.MessageBody)
+	f.singles = append(f.singles, body)
+	if body == "bad" {
+		return nil, &smithy.GenericAPIError{Code: "InvalidParameterValue", Message: "bad", Fault: smithy.FaultClient}
+	}
+	return &sqs.SendMessageOutput{MessageId: aws.String("id-" + body)}, nil
+}
+
+// A batch SQS refuses as a whole is not the other requests' fault: each is sent alone and answered
+// for its own message.
+func TestARefusedBatchIsSentOneByOne(t *testing.T) {
+	b := make([]*waitingSend, 3)
+	for i, body := range []string{"a", "bad", "c"} {
+		b[i] = &waitingSend{ctx: context.Background(), in: &sqs.SendMessageInput{MessageBody: aws.String(body)}, done: make(chan sendResult, 1)}
+	}
+	fake := &refusingSQS{}
+	(&coalescer{}).call(fake, "url", b, func(int, error) {})
+	for i, want := range []string{"id-a", "", "id-c"} {
+		r := <-b[i].done
+		if got := ""; r.err == nil {
+			got = aws.ToString(r.out.MessageId)
+			if got != want {
+				t.Errorf("entry %d: %q, want %q", i, got, want)
+			}
+		} else if want != "" {
+			t.Errorf("entry %d: %v", i, r.err)
+		}
+	}
+	if len(fake.singles) != 3 {
+		t.Errorf("sent alone: %v", fake.singles)
+	}
+}
+
+// blockingSQS is a fake whose SendMessage waits until released, counting calls.
+type blockingSQS struct {
+	SQSAPI
+	entered, release chan struct{}
+	calls            atomic.Int32
+}
+
+func (f *blockingSQS) SendMessage(context.Context, *sqs.SendMessageInput, ...func(*sqs.Options)) (*sqs.SendMessageOutput, error) {
+	if f.calls.Add(1) == 1 {
+		close(f.entered)
+		<-f.release
+	}
+	return &sqs.SendMessageOutput{MessageId: aws.String("m")}, nil
+}
+
+// A request whose caller leaves while it waits behind a call in flight is not sent, and says so.
+func TestACallerWhoLeavesIsNotSent(t *testing.T) {
+	fake := &blockingSQS{entered: make(chan struct{}), release: make(chan struct{})}
+	c := &coalescer{}
+	first := make(chan error, 1)
+	go func() {
+		_, err := c.send(context.Background(), fake, &sqs.SendMessageInput{QueueUrl: aws.String("u"), MessageBody: aws.String("1")}, func(int, error) {})
+		first <- err
+	}()
+	<-fake.entered
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(50*time.Millisecond, cancel)
+	_, err := c.send(ctx, fake, &sqs.SendMessageInput{QueueUrl: aws.String("u"), MessageBody: aws.String("2")}, func(int, error) {})
+	if !errors.Is(err, errNotSent) || !errors.Is(err, context.Canceled) {
+		t.Errorf("the second request: %v, want errNotSent", err)
+	}
+	close(fake.release)
+	if err := <-first; err != nil {
+		t.Errorf("the first request: %v", err)
+	}
+	time.Sleep(50 * time.Millisecond)
+	if n := fake.calls.Load(); n != 1 {
+		t.Errorf("%d SQS calls, want 1 (the second message must not be sent)", n)
 	}
 }

@@ -33,7 +33,8 @@ import (
 )
 
 // The gateway process's garbage collector settings (internal/gctune), applied by cmd/gateway unless
-// GOGC or GOMEMLIMIT are set; the soft limit stays under the chart's 256 MiB container limit.
+// GOGC or GOMEMLIMIT are set; the soft limit is 3/4 of the container's memory limit (192 MiB of
+// the chart's default 256 MiB), MemoryLimit outside a container.
 const (
 	GCPercent   = 400
 	MemoryLimit = 200 << 20
@@ -177,6 +178,11 @@ func (s *Server) sendMessage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	out, err := s.sends.send(r.Context(), s.SQS, in, s.observeCall)
+	if errors.Is(err, errNotSent) || errors.Is(err, errMaybeSent) { // the caller left
+		s.log().V(1).Info("request ended while sending", "queue", ns+"/"+name, "error", err.Error())
+		writeError(w, &apiError{status: http.StatusServiceUnavailable, msg: err.Error(), retryAfter: 1})
+		return
+	}
 	if err != nil {
 		if s.Metrics != nil {
 			s.Metrics.SQSErrors.Inc()
@@ -237,8 +243,14 @@ func messageInput(r *http.Request, q *millracev1.Queue) (*sqs.SendMessageInput, 
 		if group == "" {
 			return nil, fail(http.StatusBadRequest, "header %s is required: %s/%s is a FIFO queue", HeaderGroupID, q.Namespace, q.Name)
 		}
+		if !validSQSID(group) {
+			return nil, fail(http.StatusBadRequest, "header %s: %s", HeaderGroupID, sqsIDRule)
+		}
 		in.MessageGroupId = aws.String(group)
 		key := r.Header.Get(HeaderIdempotencyKey)
+		if key != "" && !validSQSID(key) {
+			return nil, fail(http.StatusBadRequest, "header %s: %s", HeaderIdempotencyKey, sqsIDRule)
+		}
 		switch {
 		case key != "":
 			in.MessageDeduplicationId = aws.String(key)
@@ -247,6 +259,23 @@ func messageInput(r *http.Request, q *millracev1.Queue) (*sqs.SendMessageInput, 
 		}
 	}
 	return in, nil
+}
+
+// sqsIDRule is SQS's rule for message group and deduplication ids.
+const sqsIDRule = "1 to 128 characters: letters, digits and punctuation, no spaces"
+
+// validSQSID checks a message group or deduplication id: SQS refuses others, and refused in a
+// coalesced batch they would fail the other requests' call.
+func validSQSID(id string) bool {
+	if len(id) == 0 || len(id) > 128 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		if id[i] < '!' || id[i] > '~' {
+			return false
+		}
+	}
+	return true
 }
 
 // sqsError maps an SQS failure: the caller's mistake is 400, anything else 503 (retry).

@@ -256,6 +256,10 @@ func TestRefusals(t *testing.T) {
 			headers: map[string]string{"Idempotency-Key": "k"}}, 400, "Message-Group-Id"},
 		{"FIFO without an idempotency key", call{path: "/v1/namespaces/" + e.ns + "/queues/events/messages", token: e.allowed, body: `{}`,
 			headers: map[string]string{"Message-Group-Id": "g"}}, 400, "Idempotency-Key"},
+		{"FIFO with a group id SQS would refuse", call{path: "/v1/namespaces/" + e.ns + "/queues/events/messages", token: e.allowed, body: `{}`,
+			headers: map[string]string{"Message-Group-Id": "two words", "Idempotency-Key": "k"}}, 400, "Message-Group-Id: 1 to 128 characters"},
+		{"FIFO with an idempotency key SQS would refuse", call{path: "/v1/namespaces/" + e.ns + "/queues/events/messages", token: e.allowed, body: `{}`,
+			headers: map[string]string{"Message-Group-Id": "g", "Idempotency-Key": strings.Repeat("k", 129)}}, 400, "Idempotency-Key: 1 to 128 characters"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			code, answer, h := e.post(t, tc.call)
@@ -443,6 +447,7 @@ func TestTheBatchForm(t *testing.T) {
 		{"an entry without a body", orders, `{"messages":[{"body":1},{"contentType":"x"}]}`, "messages[1].body", 400},
 		{"an entry over the size", orders, `{"messages":[{"body":"` + strings.Repeat("x", 1500) + `"}]}`, "messages[0].body", 413},
 		{"an attribute the queue does not forward", orders, `{"messages":[{"body":1,"attributes":{"millrace-task-token":"x"}}]}`, "messages[0].attributes.millrace-task-token", 400},
+		{"a FIFO entry with a bad group id", events, `{"messages":[{"body":1,"groupId":"a b","idempotencyKey":"a"}]}`, "messages[0].groupId: 1 to 128", 400},
 		{"a FIFO entry without a group", events, `{"messages":[{"body":1,"groupId":"g","idempotencyKey":"a"},{"body":2,"idempotencyKey":"b"}]}`, "messages[1].groupId", 400},
 	} {
 		if code, answer, _ := e.post(t, call{path: tc.path, token: e.allowed, body: tc.body}); code != tc.code || !strings.Contains(answer["error"], tc.want) {

@@ -8,18 +8,29 @@ package gctune
 import (
 	"os"
 	"runtime/debug"
+	"strconv"
+	"strings"
 )
 
-// Apply sets GC percent and the soft memory limit (bytes), each unless the environment sets it
-// (GOGC, GOMEMLIMIT: an operator's choice wins). It returns a function restoring the previous
-// settings.
-func Apply(gcPercent int, memoryLimit int64) (restore func()) {
+// Cgroup files holding the container's memory limit (v2, then v1).
+var cgroupFiles = []string{"/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"}
+
+// Apply sets GC percent and the soft memory limit, each unless the environment sets it (GOGC,
+// GOMEMLIMIT: an operator's choice wins). The limit is three quarters of the container's memory
+// limit, or fallback (bytes) outside a container with one. It returns a function restoring the
+// previous settings.
+func Apply(gcPercent int, fallback int64) (restore func()) {
 	prevGC, prevLimit := -2, int64(-1)
 	if os.Getenv("GOGC") == "" {
 		prevGC = debug.SetGCPercent(gcPercent)
 	}
 	if os.Getenv("GOMEMLIMIT") == "" {
-		prevLimit = debug.SetMemoryLimit(memoryLimit)
+		var contents []string
+		for _, f := range cgroupFiles {
+			raw, _ := os.ReadFile(f)
+			contents = append(contents, string(raw))
+		}
+		prevLimit = debug.SetMemoryLimit(Limit(contents, fallback))
 	}
 	return func() {
 		if prevGC != -2 {
@@ -29,4 +40,19 @@ func Apply(gcPercent int, memoryLimit int64) (restore func()) {
 			debug.SetMemoryLimit(prevLimit)
 		}
 	}
+}
+
+// unlimited is where cgroup v1 reports "no limit" (a page-rounded MaxInt64).
+const unlimited = int64(1) << 60
+
+// Limit is the soft limit for the cgroup files' contents (the first with a limit wins): three
+// quarters of the container's limit, else fallback.
+func Limit(cgroupContents []string, fallback int64) int64 {
+	for _, c := range cgroupContents {
+		n, err := strconv.ParseInt(strings.TrimSpace(c), 10, 64)
+		if err == nil && n > 0 && n < unlimited {
+			return n / 4 * 3
+		}
+	}
+	return fallback
 }

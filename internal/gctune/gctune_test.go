@@ -5,7 +5,26 @@ import (
 	"testing"
 )
 
+func TestLimit(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		contents []string
+		want     int64
+	}{
+		{"cgroup v2 limit", []string{"134217728\n", ""}, 96 << 20},
+		{"cgroup v2 without limit, v1 absent", []string{"max\n", ""}, 7},
+		{"cgroup v1 limit", []string{"", "268435456\n"}, 192 << 20},
+		{"cgroup v1 without limit", []string{"", "9223372036854771712\n"}, 7},
+		{"no cgroup files", []string{"", ""}, 7},
+	} {
+		if got := Limit(tc.contents, 7); got != tc.want {
+			t.Errorf("%s: %d, want %d", tc.name, got, tc.want)
+		}
+	}
+}
+
 func TestApply(t *testing.T) {
+	cgroupFiles = nil // this machine's limit must not matter
 	t.Setenv("GOGC", "")
 	t.Setenv("GOMEMLIMIT", "")
 	gc, limit := debug.SetGCPercent(-1), debug.SetMemoryLimit(-1)

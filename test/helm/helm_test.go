@@ -342,14 +342,23 @@ func TestTheGatewayInstall(t *testing.T) {
 		{"team-a", "patch", "millrace.io/workflowruns/status"}, {"team-a", "create", "apps/deployments"}, {"team-a", "*", "*/*"},
 		{"millrace-gw", "list", "/secrets"},
 	})
-	// With API keys, it reads Secrets of its own namespace and of no other.
-	mustHelm(t, "upgrade", "gw", chart, "--kubeconfig", kubeconfig, "--namespace", "millrace-gw", "--reuse-values", "--set", "gateway.apiKeys.enabled=true")
+	// API keys need a namespace of their own: not none, not the release's (the task-token key).
+	for _, set := range []string{"gateway.apiKeys.enabled=true", "gateway.apiKeys.enabled=true,gateway.apiKeys.namespace=millrace-gw"} {
+		if out, err := helmRun(t, "template", "gw", chart, "--namespace", "millrace-gw", "--set", "gateway.enabled=true", "--set", set); err == nil || !strings.Contains(out, "gateway.apiKeys.namespace") {
+			t.Errorf("--set %s: %v\n%s", set, err, out)
+		}
+	}
+	// With API keys, it lists and watches the Secrets of that namespace, and reads no other.
+	_ = k8s.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "millrace-gw-keys"}})
+	mustHelm(t, "upgrade", "gw", chart, "--kubeconfig", kubeconfig, "--namespace", "millrace-gw", "--reuse-values",
+		"--set", "gateway.apiKeys.enabled=true", "--set", "gateway.apiKeys.namespace=millrace-gw-keys")
 	checkAccess(t, "system:serviceaccount:millrace-gw:gw-millrace-gateway", []access{
-		{"millrace-gw", "list", "/secrets"}, {"millrace-gw", "watch", "/secrets"},
+		{"millrace-gw-keys", "list", "/secrets"}, {"millrace-gw-keys", "watch", "/secrets"},
 	}, []access{
-		{"team-a", "list", "/secrets"}, {"", "list", "/secrets"}, {"millrace-gw", "create", "/secrets"}, {"millrace-gw", "update", "/secrets"},
+		{"millrace-gw-keys", "get", "/secrets"}, {"millrace-gw", "list", "/secrets"}, {"millrace-gw", "get", "/secrets"},
+		{"team-a", "list", "/secrets"}, {"", "list", "/secrets"}, {"millrace-gw-keys", "create", "/secrets"},
 	})
-	if out := mustHelm(t, "get", "manifest", "gw", "--kubeconfig", kubeconfig, "--namespace", "millrace-gw"); !strings.Contains(out, "--api-keys-namespace=millrace-gw") {
+	if out := mustHelm(t, "get", "manifest", "gw", "--kubeconfig", kubeconfig, "--namespace", "millrace-gw"); !strings.Contains(out, "--api-keys-namespace=millrace-gw-keys") {
 		t.Error("the gateway is not told where its keys are")
 	}
 }

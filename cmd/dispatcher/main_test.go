@@ -96,14 +96,22 @@ func TestTheDispatcherRunsAsAPlainProcess(t *testing.T) {
 		}
 		resp.Body.Close()
 	}
-	resp, err := http.Get("http://" + addr + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	metrics, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if !strings.Contains(string(metrics), "millrace_dispatcher_messages_deleted_total 12") {
-		t.Fatalf("metrics lack the deletions:\n%s", grep(string(metrics), "millrace_dispatcher_messages"))
+	// The last batch is deleted after the handler answered it: wait for it.
+	var metrics []byte
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		resp, err := http.Get("http://" + addr + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		metrics, _ = io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if strings.Contains(string(metrics), "millrace_dispatcher_messages_deleted_total 12") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("metrics lack the deletions:\n%s", grep(string(metrics), "millrace_dispatcher_messages"))
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 	_ = cmd.Process.Signal(syscall.SIGTERM)
 	exited := make(chan error, 1)

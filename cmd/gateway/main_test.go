@@ -21,9 +21,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
-	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	millracev1 "github.com/millrace-io/millrace/api/v1alpha1"
@@ -57,7 +54,7 @@ func TestTheGatewayProcess(t *testing.T) {
 	}
 	defer func() { _ = cp.Stop() }()
 	ctx := context.Background()
-	queueURL, key := exposeAQueue(t, ctx, cp.Config, fauxqs)
+	queueURL, key := exposeAQueue(t, ctx, cp, fauxqs)
 
 	// The delaying proxy: every SendMessage is held 2 s and announced on sending.
 	sending := make(chan struct{}, 10)
@@ -173,12 +170,9 @@ func TestTheGatewayProcess(t *testing.T) {
 
 // exposeAQueue makes shop/orders an exposed Queue with an SQS queue, a ServiceAccount allowed to
 // send to it, and an API key acting as that ServiceAccount in millrace-system.
-func exposeAQueue(t *testing.T, ctx context.Context, cfg *rest.Config, fauxqs *testenv.Fauxqs) (queueURL, key string) {
+func exposeAQueue(t *testing.T, ctx context.Context, cp *testenv.ControlPlane, fauxqs *testenv.Fauxqs) (queueURL, key string) {
 	t.Helper()
-	scheme := runtime.NewScheme()
-	_ = clientgoscheme.AddToScheme(scheme)
-	_ = millracev1.AddToScheme(scheme)
-	c, err := client.New(cfg, client.Options{Scheme: scheme})
+	c, err := cp.Client()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -23,9 +23,7 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -60,10 +58,7 @@ func run(m *testing.M) int {
 	}
 	defer func() { _ = cp.Stop() }()
 	restConfig = cp.Config
-	scheme := runtime.NewScheme()
-	_ = clientgoscheme.AddToScheme(scheme)
-	_ = millracev1.AddToScheme(scheme)
-	if k8s, err = client.New(cp.Config, client.Options{Scheme: scheme}); err != nil {
+	if k8s, err = cp.Client(); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}

@@ -20,9 +20,14 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
+	millracev1 "github.com/millrace-io/millrace/api/v1alpha1"
 	"github.com/millrace-io/millrace/internal/sqsx"
 )
 
@@ -221,6 +226,22 @@ func startControlPlane(crds []string) (*ControlPlane, error) {
 	// server's priority and fairness applies), instead of client-go's default of 5 requests/s.
 	cfg.QPS = -1
 	return &ControlPlane{Env: env, Config: cfg}, nil
+}
+
+// Scheme returns a scheme with client-go's types, CRDs and Millrace's types.
+func Scheme() *runtime.Scheme {
+	s := runtime.NewScheme()
+	for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, apiextensionsv1.AddToScheme, millracev1.AddToScheme} {
+		if err := add(s); err != nil {
+			panic(err)
+		}
+	}
+	return s
+}
+
+// Client returns an administrator's client of the control plane, with Scheme.
+func (c *ControlPlane) Client() (client.Client, error) {
+	return client.New(c.Config, client.Options{Scheme: Scheme()})
 }
 
 // KubeConfig returns a kubeconfig for an administrator of the control plane.

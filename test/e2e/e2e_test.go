@@ -25,9 +25,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
@@ -86,10 +84,7 @@ func TestTheDemo(t *testing.T) {
 		}
 	}()
 
-	scheme := runtime.NewScheme()
-	_ = clientgoscheme.AddToScheme(scheme)
-	_ = millracev1.AddToScheme(scheme)
-	k8s, err := client.New(cp.Config, client.Options{Scheme: scheme})
+	k8s, err := cp.Client()
 	if err != nil {
 		t.Fatal(err)
 	}

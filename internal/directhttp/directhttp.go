@@ -152,7 +152,16 @@ func roundTrip(ctx context.Context, c *conn, req []byte, limit int64) (resp *htt
 		}
 	}
 	defer resp.Body.Close()
-	if resp.ContentLength != 0 {
+	switch {
+	case resp.Body == http.NoBody: // an answer to HEAD, a 204 or a 304: its length is not a body's
+	case resp.ContentLength > limit:
+		return nil, nil, false, false, fmt.Errorf("%w: more than %d bytes", ErrTooLarge, limit)
+	case resp.ContentLength > 0: // read into a buffer of the announced size
+		body = make([]byte, resp.ContentLength)
+		if _, err = io.ReadFull(resp.Body, body); err != nil {
+			return nil, nil, false, false, ctxErr(ctx, err)
+		}
+	case resp.ContentLength < 0: // chunked, or until the connection closes
 		body, err = io.ReadAll(io.LimitReader(resp.Body, limit+1))
 		if err != nil {
 			return nil, nil, false, false, ctxErr(ctx, err)
@@ -255,14 +264,19 @@ func (c *Client) Do(r *http.Request) (*http.Response, error) {
 	}
 	var body []byte
 	if r.Body != nil && r.Body != http.NoBody {
-		body, err = io.ReadAll(r.Body)
+		if r.ContentLength > 0 { // the SDK announces its bodies' length: read into a buffer of that size
+			body = make([]byte, r.ContentLength)
+			_, err = io.ReadFull(r.Body, body)
+		} else {
+			body, err = io.ReadAll(r.Body)
+		}
 		_ = r.Body.Close()
 		if err != nil {
 			return nil, err
 		}
 	}
 	var buf bytes.Buffer
-	buf.Grow(512 + len(body))
+	buf.Grow(2048 + len(body)) // the SDK's headers (signature, user agent) take about 1 KiB
 	method := r.Method
 	if method == "" {
 		method = http.MethodGet

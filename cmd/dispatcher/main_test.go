@@ -27,11 +27,7 @@ import (
 // TestTheDispatcherRunsAsAPlainProcess builds cmd/dispatcher, runs it with flags against fauxqs and
 // a handler on 127.0.0.1, checks its health endpoints and metrics, and stops it with SIGTERM.
 func TestTheDispatcherRunsAsAPlainProcess(t *testing.T) {
-	f, err := testenv.StartFauxqs()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Stop()
+	f := testenv.FauxqsFor(t)
 	client, err := f.Client(context.Background(), nil)
 	if err != nil {
 		t.Fatal(err)
@@ -48,10 +44,7 @@ func TestTheDispatcherRunsAsAPlainProcess(t *testing.T) {
 	}))
 	defer handler.Close()
 
-	bin := filepath.Join(t.TempDir(), "dispatcher")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
+	bin := filepath.Join(testenv.Build(t, "./cmd/dispatcher"), "dispatcher")
 	cmd := exec.Command(bin, "--queue-url", aws.ToString(q.QueueUrl), "--sqs-endpoint", f.Endpoint, "--region", "us-east-1",
 		"--handler-url", handler.URL, "--batch-size", "5", "--concurrency", "2", "--wait-time", "1s", "--health-address", "127.0.0.1:0")
 	cmd.Env = append(os.Environ(), "AWS_ACCESS_KEY_ID=test", "AWS_SECRET_ACCESS_KEY=test", "AWS_EC2_METADATA_DISABLED=true")

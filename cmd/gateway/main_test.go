@@ -33,26 +33,9 @@ import (
 // SIGTERM stops accepting connections at once but finishes a request in flight (its SendMessage is
 // held 2 s by a delaying proxy in front of fauxqs — a fake only in its delay) before exiting 0.
 func TestTheGatewayProcess(t *testing.T) {
-	root, err := testenv.RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	bin := filepath.Join(t.TempDir(), "gateway")
-	build := exec.Command("go", "build", "-o", bin, "./cmd/gateway")
-	build.Dir = root
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("%v\n%s", err, out)
-	}
-	fauxqs, err := testenv.StartFauxqs()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer fauxqs.Stop()
-	cp, err := testenv.StartControlPlane()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = cp.Stop() }()
+	bin := filepath.Join(testenv.Build(t, "./cmd/gateway"), "gateway")
+	fauxqs := testenv.FauxqsFor(t)
+	cp := testenv.ControlPlaneFor(t)
 	ctx := context.Background()
 	queueURL, key := exposeAQueue(t, ctx, cp, fauxqs)
 
@@ -70,14 +53,7 @@ func TestTheGatewayProcess(t *testing.T) {
 	go func() { _ = delayed.ListenAndServe() }()
 	defer delayed.Close()
 
-	raw, err := cp.KubeConfig()
-	if err != nil {
-		t.Fatal(err)
-	}
-	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
-	if err := os.WriteFile(kubeconfig, raw, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	kubeconfig := cp.KubeConfigFile(t)
 	addr := testenv.FreeAddr(t)
 	cmd := exec.Command(bin, "--kubeconfig", kubeconfig, "--address", addr, "--metrics-bind-address", "0",
 		"--health-probe-bind-address", testenv.FreeAddr(t), "--region", "us-east-1", "--sqs-endpoint", "http://"+delayed.Addr,

@@ -10,7 +10,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	millracev1 "github.com/millrace-io/millrace/api/v1alpha1"
 	"github.com/millrace-io/millrace/internal/testenv"
@@ -47,20 +46,8 @@ func TestGraphOfADefinition(t *testing.T) {
 
 // A live run, read from a real API server: the pinned definition, colored by the run's history.
 func TestGraphOfARunInTheCluster(t *testing.T) {
-	cp, err := testenv.StartControlPlane()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = cp.Stop() }()
-	admin, err := cp.Env.AddUser(envtest.User{Name: "viewer", Groups: []string{"system:masters"}}, cp.Config)
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw, _ := admin.KubeConfig()
-	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
-	if err := os.WriteFile(kubeconfig, raw, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	cp := testenv.ControlPlaneFor(t)
+	kubeconfig := cp.KubeConfigFile(t)
 	c, err := cp.Client()
 	if err != nil {
 		t.Fatal(err)

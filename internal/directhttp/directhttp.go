@@ -252,6 +252,9 @@ type Client struct {
 	pools map[string]*Pool
 }
 
+// framingHeaders are the headers Client.Do writes itself rather than from the request's Header.
+var framingHeaders = map[string]bool{"Host": true, "Content-Length": true, "Transfer-Encoding": true, "Connection": true}
+
 // Do sends r and returns its answer.
 func (c *Client) Do(r *http.Request) (*http.Response, error) {
 	host := r.Host
@@ -287,7 +290,7 @@ func (c *Client) Do(r *http.Request) (*http.Response, error) {
 	buf.WriteString(" HTTP/1.1\r\nHost: ")
 	buf.WriteString(host)
 	buf.WriteString("\r\n")
-	if err := r.Header.WriteSubset(&buf, map[string]bool{"Host": true, "Content-Length": true, "Transfer-Encoding": true, "Connection": true}); err != nil {
+	if err := r.Header.WriteSubset(&buf, framingHeaders); err != nil {
 		return nil, err
 	}
 	if len(body) > 0 || (method != http.MethodGet && method != http.MethodHead) {

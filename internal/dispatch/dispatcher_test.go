@@ -514,11 +514,7 @@ func TestSQSErrorsFromAFaultyProxyRecoverWithoutLoss(t *testing.T) {
 func urlParse(s string) (*url.URL, error) { return url.Parse(s) }
 
 func TestLambdaRuntimeModeRunsAnAWSLambdaGoFunction(t *testing.T) {
-	bin := filepath.Join(t.TempDir(), "lambdafn")
-	build := exec.Command("go", "build", "-o", bin, "./testdata/lambdafn")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("building the function: %v\n%s", err, out)
-	}
+	bin := filepath.Join(testenv.Build(t, "./internal/dispatch/testdata/lambdafn"), "lambdafn")
 	api := &dispatch.RuntimeAPI{FunctionARN: "arn:aws:lambda:us-east-1:000000000000:function:test"}
 	addr, err := api.Listen("127.0.0.1:0")
 	if err != nil {

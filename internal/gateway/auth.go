@@ -62,7 +62,13 @@ type KubernetesAuthorizer struct {
 
 	mu      sync.Mutex
 	reviews map[[32]byte]cached[authenticationv1.UserInfo]
-	access  map[string]cached[bool]
+	access  map[accessKey]cached[bool]
+}
+
+// accessKey is what a permission answer depends on: who asks, for what.
+type accessKey struct {
+	user, uid, groups string
+	access            Access
 }
 
 type cached[T any] struct {
@@ -107,7 +113,7 @@ func (k *KubernetesAuthorizer) Authorize(ctx context.Context, c Credential, a Ac
 	if err != nil {
 		return "", err
 	}
-	key := fmt.Sprintf("%s\x00%s\x00%s\x00%+v", u.Username, u.UID, strings.Join(u.Groups, ","), a)
+	key := accessKey{user: u.Username, uid: u.UID, groups: strings.Join(u.Groups, "\x00"), access: a}
 	if c, hit := lookup(k, k.access, key); hit {
 		if !c.value {
 			return u.Username, ErrForbidden

@@ -58,14 +58,7 @@ func BenchmarkGatewayThroughput(b *testing.B) {
 	srv := httptest.NewServer((&gateway.Server{Reader: c, Writer: k8s, SQS: sqsClient, Auth: &gateway.KubernetesAuthorizer{Client: k8s}, Metrics: metrics}).Handler())
 	defer srv.Close()
 
-	loadgen := filepath.Join(b.TempDir(), "loadgen")
-	root, err := testenv.RepoRoot()
-	must(b, err)
-	build := exec.Command("go", "build", "-o", loadgen, "./hack/loadgen")
-	build.Dir = root
-	if out, err := build.CombinedOutput(); err != nil {
-		b.Fatalf("%v\n%s", err, out)
-	}
+	loadgen := filepath.Join(testenv.Build(b, "./hack/loadgen"), "loadgen")
 	queueURL := e.queues["bench"]
 	args := []string{"-requests", strconv.Itoa(benchRequests), "-concurrency", strconv.Itoa(benchConcurrency), "-size", "1024"}
 	load := func(side ...string) (loadResult, testenv.CPUUse) {

@@ -23,11 +23,7 @@ import (
 // It reports the CPU of this process per call (the client's cost; the emulator's is the same for
 // both) and the wall time per call.
 func BenchmarkSQSCall(b *testing.B) {
-	emulator, err := testenv.StartFauxqs()
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer emulator.Stop()
+	emulator := testenv.FauxqsFor(b)
 	testenv.UseLocalCredentials()
 	ctx := context.Background()
 	body := strings.Repeat("x", 1024)

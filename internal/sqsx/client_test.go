@@ -22,11 +22,7 @@ import (
 // given (AWS_CA_BUNDLE), as with a private endpoint or an emulator behind TLS; without the bundle
 // the server's certificate is refused. The endpoint is fauxqs behind a TLS-terminating proxy.
 func TestTheClientSpeaksTLSWithTheSDKsCABundle(t *testing.T) {
-	emulator, err := testenv.StartFauxqs()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer emulator.Stop()
+	emulator := testenv.FauxqsFor(t)
 	target, _ := url.Parse(emulator.Endpoint)
 	proxy := httptest.NewTLSServer(httputil.NewSingleHostReverseProxy(target))
 	defer proxy.Close()

@@ -244,6 +244,64 @@ func (c *ControlPlane) Client() (client.Client, error) {
 	return client.New(c.Config, client.Options{Scheme: Scheme()})
 }
 
+// FauxqsFor starts the emulator for one test and stops it when the test ends.
+func FauxqsFor(t testing.TB) *Fauxqs {
+	t.Helper()
+	f, err := StartFauxqs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(f.Stop)
+	return f
+}
+
+// ControlPlaneFor starts a control plane with Millrace's CRDs for one test and stops it when the
+// test ends.
+func ControlPlaneFor(t testing.TB) *ControlPlane {
+	t.Helper()
+	cp, err := StartControlPlane()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cp.Stop() })
+	return cp
+}
+
+// KubeConfigFile writes an administrator's kubeconfig into the test's temporary folder and
+// returns its path, for a process under test.
+func (c *ControlPlane) KubeConfigFile(t testing.TB) string {
+	t.Helper()
+	raw, err := c.KubeConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := os.WriteFile(path, raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// Build builds packages (paths from the repository's root, such as ./cmd/gateway) into one
+// temporary folder of the test, each binary named after its package's folder, and returns the
+// folder.
+func Build(t testing.TB, pkgs ...string) string {
+	t.Helper()
+	root, err := RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	for _, pkg := range pkgs {
+		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, filepath.Base(pkg)), pkg)
+		cmd.Dir = root
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("go build %s: %v\n%s", pkg, err, out)
+		}
+	}
+	return dir
+}
+
 // KubeConfig returns a kubeconfig for an administrator of the control plane.
 func (c *ControlPlane) KubeConfig() ([]byte, error) {
 	user, err := c.Env.AddUser(envtest.User{Name: "admin", Groups: []string{"system:masters"}}, nil)

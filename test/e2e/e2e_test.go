@@ -43,25 +43,10 @@ func TestTheDemo(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	bin := t.TempDir()
-	for name, pkg := range map[string]string{"manager": "./cmd/manager", "dispatcher": "./cmd/dispatcher", "handler": "./examples/handler"} {
-		cmd := exec.Command("go", "build", "-o", filepath.Join(bin, name), pkg)
-		cmd.Dir = root
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("go build %s: %v\n%s", pkg, err, out)
-		}
-	}
-	fauxqs, err := testenv.StartFauxqs()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer fauxqs.Stop()
-	cp, err := testenv.StartControlPlane()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = cp.Stop() }()
-	kubeconfig := writeKubeconfig(t, cp)
+	bin := testenv.Build(t, "./cmd/manager", "./cmd/dispatcher", "./examples/handler")
+	fauxqs := testenv.FauxqsFor(t)
+	cp := testenv.ControlPlaneFor(t)
+	kubeconfig := cp.KubeConfigFile(t)
 	logs := t.TempDir()
 
 	callback := testenv.FreeAddr(t)
@@ -162,19 +147,6 @@ func TestTheDemo(t *testing.T) {
 	if left := processesOf(filepath.Join(bin, "dispatcher"), filepath.Join(bin, "handler")); len(left) > 0 {
 		t.Errorf("replica processes left behind: %v", left)
 	}
-}
-
-func writeKubeconfig(t *testing.T, cp *testenv.ControlPlane) string {
-	t.Helper()
-	raw, err := cp.KubeConfig()
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), "kubeconfig")
-	if err := os.WriteFile(path, raw, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path
 }
 
 // applySamples creates what config/samples' kustomization lists, in namespace default.

@@ -93,16 +93,8 @@ func startManager(t *testing.T, cfg *rest.Config, sqsClient *sqs.Client, signer 
 }
 
 func TestRunsSurviveAManagerRestart(t *testing.T) {
-	f, err := testenv.StartFauxqs()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Stop()
-	cp, err := testenv.StartControlPlane()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = cp.Stop() }()
+	f := testenv.FauxqsFor(t)
+	cp := testenv.ControlPlaneFor(t)
 	ctx := context.Background()
 	sqsClient, err := f.Client(ctx, nil)
 	if err != nil {

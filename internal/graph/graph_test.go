@@ -1,6 +1,7 @@
 package graph
 
 import (
+	"encoding/json"
 	"encoding/xml"
 	"io"
 	"reflect"
@@ -83,11 +84,9 @@ func TestStatusesFromARunsHistory(t *testing.T) {
 	}
 }
 
-func TestRenderings(t *testing.T) {
-	m := machine(t)
-	g := FromMachine("order-1", m, Statuses(m, History{Transitions: []Transition{{"Price", "Exited"}, {"Charge", "Entered"}}}))
-
-	svg := SVG(g)
+// wellFormed fails the test unless svg parses as XML 1.0.
+func wellFormed(t *testing.T, svg string) {
+	t.Helper()
 	d := xml.NewDecoder(strings.NewReader(svg))
 	for {
 		if _, err := d.Token(); err == io.EOF {
@@ -96,6 +95,40 @@ func TestRenderings(t *testing.T) {
 			t.Fatalf("the SVG is not well-formed XML: %v", err)
 		}
 	}
+}
+
+// A tenant names states, branches and the run; none of it may make the picture unreadable.
+func TestControlCharactersInStateNamesKeepTheSVGWellFormed(t *testing.T) {
+	for _, tc := range []struct{ name, state string }{
+		{"a C0 control character", "Charge\u0001now"},
+		{"an escape sequence", "Charge\u001b[31m"},
+		{"a NUL", "Charge\u0000"},
+		{"markup", "<Charge & \"Refund\">"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			def, _ := json.Marshal(map[string]any{"Comment": tc.state, "StartAt": tc.state, "States": map[string]any{
+				tc.state: map[string]any{"Type": "Pass", "Next": "Done"}, "Done": map[string]any{"Type": "Succeed"}}})
+			m, errs := asl.Parse(def)
+			if len(errs) > 0 {
+				t.Fatal(errs)
+			}
+			svg := SVG(FromMachine("run-"+tc.state, m, nil))
+			wellFormed(t, svg)
+			if !strings.Contains(svg, "Charge") {
+				t.Errorf("the state's name is lost:\n%s", svg)
+			}
+		})
+	}
+	// Bytes that are not UTF-8 cannot come through JSON; a graph built by hand may hold them.
+	wellFormed(t, SVG(&Graph{Title: "bad \xff\xfe bytes", Nodes: []*Node{{ID: "a\x00", Label: "a\x00\xc3\uffff", Kind: "Pass"}}}))
+}
+
+func TestRenderings(t *testing.T) {
+	m := machine(t)
+	g := FromMachine("order-1", m, Statuses(m, History{Transitions: []Transition{{"Price", "Exited"}, {"Charge", "Entered"}}}))
+
+	svg := SVG(g)
+	wellFormed(t, svg)
 	for _, s := range []string{">Price<", ">Charge<", ">Fulfil (Parallel)<", ">Lines (Map)<", ">each item<", "consumer/payments", "30s",
 		colors[Succeeded][0], colors[Running][0], "marker-end", ">Big?<"} {
 		if !strings.Contains(svg, s) {

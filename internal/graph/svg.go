@@ -221,7 +221,7 @@ func SVG(g *Graph) string {
 	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%.0f" height="%.0f" viewBox="0 0 %.0f %.0f" font-family="Helvetica, Arial, sans-serif" font-size="12">`+"\n", w, h, w, h)
 	b.WriteString(`<defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="#52525b"/></marker></defs>` + "\n")
 	fmt.Fprintf(&b, `<rect width="%.0f" height="%.0f" fill="white"/>`+"\n", w, h)
-	fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" font-size="14" font-weight="bold" fill="#18181b">%s</text>`+"\n", margin, margin+12, html.EscapeString(g.Title))
+	fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" font-size="14" font-weight="bold" fill="#18181b">%s</text>`+"\n", margin, margin+12, xmlText(g.Title))
 	l.draw(&b, margin, margin+title)
 	if legend > 0 {
 		x := margin
@@ -299,7 +299,7 @@ func (l *layout) draw(b *strings.Builder, ox, oy float64) {
 			label := shorten(e.Label)
 			tw := labelWidth(e.Label)
 			fmt.Fprintf(b, `<rect x="%.1f" y="%.1f" width="%.1f" height="14" rx="3" fill="white" opacity="0.9"/><text x="%.1f" y="%.1f" font-size="10" text-anchor="middle" fill="#3f3f46">%s</text>`+"\n",
-				lx-tw/2-3, ly-11, tw+6, lx, ly, html.EscapeString(label))
+				lx-tw/2-3, ly-11, tw+6, lx, ly, xmlText(label))
 		}
 	}
 	for _, n := range l.g.Nodes {
@@ -309,25 +309,57 @@ func (l *layout) draw(b *strings.Builder, ox, oy float64) {
 		switch {
 		case n.Kind == "Start" || n.Kind == "End":
 			fmt.Fprintf(b, `<circle cx="%.1f" cy="%.1f" r="%.1f" fill="#27272a"/><text x="%.1f" y="%.1f" font-size="8" text-anchor="middle" fill="white">%s</text>`+"\n",
-				x+circle/2, y+circle/2, circle/2, x+circle/2, y+circle/2+3, html.EscapeString(n.Label))
+				x+circle/2, y+circle/2, circle/2, x+circle/2, y+circle/2+3, xmlText(n.Label))
 		case len(bx.inner) > 0:
 			fmt.Fprintf(b, `<g><title>%s</title><rect x="%.1f" y="%.1f" width="%.1f" height="%.1f" rx="8" fill="%s" fill-opacity="0.35" stroke="%s" stroke-dasharray="5,3"/>`+"\n",
-				html.EscapeString(n.ID+" ("+n.Kind+")"), x, y, bx.w, bx.h, c[0], c[1])
-			fmt.Fprintf(b, `<text x="%.1f" y="%.1f" font-weight="bold" fill="#18181b">%s</text></g>`+"\n", x+pad, y+pad+8, html.EscapeString(n.Label+" ("+n.Kind+")"))
+				xmlText(n.ID+" ("+n.Kind+")"), x, y, bx.w, bx.h, c[0], c[1])
+			fmt.Fprintf(b, `<text x="%.1f" y="%.1f" font-weight="bold" fill="#18181b">%s</text></g>`+"\n", x+pad, y+pad+8, xmlText(n.Label+" ("+n.Kind+")"))
 			ix := x + pad
 			for _, il := range bx.inner {
-				fmt.Fprintf(b, `<text x="%.1f" y="%.1f" font-size="10" fill="#52525b">%s</text>`+"\n", ix, y+header+pad+6, html.EscapeString(il.g.Title))
+				fmt.Fprintf(b, `<text x="%.1f" y="%.1f" font-size="10" fill="#52525b">%s</text>`+"\n", ix, y+header+pad+6, xmlText(il.g.Title))
 				il.draw(b, ix, y+header+pad+10)
 				ix += il.w + hGap
 			}
 		default:
 			fmt.Fprintf(b, `<g><title>%s</title><rect x="%.1f" y="%.1f" width="%.1f" height="%.1f" rx="6" fill="%s" stroke="%s" stroke-width="1.5"/>`+"\n",
-				html.EscapeString(n.ID+" ("+n.Kind+")"), x, y, bx.w, bx.h, c[0], c[1])
-			fmt.Fprintf(b, `<text x="%.1f" y="%.1f" text-anchor="middle" fill="#18181b">%s</text>`, x+bx.w/2, y+20, html.EscapeString(n.Label))
+				xmlText(n.ID+" ("+n.Kind+")"), x, y, bx.w, bx.h, c[0], c[1])
+			fmt.Fprintf(b, `<text x="%.1f" y="%.1f" text-anchor="middle" fill="#18181b">%s</text>`, x+bx.w/2, y+20, xmlText(n.Label))
 			if n.Detail != "" {
-				fmt.Fprintf(b, `<text x="%.1f" y="%.1f" text-anchor="middle" font-size="10" fill="#52525b">%s</text>`, x+bx.w/2, y+34, html.EscapeString(n.Detail))
+				fmt.Fprintf(b, `<text x="%.1f" y="%.1f" text-anchor="middle" font-size="10" fill="#52525b">%s</text>`, x+bx.w/2, y+34, xmlText(n.Detail))
 			}
 			b.WriteString("</g>\n")
 		}
+	}
+}
+
+// xmlText escapes s for XML text and attribute values. State names, comments and titles come from
+// a tenant's definition and may hold characters XML 1.0 forbids (most C0 controls, U+FFFE, U+FFFF,
+// bytes that are not UTF-8): a single one makes the whole document unreadable to a browser or XML
+// parser, so each becomes U+FFFD, the replacement character, which shows where it was.
+func xmlText(s string) string {
+	return html.EscapeString(strings.Map(func(r rune) rune {
+		if xmlAllowed(r) {
+			return r
+		}
+		return '\uFFFD'
+	}, s))
+}
+
+// xmlAllowed is XML 1.0's Char production. Invalid UTF-8 arrives here as utf8.RuneError (U+FFFD),
+// which is allowed and is the replacement wanted.
+func xmlAllowed(r rune) bool {
+	switch {
+	case r == '\t' || r == '\n' || r == '\r':
+		return true
+	case r < 0x20:
+		return false
+	case r <= 0xD7FF:
+		return true
+	case r < 0xE000:
+		return false
+	case r <= 0xFFFD:
+		return true
+	default:
+		return r >= 0x10000 && r <= 0x10FFFF
 	}
 }

@@ -151,3 +151,35 @@ func (m *Machine) fanOuts(run Run, prefix string, out *[]FanOut) {
 		child.fanOuts(c, fmt.Sprintf("%s[%d].", label, c.Item), out)
 	}
 }
+
+// NeedsContinue reports whether the run has work it can do without waiting for anything: a step
+// that spent its budget leaves a state not yet executed, or a Map state with iterations it may
+// start. An EventContinue goes on with it.
+func (m *Machine) NeedsContinue(run Run, opt Options) bool {
+	if run.Status != Running || run.Waiting != nil {
+		return false
+	}
+	st := m.States[run.State]
+	if st == nil {
+		return true // the step fails the run
+	}
+	if run.Attempt == 0 {
+		return true
+	}
+	if st.Type != "Parallel" && st.Type != "Map" {
+		return false
+	}
+	if st.Type == "Map" && run.NextItem < run.ItemsTotal && len(run.Children) < mapLimit(st, opt) {
+		return true
+	}
+	for _, c := range run.Children {
+		child := st.ItemProcessor
+		if st.Type == "Parallel" {
+			child = st.Branches[c.Item]
+		}
+		if child.NeedsContinue(c, opt) {
+			return true
+		}
+	}
+	return false
+}

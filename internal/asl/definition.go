@@ -3,6 +3,7 @@ package asl
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 
@@ -116,7 +117,11 @@ func Parse(data []byte) (*Machine, []FieldError) {
 	return m, nil
 }
 
-type parser struct{ errs []FieldError }
+type parser struct {
+	errs []FieldError
+	// depth is how many Parallel and Map states enclose the machine being parsed.
+	depth int
+}
 
 func (p *parser) add(path, format string, a ...any) {
 	p.errs = append(p.errs, FieldError{Path: path, Message: fmt.Sprintf(format, a...)})
@@ -144,7 +149,7 @@ func (p *parser) machine(obj map[string]any, at string, top bool) *Machine {
 		p.add(at+".StartAt", "StartAt is required")
 	}
 	if t, ok := obj["TimeoutSeconds"]; ok {
-		m.TimeoutSeconds = p.positiveInt(t, at+".TimeoutSeconds")
+		m.TimeoutSeconds = p.positiveInt(t, at+".TimeoutSeconds", MaxTimeoutSeconds)
 	}
 	states, ok := obj["States"].(map[string]any)
 	if !ok || len(states) == 0 {
@@ -170,13 +175,25 @@ func (p *parser) machine(obj map[string]any, at string, top bool) *Machine {
 	return m
 }
 
-func (p *parser) positiveInt(v any, at string) int {
+// positiveInt reads an integer in [1, max].
+func (p *parser) positiveInt(v any, at string, max int) int {
 	f, ok := v.(float64)
-	if !ok || f != float64(int(f)) || f <= 0 {
-		p.add(at, "must be a positive integer")
+	if !ok || f != math.Trunc(f) || f <= 0 || f > float64(max) {
+		p.add(at, "must be an integer from 1 to %d", max)
 		return 0
 	}
 	return int(f)
+}
+
+// nested parses the machines of a Parallel or Map state, one level deeper.
+func (p *parser) nested(obj map[string]any, at string) *Machine {
+	p.depth++
+	defer func() { p.depth-- }()
+	if p.depth > MaxNesting {
+		p.add(at, "Parallel and Map states nest at most %d deep", MaxNesting)
+		return &Machine{States: map[string]*State{}}
+	}
+	return p.machine(obj, at, false)
 }
 
 func (p *parser) optPath(obj map[string]any, field, at string, reference bool) OptPath {
@@ -290,10 +307,10 @@ func (p *parser) state(name string, obj map[string]any, at string) *State {
 			p.add(at+".Resource", "a Task needs a Resource")
 		}
 		if v, ok := obj["TimeoutSeconds"]; ok {
-			s.TimeoutSeconds = p.positiveInt(v, at+".TimeoutSeconds")
+			s.TimeoutSeconds = p.positiveInt(v, at+".TimeoutSeconds", MaxTimeoutSeconds)
 		}
 		if v, ok := obj["HeartbeatSeconds"]; ok {
-			s.HeartbeatSeconds = p.positiveInt(v, at+".HeartbeatSeconds")
+			s.HeartbeatSeconds = p.positiveInt(v, at+".HeartbeatSeconds", MaxTimeoutSeconds)
 			if s.TimeoutSeconds > 0 && s.HeartbeatSeconds >= s.TimeoutSeconds {
 				p.add(at+".HeartbeatSeconds", "must be smaller than TimeoutSeconds")
 			}
@@ -320,8 +337,8 @@ func (p *parser) state(name string, obj map[string]any, at string) *State {
 		if v, ok := obj["Seconds"]; ok {
 			n++
 			f, ok := v.(float64)
-			if !ok || f < 0 || f != float64(int(f)) {
-				p.add(at+".Seconds", "must be a non-negative integer")
+			if !ok || f < 0 || f != math.Trunc(f) || f > MaxWaitSeconds {
+				p.add(at+".Seconds", "must be an integer from 0 to %d (a year)", MaxWaitSeconds)
 			}
 			s.Seconds = &f
 		}
@@ -365,7 +382,7 @@ func (p *parser) state(name string, obj map[string]any, at string) *State {
 				p.add(fmt.Sprintf("%s.Branches[%d]", at, i), "a branch must be a state machine object")
 				continue
 			}
-			s.Branches = append(s.Branches, p.machine(bo, fmt.Sprintf("%s.Branches[%d]", at, i), false))
+			s.Branches = append(s.Branches, p.nested(bo, fmt.Sprintf("%s.Branches[%d]", at, i)))
 		}
 	case "Map":
 		s.ItemsPath = p.path(obj, "ItemsPath", at)
@@ -378,11 +395,11 @@ func (p *parser) state(name string, obj map[string]any, at string) *State {
 		if !ok {
 			p.add(at+".ItemProcessor", "a Map state needs an ItemProcessor (or Iterator)")
 		} else {
-			s.ItemProcessor = p.machine(proc, at+"."+field, false)
+			s.ItemProcessor = p.nested(proc, at+"."+field)
 		}
 		if v, ok := obj["MaxConcurrency"]; ok {
 			f, ok := v.(float64)
-			if !ok || f < 0 || f != float64(int(f)) {
+			if !ok || f < 0 || f != math.Trunc(f) || f > MaxTimeoutSeconds {
 				p.add(at+".MaxConcurrency", "must be a non-negative integer")
 			}
 			s.MaxConcurrency = int(f)
@@ -427,23 +444,23 @@ func (p *parser) retriers(obj map[string]any, at string) []Retrier {
 			case "ErrorEquals":
 				r.ErrorEquals = p.errorEquals(v, rAt+".ErrorEquals")
 			case "IntervalSeconds":
-				if !isNum || f < 1 || f != float64(int(f)) {
-					p.add(rAt+"."+k, "must be a positive integer")
+				if !isNum || f < 1 || f != math.Trunc(f) || f > MaxTimeoutSeconds {
+					p.add(rAt+"."+k, "must be an integer from 1 to %d", MaxTimeoutSeconds)
 				}
 				r.IntervalSeconds = f
 			case "MaxAttempts":
-				if !isNum || f < 0 || f != float64(int(f)) {
-					p.add(rAt+"."+k, "must be a non-negative integer")
+				if !isNum || f < 0 || f != math.Trunc(f) || f > MaxRetryAttempts {
+					p.add(rAt+"."+k, "must be an integer from 0 to %d", MaxRetryAttempts)
 				}
 				r.MaxAttempts = int(f)
 			case "BackoffRate":
-				if !isNum || f < 1 {
+				if !isNum || f < 1 || math.IsInf(f, 0) {
 					p.add(rAt+"."+k, "must be a number at least 1.0")
 				}
 				r.BackoffRate = f
 			case "MaxDelaySeconds":
-				if !isNum || f < 1 || f != float64(int(f)) {
-					p.add(rAt+"."+k, "must be a positive integer")
+				if !isNum || f < 1 || f != math.Trunc(f) || f > MaxTimeoutSeconds {
+					p.add(rAt+"."+k, "must be an integer from 1 to %d", MaxTimeoutSeconds)
 				}
 				r.MaxDelaySeconds = f
 			case "JitterStrategy":

@@ -226,7 +226,14 @@ func (c *call) eval(input, context any) (any, error) {
 			args[i] = a.literal
 		}
 	}
-	return applyIntrinsic(c.name, args)
+	v, err := applyIntrinsic(c.name, args)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := checkPayload("the result of "+c.name, v, DefaultMaxPayloadBytes); err != nil {
+		return nil, err
+	}
+	return v, nil
 }
 
 func applyIntrinsic(name string, args []any) (any, error) {
@@ -267,6 +274,9 @@ func applyIntrinsic(name string, args []any) (any, error) {
 		var b strings.Builder
 		next := 1
 		for i := 0; i < len(tmpl); i++ {
+			if b.Len() > DefaultMaxPayloadBytes {
+				return nil, limitErrorf("States.Format: the result exceeds the payload limit of %d bytes", DefaultMaxPayloadBytes)
+			}
 			if tmpl[i] == '\\' && i+1 < len(tmpl) && (tmpl[i+1] == '{' || tmpl[i+1] == '}') {
 				b.WriteByte(tmpl[i+1])
 				i++
@@ -374,20 +384,7 @@ func applyIntrinsic(name string, args []any) (any, error) {
 		if err != nil {
 			return nil, err
 		}
-		out := []any{}
-		for _, v := range a {
-			dup := false
-			for _, w := range out {
-				if reflect.DeepEqual(v, w) {
-					dup = true
-					break
-				}
-			}
-			if !dup {
-				out = append(out, v)
-			}
-		}
-		return out, nil
+		return unique(a), nil
 	case "States.Base64Encode":
 		s, err := str(0)
 		if err != nil {
@@ -474,13 +471,41 @@ func applyIntrinsic(name string, args []any) (any, error) {
 		if err1 != nil || err2 != nil {
 			return nil, fail("States.StringSplit: takes two strings")
 		}
-		out := []any{}
-		for _, part := range strings.FieldsFunc(s, func(r rune) bool { return strings.ContainsRune(sep, r) }) {
-			out = append(out, part)
-		}
-		return out, nil
+		return splitAny(s, sep), nil
 	case "States.UUID":
 		return uuid.NewString(), nil
 	}
 	return nil, fail("unknown intrinsic %s", name)
+}
+
+// unique keeps the first of equal values, in order. Values are told apart by their JSON, whose
+// object keys encoding/json sorts: one pass and a set, where comparing every pair of a large
+// array took seconds.
+func unique(a []any) []any {
+	seen := make(map[string]bool, len(a))
+	out := []any{}
+	for _, v := range a {
+		key, err := json.Marshal(v)
+		if err != nil || seen[string(key)] {
+			continue
+		}
+		seen[string(key)] = true
+		out = append(out, v)
+	}
+	return out
+}
+
+// splitAny splits s at every character of sep (Step Functions' StringSplit takes a set of
+// delimiter characters), dropping empty parts. The characters go into a set first: searching sep
+// for each character of s is quadratic when both are large.
+func splitAny(s, sep string) []any {
+	delim := make(map[rune]bool, len(sep))
+	for _, r := range sep {
+		delim[r] = true
+	}
+	out := []any{}
+	for _, part := range strings.FieldsFunc(s, func(r rune) bool { return delim[r] }) {
+		out = append(out, part)
+	}
+	return out
 }

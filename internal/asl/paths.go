@@ -34,8 +34,51 @@ func ParsePath(s string) (Path, error) {
 	if err != nil {
 		return Path{}, fmt.Errorf("%q is not a valid JSONPath: %v", s, err)
 	}
+	if err := checkDescendants(q.Query()); err != nil {
+		return Path{}, fmt.Errorf("%q: %v", s, err)
+	}
 	p.query = q
 	return p, nil
+}
+
+// checkDescendants refuses the queries whose cost grows with the square of the document: a
+// second descendant segment (each node found by the first walks its own subtree again) and a
+// descendant segment inside a filter (evaluated once per node the filter tests).
+func checkDescendants(q *spec.PathQuery) error {
+	descendants := 0
+	for _, seg := range q.Segments() {
+		if seg.IsDescendant() {
+			descendants++
+		}
+		for _, sel := range seg.Selectors() {
+			if f, ok := sel.(*spec.FilterSelector); ok && hasDescendant(f.String()) {
+				return fmt.Errorf("a filter may not contain a descendant segment (..)")
+			}
+		}
+	}
+	if descendants > 1 {
+		return fmt.Errorf("a path may have at most one descendant segment (..)")
+	}
+	return nil
+}
+
+// hasDescendant reports whether a filter's text has ".." outside its string literals.
+func hasDescendant(filter string) bool {
+	var quote byte
+	for i := 0; i < len(filter); i++ {
+		c := filter[i]
+		switch {
+		case quote != 0 && c == '\\':
+			i++
+		case quote != 0 && c == quote:
+			quote = 0
+		case quote == 0 && (c == '\'' || c == '"'):
+			quote = c
+		case quote == 0 && c == '.' && i+1 < len(filter) && filter[i+1] == '.':
+			return true
+		}
+	}
+	return false
 }
 
 // bracketNames rewrites dot-notation names that RFC 9535 does not allow in shorthand (such as
@@ -154,16 +197,69 @@ func (p Path) Get(input, context any) (any, error) {
 	if p.context {
 		doc = contextDoc(context)
 	}
-	nodes := p.query.Select(doc)
 	if p.IsSingular() {
+		nodes := p.query.Select(doc)
 		if len(nodes) == 0 {
 			return nil, fmt.Errorf("the path %s selects nothing", p.raw)
 		}
 		return nodes[0], nil
 	}
-	out := make([]any, 0, len(nodes))
-	out = append(out, nodes...)
-	return out, nil
+	nodes, err := selectNodes(p.query.Query(), doc)
+	if err != nil {
+		return nil, fmt.Errorf("the path %s: %w", p.raw, err)
+	}
+	if _, err := checkPayload("the result of "+p.raw, nodes, DefaultMaxPayloadBytes); err != nil {
+		return nil, err
+	}
+	return nodes, nil
+}
+
+// selectNodes evaluates a query segment by segment, walking descendant segments iteratively in
+// document order (the library's recursion copies each level's results into its parent's: square
+// time and memory in the depth). It stops with a LimitError beyond maxSelectedNodes nodes
+// selected or visited.
+func selectNodes(q *spec.PathQuery, root any) ([]any, error) {
+	nodes := []any{root}
+	visits := 0
+	for _, seg := range q.Segments() {
+		next := make([]any, 0, len(nodes))
+		for _, n := range nodes {
+			if seg.IsDescendant() {
+				next = descend(seg, n, root, next, &visits)
+			} else {
+				next = append(next, seg.Select(n, root)...)
+				visits++
+			}
+			if len(next) > maxSelectedNodes || visits > maxSelectedNodes {
+				return nil, limitErrorf("it selects or visits more than %d nodes", maxSelectedNodes)
+			}
+		}
+		nodes = next
+	}
+	return nodes, nil
+}
+
+// descend applies a descendant segment's selectors to n and each of its descendants, pre-order.
+func descend(seg *spec.Segment, n, root any, out []any, visits *int) []any {
+	child := spec.Child(seg.Selectors()...)
+	stack := []any{n}
+	for len(stack) > 0 && *visits <= maxSelectedNodes && len(out) <= maxSelectedNodes {
+		v := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		*visits++
+		out = append(out, child.Select(v, root)...)
+		switch t := v.(type) {
+		case []any:
+			for i := len(t) - 1; i >= 0; i-- {
+				stack = append(stack, t[i])
+			}
+		case map[string]any:
+			for _, c := range t {
+				stack = append(stack, c)
+			}
+		}
+	}
+	return out
 }
 
 // Present reports whether a singular path selects a node.
@@ -172,7 +268,11 @@ func (p Path) Present(input, context any) bool {
 	if p.context {
 		doc = contextDoc(context)
 	}
-	return len(p.query.Select(doc)) > 0
+	if p.IsSingular() {
+		return len(p.query.Select(doc)) > 0
+	}
+	nodes, err := selectNodes(p.query.Query(), doc)
+	return err == nil && len(nodes) > 0
 }
 
 // Set returns a copy of doc with value placed at the reference path, creating objects on the way;

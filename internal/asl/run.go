@@ -80,6 +80,9 @@ type Run struct {
 	// ResultBytes their JSON size, bounded by Options.MaxPayloadBytes.
 	Results     []any `json:"results,omitempty"`
 	ResultBytes int   `json:"resultBytes,omitempty"`
+	// MapItems counts the iterations the run's Map states have started (top run only), bounded
+	// by MaxMapItemsPerRun.
+	MapItems int `json:"mapItems,omitempty"`
 }
 
 // Execution identifies a run in the context object ($$.Execution).
@@ -151,8 +154,16 @@ type Transition struct {
 
 // Options tune the interpreter.
 type Options struct {
-	// MaxTransitionsPerStep bounds one step (a loop of Pass/Choice states yields a Continue effect).
+	// Budget is the work the step may do across the whole tree of the run; when it is spent the
+	// step yields a Continue effect. Steps may share one (a reconcile's); nil gives the step a
+	// budget of its own: MaxTransitionsPerStep transitions (default DefaultStepTransitions) and
+	// DefaultStepBytes.
+	Budget *Budget
+	// MaxTransitionsPerStep is the transitions of a budget made for the step (see Budget).
 	MaxTransitionsPerStep int
+	// MaxHistory bounds the transitions a step returns: the latest are kept, the others counted
+	// in Budget.HistoryDropped (0: DefaultMaxHistory; negative: no bound).
+	MaxHistory int
 	// Jitter returns a number in [0,1) for FULL jitter; nil uses no randomness (the full delay).
 	Jitter func() float64
 	// TaskToken returns the token of a task attempt, offered to its Parameters as $$.Task.Token
@@ -169,13 +180,24 @@ type Options struct {
 	// visit the prefix of its visits (see Active.Visit).
 	path  []int
 	visit string
+	// tree is shared by the steps of a top run and its children.
+	tree *tree
 }
 
-// Step applies an event to a run and returns the new run, the effects to perform after persisting
-// it, and the transitions for the history. It never mutates its arguments.
-func (m *Machine) Step(run Run, ev Event, opt Options) (Run, []Effect, []Transition) {
+// tree is the state of one top-level step shared with the steps of its children.
+type tree struct {
+	mapItems int // the top run's MapItems, as they grow
+}
+
+func (opt Options) withDefaults() Options {
 	if opt.MaxTransitionsPerStep <= 0 {
-		opt.MaxTransitionsPerStep = 500
+		opt.MaxTransitionsPerStep = DefaultStepTransitions
+	}
+	if opt.Budget == nil {
+		opt.Budget = &Budget{Transitions: opt.MaxTransitionsPerStep, Bytes: DefaultStepBytes}
+	}
+	if opt.MaxHistory == 0 {
+		opt.MaxHistory = DefaultMaxHistory
 	}
 	if opt.MaxMapConcurrency <= 0 {
 		opt.MaxMapConcurrency = DefaultMaxMapConcurrency
@@ -183,6 +205,37 @@ func (m *Machine) Step(run Run, ev Event, opt Options) (Run, []Effect, []Transit
 	if opt.MaxPayloadBytes <= 0 {
 		opt.MaxPayloadBytes = DefaultMaxPayloadBytes
 	}
+	return opt
+}
+
+// Step applies an event to a run and returns the new run, the effects to perform after persisting
+// it, and the transitions for the history. It never mutates its arguments. Its work is bounded by
+// Options.Budget whatever the definition and input: a step that spends it yields a Continue
+// effect, and an EventContinue goes on where it stopped.
+func (m *Machine) Step(run Run, ev Event, opt Options) (Run, []Effect, []Transition) {
+	if opt.tree != nil {
+		return m.step(run, ev, opt)
+	}
+	opt = opt.withDefaults()
+	opt.tree = &tree{mapItems: run.MapItems}
+	if ev.Kind == EventStart {
+		opt.tree.mapItems = 0
+	}
+	next, eff, hist := m.step(run, ev, opt)
+	next.MapItems = opt.tree.mapItems
+	return next, eff, trimHistory(hist, opt, opt.MaxHistory)
+}
+
+// trimHistory keeps the latest max transitions (max < 0: all), counting the others.
+func trimHistory(hist []Transition, opt Options, max int) []Transition {
+	if max < 0 || len(hist) <= max {
+		return hist
+	}
+	opt.Budget.HistoryDropped += len(hist) - max
+	return slices.Clone(hist[len(hist)-max:])
+}
+
+func (m *Machine) step(run Run, ev Event, opt Options) (Run, []Effect, []Transition) {
 	s := &stepper{m: m, run: run, opt: opt, now: ev.At}
 	switch ev.Kind {
 	case EventStart:
@@ -192,6 +245,9 @@ func (m *Machine) Step(run Run, ev Event, opt Options) (Run, []Effect, []Transit
 		}
 		s.run.Execution.Input = ev.Input
 		s.enter(m.StartAt, ev.Input)
+		if _, err := s.payload("the execution's input", ev.Input); err != nil {
+			s.finish(Failed, nil, ErrDataLimitExceeded, err.Error())
+		}
 	case EventTimeout:
 		if s.run.Status == Running {
 			s.finish(TimedOut, nil, ErrTimeout, "the execution exceeded its TimeoutSeconds")
@@ -220,6 +276,9 @@ func (m *Machine) Step(run Run, ev Event, opt Options) (Run, []Effect, []Transit
 		return s.run, s.effects, s.history
 	}
 	switch ev.Kind {
+	case EventContinue:
+		s.resume(st)
+		return s.run, s.effects, s.history
 	case EventTaskSucceeded:
 		if st == nil || st.Type != "Task" || s.run.Waiting != nil || ev.Attempt != s.run.Attempt {
 			return run, nil, nil // stale or duplicate: harmless
@@ -267,11 +326,53 @@ type stepper struct {
 	now     time.Time
 	effects []Effect
 	history []Transition
-	steps   int
 }
 
 func (s *stepper) record(state, kind, info string) {
 	s.history = append(s.history, Transition{At: s.now, State: state, Kind: kind, Info: info})
+	s.boundHistory()
+}
+
+// boundHistory keeps the history of a step from growing with its work: beyond twice the bound,
+// it drops all but the latest (counted in the budget).
+func (s *stepper) boundHistory() {
+	if s.opt.MaxHistory >= 0 && len(s.history) > 2*s.opt.MaxHistory {
+		s.history = trimHistory(s.history, s.opt, s.opt.MaxHistory)
+	}
+}
+
+// payload checks a value a state produced against the payload limit, and charges its size to the
+// step's budget.
+func (s *stepper) payload(what string, v any) (any, error) {
+	n, err := checkPayload(what, v, s.opt.MaxPayloadBytes)
+	s.opt.Budget.Bytes -= n
+	if err != nil {
+		return nil, err
+	}
+	return v, nil
+}
+
+// resume goes on after a step that spent its budget: the children of a running Parallel or Map
+// state first (then the items it may start), or the states not yet executed.
+func (s *stepper) resume(st *State) {
+	if s.run.Status != Running || s.run.Waiting != nil {
+		return
+	}
+	if st != nil && (st.Type == "Parallel" || st.Type == "Map") && s.run.Attempt > 0 {
+		s.run.Children = slices.Clone(s.run.Children)
+		for pos, c := range s.run.Children {
+			if s.opt.Budget.Spent() {
+				s.effects = append(s.effects, Effect{Kind: EffectContinue, State: st.Name})
+				return
+			}
+			next, eff, hist := s.childMachine(st, c.Item).Step(s.withExecution(c), Event{Kind: EventContinue, At: s.now}, s.childOptions(c.Item))
+			next.Execution = Execution{}
+			s.run.Children[pos] = next
+			s.adopt(c.Item, eff, hist)
+		}
+		s.childrenChanged(st)
+	}
+	s.advance()
 }
 
 // context is the context object ($$), built only if a path asks for it.
@@ -302,11 +403,11 @@ func (s *stepper) finish(status Status, output any, errName, cause string) {
 // advance runs states until one blocks (Task, Wait in the future) or the run ends.
 func (s *stepper) advance() {
 	for s.run.Status == Running && s.run.Waiting == nil && s.run.Attempt == 0 {
-		if s.steps >= s.opt.MaxTransitionsPerStep {
+		if s.opt.Budget.Spent() {
 			s.effects = append(s.effects, Effect{Kind: EffectContinue, State: s.run.State})
 			return
 		}
-		s.steps++
+		s.opt.Budget.Transitions--
 		st := s.m.States[s.run.State]
 		if st == nil {
 			s.finish(Failed, nil, ErrRuntime, fmt.Sprintf("no state named %q", s.run.State))
@@ -320,26 +421,29 @@ func (s *stepper) advance() {
 func (s *stepper) execute(st *State) {
 	effective, err := s.inputOf(st)
 	if err != nil {
-		s.fail(st, ErrRuntime, err.Error())
+		s.fail(st, errorName(err, ErrRuntime), err.Error())
 		return
 	}
 	switch st.Type {
 	case "Pass":
 		result := effective
 		if st.Parameters != nil {
-			if result, err = st.Parameters.Resolve(effective, s.context()); err != nil {
+			if result, err = s.resolve(st.Parameters, "Parameters", effective, s.context()); err != nil {
 				s.fail(st, errorName(err, ErrParameterPathFailure), err.Error())
 				return
 			}
 		}
 		if st.HasResult {
-			result = st.Result
+			if result, err = s.payload("Result", st.Result); err != nil {
+				s.fail(st, ErrDataLimitExceeded, err.Error())
+				return
+			}
 		}
 		s.complete(st, result)
 	case "Succeed":
 		out, err := s.outputOf(st, effective)
 		if err != nil {
-			s.fail(st, ErrRuntime, err.Error())
+			s.fail(st, errorName(err, ErrRuntime), err.Error())
 			return
 		}
 		s.record(st.Name, "Exited", "")
@@ -381,7 +485,7 @@ func (s *stepper) execute(st *State) {
 	case "Wait":
 		until, err := s.waitUntil(st, effective)
 		if err != nil {
-			s.fail(st, ErrRuntime, err.Error())
+			s.fail(st, errorName(err, ErrRuntime), err.Error())
 			return
 		}
 		if !until.After(s.now) {
@@ -396,7 +500,7 @@ func (s *stepper) execute(st *State) {
 	case "Parallel":
 		input := effective
 		if st.Parameters != nil {
-			if input, err = st.Parameters.Resolve(effective, s.context()); err != nil {
+			if input, err = s.resolve(st.Parameters, "Parameters", effective, s.context()); err != nil {
 				s.fail(st, errorName(err, ErrParameterPathFailure), err.Error())
 				return
 			}
@@ -414,6 +518,10 @@ func (s *stepper) execute(st *State) {
 			s.fail(st, ErrRuntime, cause)
 			return
 		}
+		if s.opt.tree.mapItems += len(list); s.opt.tree.mapItems > MaxMapItemsPerRun {
+			s.fail(st, ErrDataLimitExceeded, fmt.Sprintf("the run's Map states would start %d iterations (limit %d per run)", s.opt.tree.mapItems, MaxMapItemsPerRun))
+			return
+		}
 		s.run.Attempt = 1
 		s.resetChildren(len(list))
 		s.childrenChanged(st)
@@ -425,30 +533,51 @@ func (s *stepper) execute(st *State) {
 func (s *stepper) waitUntil(st *State, effective any) (time.Time, error) {
 	switch {
 	case st.Seconds != nil:
-		return s.run.Entered.Add(time.Duration(*st.Seconds) * time.Second), nil
+		return s.waitFor(*st.Seconds)
 	case st.Timestamp != "":
-		return parseTimestamp(st.Timestamp)
+		return s.waitTill(st.Timestamp)
 	case st.SecondsPath != nil:
 		v, err := st.SecondsPath.Get(effective, s.context())
 		f, ok := v.(float64)
 		if err != nil || !ok || f < 0 {
 			return time.Time{}, fmt.Errorf("SecondsPath %s must select a non-negative number", st.SecondsPath)
 		}
-		return s.run.Entered.Add(time.Duration(f * float64(time.Second))), nil
+		return s.waitFor(f)
 	default:
 		v, err := st.TimestampPath.Get(effective, s.context())
 		str, ok := v.(string)
 		if err != nil || !ok {
 			return time.Time{}, fmt.Errorf("TimestampPath %s must select a timestamp", st.TimestampPath)
 		}
-		return parseTimestamp(str)
+		return s.waitTill(str)
 	}
+}
+
+// waitFor is the end of a wait of f seconds from the state's entry; beyond MaxWaitSeconds it is
+// an error (the product with time.Second would overflow, and the wait end at once).
+func (s *stepper) waitFor(f float64) (time.Time, error) {
+	if _, err := waitSeconds(f); err != nil {
+		return time.Time{}, fmt.Errorf("a Wait of %w", err)
+	}
+	return s.run.Entered.Add(time.Duration(f * float64(time.Second))), nil
+}
+
+// waitTill is a Wait's timestamp, at most MaxWaitSeconds after the state's entry.
+func (s *stepper) waitTill(ts string) (time.Time, error) {
+	t, err := parseTimestamp(ts)
+	if err != nil {
+		return t, err
+	}
+	if t.Sub(s.run.Entered) > MaxWaitSeconds*time.Second {
+		return time.Time{}, fmt.Errorf("a Wait until %s is more than %d seconds (a year) away", ts, MaxWaitSeconds)
+	}
+	return t, nil
 }
 
 func (s *stepper) startTask(st *State) {
 	effective, err := s.inputOf(st)
 	if err != nil {
-		s.fail(st, ErrRuntime, err.Error())
+		s.fail(st, errorName(err, ErrRuntime), err.Error())
 		return
 	}
 	input := effective
@@ -457,7 +586,7 @@ func (s *stepper) startTask(st *State) {
 		if s.opt.TaskToken != nil {
 			ctx["Task"] = map[string]any{"Token": s.opt.TaskToken(st.Name, s.opt.path, s.run.Attempt, visitOf(s.opt.visit, s.run))}
 		}
-		if input, err = st.Parameters.Resolve(effective, ctx); err != nil {
+		if input, err = s.resolve(st.Parameters, "Parameters", effective, ctx); err != nil {
 			s.run.Attempt = 0
 			s.fail(st, errorName(err, ErrParameterPathFailure), err.Error())
 			return
@@ -468,9 +597,13 @@ func (s *stepper) startTask(st *State) {
 }
 
 func (s *stepper) taskDone(st *State, result any) {
+	var err error
+	if result, err = s.payload("the result", result); err != nil {
+		s.fail(st, ErrDataLimitExceeded, err.Error())
+		return
+	}
 	if st.ResultSelector != nil {
-		var err error
-		if result, err = st.ResultSelector.Resolve(result, s.context()); err != nil {
+		if result, err = s.resolve(st.ResultSelector, "ResultSelector", result, s.context()); err != nil {
 			s.fail(st, errorName(err, ErrRuntime), err.Error())
 			return
 		}
@@ -491,6 +624,10 @@ func (s *stepper) complete(st *State, result any) {
 			s.fail(st, ErrResultPathMatchFailed, err.Error())
 			return
 		}
+		if combined, err = s.payload("the input with the result at ResultPath", combined); err != nil {
+			s.fail(st, ErrDataLimitExceeded, err.Error())
+			return
+		}
 	}
 	s.leave(st, combined)
 }
@@ -499,7 +636,7 @@ func (s *stepper) complete(st *State, result any) {
 func (s *stepper) leave(st *State, combined any) {
 	out, err := s.outputOf(st, combined)
 	if err != nil {
-		s.fail(st, ErrRuntime, err.Error())
+		s.fail(st, errorName(err, ErrRuntime), err.Error())
 		return
 	}
 	s.record(st.Name, "Exited", "")
@@ -513,7 +650,7 @@ func (s *stepper) leave(st *State, combined any) {
 func (s *stepper) leaveTo(st *State, next string, effective any) {
 	out, err := s.outputOf(st, effective)
 	if err != nil {
-		s.fail(st, ErrRuntime, err.Error())
+		s.fail(st, errorName(err, ErrRuntime), err.Error())
 		return
 	}
 	s.record(st.Name, "Exited", next)
@@ -533,19 +670,37 @@ func (s *stepper) inputOf(st *State) (any, error) {
 	case st.InputPath.Null:
 		return map[string]any{}, nil
 	case st.InputPath.Set:
-		return st.InputPath.Path.Get(s.run.Input, s.context())
+		v, err := st.InputPath.Path.Get(s.run.Input, s.context())
+		if err != nil || st.InputPath.Path.IsSingular() {
+			return v, err // a node of the input, which was checked
+		}
+		return s.payload("InputPath", v)
 	}
 	return s.run.Input, nil
 }
 
+// outputOf applies OutputPath; the state's output is checked against the payload limit.
 func (s *stepper) outputOf(st *State, doc any) (any, error) {
+	out := doc
 	switch {
 	case st.OutputPath.Null:
 		return map[string]any{}, nil
 	case st.OutputPath.Set:
-		return st.OutputPath.Path.Get(doc, s.context())
+		var err error
+		if out, err = st.OutputPath.Path.Get(doc, s.context()); err != nil {
+			return nil, err
+		}
 	}
-	return doc, nil
+	return s.payload("the output of "+st.Name, out)
+}
+
+// resolve builds a payload template and checks the result.
+func (s *stepper) resolve(t *Template, field string, input, context any) (any, error) {
+	v, err := t.Resolve(input, context)
+	if err != nil {
+		return nil, err
+	}
+	return s.payload(field, v)
 }
 
 // fail handles an error in the current state: a matching retrier schedules another attempt, a
@@ -573,6 +728,7 @@ func (s *stepper) fail(st *State, errName, cause string) {
 			if r.JitterStrategy == "FULL" && s.opt.Jitter != nil {
 				delay *= s.opt.Jitter()
 			}
+			delay = min(delay, MaxWaitSeconds) // BackoffRate to the power of the attempts grows without bound
 			counts := slices.Clone(s.run.RetryCounts)
 			counts[i]++
 			s.run.RetryCounts = counts
@@ -627,6 +783,9 @@ func matchesError(names []string, err string) bool {
 }
 
 func errorName(err error, def string) string {
+	if isLimit(err) {
+		return ErrDataLimitExceeded
+	}
 	var ie *IntrinsicError
 	if errors.As(err, &ie) {
 		return ErrIntrinsicFailure
@@ -659,6 +818,7 @@ func (s *stepper) adopt(i int, eff []Effect, hist []Transition) {
 		h.State = fmt.Sprintf("%s[%d].%s", s.run.State, i, h.State)
 		s.history = append(s.history, h)
 	}
+	s.boundHistory()
 }
 
 // childPos is the position in run.Children of the child at item (or branch) i; -1 if there is
@@ -688,6 +848,7 @@ func (s *stepper) resetChildren(total int) {
 
 // startChild starts branch or item i with the given input.
 func (s *stepper) startChild(m *Machine, i int, input any) {
+	s.opt.Budget.Transitions--
 	child, eff, hist := m.Step(Run{}, Event{Kind: EventStart, At: s.now, Input: input, Execution: s.run.Execution}, s.childOptions(i))
 	child.Item, child.Execution = i, Execution{}
 	s.run.Children = append(s.run.Children, child)
@@ -715,17 +876,14 @@ func (s *stepper) mapItems(st *State, effective any) ([]any, string) {
 // (0: no limit of its own) capped by Options.MaxMapConcurrency. Item inputs are computed as they
 // start, from the state's input, so items not yet started take no room in the run.
 func (s *stepper) startItems(st *State) {
-	limit := s.opt.MaxMapConcurrency
-	if st.MaxConcurrency > 0 {
-		limit = min(limit, st.MaxConcurrency)
-	}
+	limit := mapLimit(st, s.opt)
 	if s.run.NextItem >= s.run.ItemsTotal || len(s.run.Children) >= limit {
 		return
 	}
 	effective, err := s.inputOf(st)
 	if err != nil {
 		s.resetChildren(0)
-		s.fail(st, ErrRuntime, err.Error())
+		s.fail(st, errorName(err, ErrRuntime), err.Error())
 		return
 	}
 	list, cause := s.mapItems(st, effective)
@@ -735,12 +893,16 @@ func (s *stepper) startItems(st *State) {
 		return
 	}
 	for s.run.NextItem < min(s.run.ItemsTotal, len(list)) && len(s.run.Children) < limit {
+		if s.opt.Budget.Spent() {
+			s.effects = append(s.effects, Effect{Kind: EffectContinue, State: st.Name})
+			return
+		}
 		i := s.run.NextItem
 		in := list[i]
 		if st.Selector != nil {
 			ctx := s.contextMap().(map[string]any)
 			ctx["Map"] = map[string]any{"Item": map[string]any{"Index": float64(i), "Value": list[i]}}
-			if in, err = st.Selector.Resolve(effective, ctx); err != nil {
+			if in, err = s.resolve(st.Selector, "ItemSelector", effective, ctx); err != nil {
 				s.resetChildren(0) // the state fails: its running iterations are abandoned
 				s.fail(st, errorName(err, ErrParameterPathFailure), err.Error())
 				return
@@ -807,4 +969,17 @@ func (s *stepper) childrenChanged(st *State) {
 	copy(results, s.run.Results)
 	s.resetChildren(0)
 	s.taskDone(st, any(results))
+}
+
+// mapLimit is how many iterations of a Map state run at once: its MaxConcurrency (0: no limit of
+// its own) capped by Options.MaxMapConcurrency.
+func mapLimit(st *State, opt Options) int {
+	limit := opt.MaxMapConcurrency
+	if limit <= 0 {
+		limit = DefaultMaxMapConcurrency
+	}
+	if st.MaxConcurrency > 0 {
+		limit = min(limit, st.MaxConcurrency)
+	}
+	return limit
 }

@@ -118,6 +118,7 @@ type WorkflowRunReconciler struct {
 	wake   chan event.TypedGenericEvent[*millracev1.WorkflowRun]
 	writes atomic.Int64
 	sent   sentTasks
+	beats  heartbeatMemory
 }
 
 // StatusWrites counts the status patches sent so far (for benchmarks and metrics).
@@ -146,58 +147,96 @@ func (r *WorkflowRunReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	if err != nil {
 		return ctrl.Result{}, r.terminal(ctx, original, run, asl.ErrRuntime, err.Error(), now)
 	}
-	var history []asl.Transition
-	step := func(ev asl.Event) {
-		var h []asl.Transition
-		engine, _, h = m.Step(engine, ev, r.options(run))
-		history = append(history, h...)
-	}
+	steps := r.newSteps(run, m, engine)
 	if run.Spec.Abort {
-		engine.Status, engine.Error, engine.Cause = asl.Failed, "States.Aborted", "spec.abort is set"
-		history = append(history, asl.Transition{At: now, State: engine.State, Kind: "Aborted"})
+		steps.engine.Status, steps.engine.Error, steps.engine.Cause = asl.Failed, "States.Aborted", "spec.abort is set"
+		steps.history = append(steps.history, asl.Transition{At: now, State: engine.State, Kind: "Aborted"})
 	}
 	if m.TimeoutSeconds > 0 && run.Status.StartTime != nil && !now.Before(run.Status.StartTime.Add(time.Duration(m.TimeoutSeconds)*time.Second)) {
-		step(asl.Event{Kind: asl.EventTimeout, At: now})
+		steps.step(asl.Event{Kind: asl.EventTimeout, At: now})
 	}
 	// Due timers (Wait states, retry delays) and task timeouts.
-	for _, a := range m.Active(engine) {
+	for _, a := range m.Active(steps.engine) {
 		switch {
 		case a.Waiting != nil && !now.Before(*a.Waiting):
-			step(asl.Event{Kind: asl.EventTimer, At: now, Path: a.Path})
+			steps.step(asl.Event{Kind: asl.EventTimer, At: now, Path: a.Path})
 		case a.Running() && a.State.TimeoutSeconds > 0 && !now.Before(a.Entered.Add(time.Duration(a.State.TimeoutSeconds)*time.Second)):
-			step(asl.Event{Kind: asl.EventTaskFailed, At: now, Path: a.Path, Attempt: a.Attempt, Error: asl.ErrTimeout,
+			steps.step(asl.Event{Kind: asl.EventTaskFailed, At: now, Path: a.Path, Attempt: a.Attempt, Error: asl.ErrTimeout,
 				Cause: fmt.Sprintf("the task did not finish within %ds", a.State.TimeoutSeconds)})
-		case a.Running() && a.State.HeartbeatSeconds > 0 && !now.Before(heartbeatDeadline(run, a)):
-			step(asl.Event{Kind: asl.EventTaskFailed, At: now, Path: a.Path, Attempt: a.Attempt, Error: asl.ErrHeartbeatTimeout,
+		case a.Running() && a.State.HeartbeatSeconds > 0 && !now.Before(r.heartbeatDeadline(run, a)):
+			steps.step(asl.Event{Kind: asl.EventTaskFailed, At: now, Path: a.Path, Attempt: a.Attempt, Error: asl.ErrHeartbeatTimeout,
 				Cause: fmt.Sprintf("no heartbeat within %ds", a.State.HeartbeatSeconds)})
 		}
 	}
-	// A long chain of Pass/Choice states is run in slices; continue where the last step stopped.
-	for i := 0; i < 20 && engine.Status == asl.Running; i++ {
-		path, ok := needsContinue(m, engine)
-		if !ok {
-			break
-		}
-		step(asl.Event{Kind: asl.EventContinue, At: now, Path: path})
-	}
-	if engine, err = r.record(run, m, engine, history, now); err != nil {
+	return r.finishSteps(ctx, original, run, steps, now)
+}
+
+// finishSteps continues the run within the reconcile's budget, records it, and acts on it; a run
+// with work left is requeued at once (its next slice of work is another reconcile's).
+func (r *WorkflowRunReconciler) finishSteps(ctx context.Context, original, run *millracev1.WorkflowRun, steps *runSteps, now time.Time) (ctrl.Result, error) {
+	more := steps.continueRun(now)
+	engine, err := r.record(run, steps.m, steps.engine, steps.history, steps.dropped(), now)
+	if err != nil {
 		return ctrl.Result{}, err
 	}
 	if err := r.persist(ctx, original, run); err != nil {
 		return ctrl.Result{}, err
 	}
-	return r.act(ctx, run, m, engine, now)
+	res, err := r.act(ctx, run, steps.m, engine, now)
+	if more && engine.Status == asl.Running && err == nil && (res.RequeueAfter == 0 || res.RequeueAfter > continueAfter) {
+		res.RequeueAfter = continueAfter
+	}
+	return res, err
 }
 
-// needsContinue finds a (sub)run stopped at a state that neither runs a task nor waits.
-func needsContinue(m *asl.Machine, engine asl.Run) ([]int, bool) {
-	for _, a := range m.Active(engine) {
-		if !a.Running() && a.Waiting == nil {
-			return a.Path, true
+// continueAfter is when a run whose reconcile spent its budget goes on: at once, but after the
+// runs already queued.
+const continueAfter = time.Millisecond
+
+// runSteps are the steps of one run in one reconcile, sharing one budget (asl.Budget): whatever
+// the definition and input, one reconcile does a bounded amount of work and holds a bounded
+// history.
+type runSteps struct {
+	m       *asl.Machine
+	opt     asl.Options
+	engine  asl.Run
+	history []asl.Transition
+}
+
+func (r *WorkflowRunReconciler) newSteps(run *millracev1.WorkflowRun, m *asl.Machine, engine asl.Run) *runSteps {
+	opt := r.options(run)
+	opt.Budget = asl.NewBudget()
+	return &runSteps{m: m, opt: opt, engine: engine}
+}
+
+func (s *runSteps) step(ev asl.Event) {
+	var h []asl.Transition
+	s.engine, _, h = s.m.Step(s.engine, ev, s.opt)
+	s.history = append(s.history, h...)
+	if n := len(s.history); n > 2*maxHistory {
+		s.opt.Budget.HistoryDropped += n - maxHistory
+		s.history = slices.Clone(s.history[n-maxHistory:])
+	}
+}
+
+// continueRun goes on with work the run can do without waiting until the budget is spent, and
+// reports whether some is left.
+func (s *runSteps) continueRun(now time.Time) bool {
+	for s.engine.Status == asl.Running && s.m.NeedsContinue(s.engine, s.opt) {
+		if s.opt.Budget.Spent() {
+			return true
+		}
+		before := *s.opt.Budget
+		s.step(asl.Event{Kind: asl.EventContinue, At: now})
+		if *s.opt.Budget == before {
+			return false // no progress: nothing to continue after all
 		}
 	}
-	return nil, false
+	return false
 }
+
+// dropped is how many transitions the steps made beyond the history they kept.
+func (s *runSteps) dropped() int { return s.opt.Budget.HistoryDropped }
 
 func finished(p millracev1.RunPhase) bool {
 	return p == millracev1.RunSucceeded || p == millracev1.RunFailed || p == millracev1.RunTimedOut || p == millracev1.RunAborted
@@ -223,6 +262,10 @@ func (r *WorkflowRunReconciler) start(ctx context.Context, original, run *millra
 		run.Status.ObservedGeneration = run.Generation
 		return ctrl.Result{}, r.persist(ctx, original, run)
 	}
+	if n := jsonLen(run.Spec.Input); n > asl.DefaultMaxPayloadBytes {
+		return ctrl.Result{}, r.terminal(ctx, original, run, asl.ErrDataLimitExceeded,
+			fmt.Sprintf("spec.input is %d bytes (limit %d)", n, asl.DefaultMaxPayloadBytes), now)
+	}
 	var input any = map[string]any{}
 	if run.Spec.Input != nil && len(run.Spec.Input.Raw) > 0 {
 		if err := json.Unmarshal(run.Spec.Input.Raw, &input); err != nil {
@@ -232,16 +275,11 @@ func (r *WorkflowRunReconciler) start(ctx context.Context, original, run *millra
 	run.Status.Definition = &apiextensionsv1.JSON{Raw: slices.Clone(wf.Spec.Definition.Raw)}
 	t := metav1.NewTime(now)
 	run.Status.StartTime = &t
-	engine, _, history := m.Step(asl.Run{}, asl.Event{Kind: asl.EventStart, At: now, Input: input,
-		Execution: asl.Execution{ID: string(run.UID), Name: run.Name, StartTime: now}}, r.options(run))
+	steps := r.newSteps(run, m, asl.Run{})
+	steps.step(asl.Event{Kind: asl.EventStart, At: now, Input: input,
+		Execution: asl.Execution{ID: string(run.UID), Name: run.Name, StartTime: now}})
 	r.Recorder.Eventf(run, nil, corev1.EventTypeNormal, ReasonRunStarted, "Start", "run of Workflow %s started at %s", wf.Name, m.StartAt)
-	if engine, err = r.record(run, m, engine, history, now); err != nil {
-		return ctrl.Result{}, err
-	}
-	if err := r.persist(ctx, original, run); err != nil {
-		return ctrl.Result{}, err
-	}
-	return r.act(ctx, run, m, engine, now)
+	return r.finishSteps(ctx, original, run, steps, now)
 }
 
 func (r *WorkflowRunReconciler) options(run *millracev1.WorkflowRun) asl.Options {
@@ -269,17 +307,25 @@ func (r *WorkflowRunReconciler) load(run *millracev1.WorkflowRun) (*asl.Machine,
 
 // record writes the engine's state into the run's status (persisted by the caller) and returns
 // the state it recorded: the caller acts on that one (a run too large to record has failed).
-func (r *WorkflowRunReconciler) record(run *millracev1.WorkflowRun, m *asl.Machine, engine asl.Run, history []asl.Transition, now time.Time) (asl.Run, error) {
+//
+// dropped counts the transitions the steps made but did not keep (see asl.Budget).
+func (r *WorkflowRunReconciler) record(run *millracev1.WorkflowRun, m *asl.Machine, engine asl.Run, history []asl.Transition, dropped int, now time.Time) (asl.Run, error) {
 	kept := engine
+	var output []byte
 	if engine.Status != asl.Running {
 		// A finished run is never stepped again: its output is status.output, its input spec.input.
 		kept.Input, kept.Output, kept.Execution.Input = nil, nil, nil
+	}
+	if engine.Status == asl.Succeeded {
+		output, _ = json.Marshal(engine.Output)
 	}
 	raw, err := json.Marshal(kept)
 	if err != nil {
 		return engine, err
 	}
-	if size := len(raw) + jsonLen(run.Spec.Input) + jsonLen(run.Status.Definition); size > maxStateBytes {
+	// The output counts: a run whose output does not fit in its object would fail to be
+	// written forever.
+	if size := len(raw) + len(output) + jsonLen(run.Spec.Input) + jsonLen(run.Status.Definition); size > maxStateBytes {
 		// The run's state would not fit in its object (etcd refuses objects over 1.5 MiB): end
 		// the run with an error that says so, rather than fail to record it forever.
 		exec := engine.Execution
@@ -295,7 +341,7 @@ func (r *WorkflowRunReconciler) record(run *millracev1.WorkflowRun, m *asl.Machi
 	for _, h := range history {
 		run.Status.History = append(run.Status.History, millracev1.HistoryEvent{Time: metav1.NewTime(h.At), State: h.State, Type: h.Kind, Info: h.Info})
 	}
-	run.Status.HistoryTotal += int64(len(history))
+	run.Status.HistoryTotal += int64(len(history) + dropped)
 	if n := len(run.Status.History); n > maxHistory {
 		run.Status.History = slices.Clone(run.Status.History[n-maxHistory:])
 	}
@@ -329,13 +375,13 @@ func (r *WorkflowRunReconciler) record(run *millracev1.WorkflowRun, m *asl.Machi
 	}
 	run.Status.Dispatched = slices.DeleteFunc(run.Status.Dispatched, func(k string) bool { return !live[k] })
 	run.Status.Heartbeats = slices.DeleteFunc(run.Status.Heartbeats, func(h millracev1.TaskHeartbeat) bool { return !live[h.Task] })
+	r.beats.keep(run.UID, live)
 	switch engine.Status {
 	case asl.Running:
 		run.Status.Phase = millracev1.RunRunning
 		conditions.MarkReconciling(&run.Status.Conditions, run.Generation, "Running", "in "+engine.State)
 	case asl.Succeeded:
-		out, _ := json.Marshal(engine.Output)
-		run.Status.Output = &apiextensionsv1.JSON{Raw: out}
+		run.Status.Output = &apiextensionsv1.JSON{Raw: output}
 		r.complete(run, millracev1.RunSucceeded, now)
 		conditions.MarkReady(&run.Status.Conditions, run.Generation, "Succeeded", "the run succeeded")
 		r.Recorder.Eventf(run, nil, corev1.EventTypeNormal, ReasonRunSucceeded, "Complete", "run succeeded")
@@ -373,17 +419,6 @@ func (r *WorkflowRunReconciler) complete(run *millracev1.WorkflowRun, phase mill
 	run.Status.CompletionTime = &t
 	run.Status.ActiveStates, run.Status.Dispatched, run.Status.Heartbeats = nil, nil, nil
 	run.Status.ActiveStatesTotal, run.Status.FanOuts = 0, nil
-}
-
-// heartbeatDeadline is when a running task times out without a new heartbeat.
-func heartbeatDeadline(run *millracev1.WorkflowRun, a asl.Active) time.Time {
-	last := a.Entered
-	for _, h := range run.Status.Heartbeats {
-		if h.Task == a.Key() && h.Time.After(last) {
-			last = h.Time.Time
-		}
-	}
-	return last.Add(time.Duration(a.State.HeartbeatSeconds) * time.Second)
 }
 
 func (r *WorkflowRunReconciler) terminal(ctx context.Context, original, run *millracev1.WorkflowRun, errName, cause string, now time.Time) error {
@@ -453,7 +488,7 @@ func (r *WorkflowRunReconciler) act(ctx context.Context, run *millracev1.Workflo
 			wakeAt(a.Entered.Add(time.Duration(a.State.TimeoutSeconds) * time.Second))
 		}
 		if a.State.HeartbeatSeconds > 0 {
-			wakeAt(heartbeatDeadline(run, a))
+			wakeAt(r.heartbeatDeadline(run, a))
 		}
 		if slices.Contains(run.Status.Dispatched, a.Key()) {
 			continue
@@ -776,8 +811,9 @@ func (r *WorkflowRunReconciler) Report(ctx context.Context, c tasktoken.Claims, 
 			ev = asl.Event{Kind: asl.EventTaskSucceeded, At: now, Path: c.Path, Attempt: c.Attempt, Output: out}
 		}
 		original := run.DeepCopy()
-		next, _, history := m.Step(engine, ev, r.options(run))
-		if _, err := r.record(run, m, next, history, now); err != nil {
+		steps := r.newSteps(run, m, engine)
+		steps.step(ev)
+		if _, err := r.record(run, m, steps.engine, steps.history, steps.dropped(), now); err != nil {
 			return err
 		}
 		err = r.persist(ctx, original, run)
@@ -835,26 +871,6 @@ func (r *WorkflowRunReconciler) readTask(ctx context.Context, reader client.Read
 		return nil, nil, asl.Run{}, callback.ErrStale
 	}
 	return run, m, engine, nil
-}
-
-// heartbeat records that a running task is alive.
-func (r *WorkflowRunReconciler) heartbeat(ctx context.Context, c tasktoken.Claims) error {
-	key := asl.TaskKey(c.State, c.Path, c.Attempt, c.Visit)
-	for attempt := 0; attempt < 5; attempt++ {
-		run, _, _, err := r.currentTask(ctx, c, attempt)
-		if err != nil {
-			return err
-		}
-		original := run.DeepCopy()
-		beat := millracev1.TaskHeartbeat{Task: key, Time: metav1.NewTime(r.Now())}
-		run.Status.Heartbeats = append(slices.DeleteFunc(run.Status.Heartbeats, func(h millracev1.TaskHeartbeat) bool { return h.Task == key }), beat)
-		err = r.persist(ctx, original, run)
-		if apierrors.IsConflict(err) {
-			continue
-		}
-		return err
-	}
-	return errors.New("the run kept changing; try again")
 }
 
 func (r *WorkflowRunReconciler) wakeUp(run *millracev1.WorkflowRun) {

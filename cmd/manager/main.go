@@ -29,6 +29,7 @@ import (
 	"github.com/millrace-io/millrace/internal/callback"
 	"github.com/millrace-io/millrace/internal/consumer"
 	"github.com/millrace-io/millrace/internal/depth"
+	"github.com/millrace-io/millrace/internal/httpserver"
 	"github.com/millrace-io/millrace/internal/sqsx"
 	"github.com/millrace-io/millrace/internal/tasktoken"
 )
@@ -198,16 +199,20 @@ func taskTokenKey(file string) ([]byte, error) {
 }
 
 // callbackServer serves the task callback API on every replica (results are written through the
-// API server, so any replica can take them).
+// API server, so any replica can take them). Any pod that can reach the port may connect, so every
+// phase of a connection is bounded (internal/httpserver): the handler's deadline (15s) stays
+// within the dispatcher's 30s of retries for one report.
 type callbackServer struct {
 	addr    string
 	handler http.Handler
+	// limits are httpserver's defaults unless a test shortens them.
+	limits httpserver.Limits
 }
 
 func (s *callbackServer) NeedLeaderElection() bool { return false }
 
 func (s *callbackServer) Start(ctx context.Context) error {
-	server := &http.Server{Addr: s.addr, Handler: s.handler, ReadHeaderTimeout: 10 * time.Second}
+	server := httpserver.New(s.addr, s.handler, s.limits)
 	go func() {
 		<-ctx.Done()
 		_ = server.Close()

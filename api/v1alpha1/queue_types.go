@@ -222,8 +222,13 @@ type QueueHTTP struct {
 	Enabled bool `json:"enabled"`
 	// forwardHeaders are request headers copied into message attributes (at most 9: SQS allows
 	// 10 attributes and the gateway sets content-type).
+	// Names starting with "millrace-" are reserved (task tokens and heartbeats travel in them).
 	// +optional
 	// +kubebuilder:validation:MaxItems=9
+	// +kubebuilder:validation:items:MinLength=1
+	// +kubebuilder:validation:items:MaxLength=128
+	// +kubebuilder:validation:items:Pattern=`^[A-Za-z0-9][A-Za-z0-9_-]*$`
+	// +kubebuilder:validation:XValidation:rule="self.all(h, !h.lowerAscii().startsWith('millrace-'))",message="header names starting with millrace- are reserved for Millrace's own message attributes"
 	// +listType=set
 	ForwardHeaders []string `json:"forwardHeaders,omitempty"`
 	// rateLimit bounds the requests the gateway accepts for this queue (beyond it: 429).

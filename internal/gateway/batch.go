@@ -149,7 +149,7 @@ func batchEntries(q *millracev1.Queue, req batchRequest) ([]types.SendMessageBat
 			// Only the attributes the queue forwards from headers in the single form: a caller
 			// must not set others (such as a workflow task token).
 			name := strings.ToLower(k)
-			if !slices.ContainsFunc(q.Spec.HTTP.ForwardHeaders, func(h string) bool { return strings.EqualFold(h, name) }) {
+			if ReservedAttribute(name) || !slices.ContainsFunc(q.Spec.HTTP.ForwardHeaders, func(h string) bool { return strings.EqualFold(h, name) }) {
 				return nil, fail(http.StatusBadRequest, "%s.attributes.%s: not one of the queue's forwardHeaders %v", at, k, q.Spec.HTTP.ForwardHeaders)
 			}
 			e.MessageAttributes[name] = types.MessageAttributeValue{DataType: aws.String("String"), StringValue: aws.String(v)}

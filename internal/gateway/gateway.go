@@ -234,7 +234,7 @@ func messageInput(r *http.Request, q *millracev1.Queue) (*sqs.SendMessageInput, 
 		in.MessageAttributes[AttributeContentType] = types.MessageAttributeValue{DataType: aws.String("String"), StringValue: aws.String(ct)}
 	}
 	for _, h := range q.Spec.HTTP.ForwardHeaders {
-		if v := r.Header.Get(h); v != "" {
+		if v := r.Header.Get(h); v != "" && !ReservedAttribute(h) {
 			in.MessageAttributes[strings.ToLower(h)] = types.MessageAttributeValue{DataType: aws.String("String"), StringValue: aws.String(v)}
 		}
 	}
@@ -284,4 +284,11 @@ func sqsError(err error) error {
 		return fail(http.StatusBadRequest, "SQS refused the message: %s", sqsx.Message(err))
 	}
 	return &apiError{status: http.StatusServiceUnavailable, msg: "SQS is unavailable; nothing was sent: " + err.Error(), retryAfter: 2}
+}
+
+// ReservedAttribute says whether a message attribute name is Millrace's own (a task token, a
+// heartbeat interval): the CRD refuses such forwardHeaders, and the gateway never sets them from a
+// request even for a Queue stored before that rule existed.
+func ReservedAttribute(name string) bool {
+	return len(name) >= 9 && strings.EqualFold(name[:9], "millrace-")
 }

@@ -1,0 +1,140 @@
+// Package tenancy decides what a namespace's tenants may do beyond Millrace's defaults, from the
+// cluster-scoped TenantPolicies an administrator wrote. By default a tenant gets generated queue
+// names, no adoption, dead-letter queues of its own namespace only, and no outbound HTTP; a
+// TenantPolicy listing the namespace adds exceptions, and the grants of several policies add up.
+// Everything here is pure: the controllers load the policies and ask.
+package tenancy
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+
+	millracev1 "github.com/millrace-io/millrace/api/v1alpha1"
+)
+
+// Grants is what the policies listing one namespace allow it.
+type Grants struct {
+	Namespace         string
+	QueueNamePrefixes []string
+	AllowAdoption     bool
+	DeadLetterARNs    []string
+	Destinations      []Destination
+	// Policies names the policies that contributed, for messages.
+	Policies []string
+}
+
+// Destination is one allowed outbound HTTP destination: a host pattern or a prefix, on ports.
+type Destination struct {
+	// Host is an exact name or "*.suffix"; empty for a range.
+	Host   string
+	Prefix netip.Prefix
+	Ports  []int
+}
+
+// DefaultPorts are the ports of a destination that names none.
+var DefaultPorts = []int{443, 80}
+
+// For merges the grants of every policy that lists ns. Destinations that fail to parse (the CRD's
+// validation should have refused them) are skipped: a bad rule never widens access.
+func For(ns string, policies []millracev1.TenantPolicy) Grants {
+	g := Grants{Namespace: ns}
+	for _, p := range policies {
+		if !slices.Contains(p.Spec.Namespaces, ns) {
+			continue
+		}
+		g.Policies = append(g.Policies, p.Name)
+		if q := p.Spec.Queues; q != nil {
+			g.QueueNamePrefixes = append(g.QueueNamePrefixes, q.QueueNamePrefixes...)
+			g.AllowAdoption = g.AllowAdoption || q.AllowAdoption
+			g.DeadLetterARNs = append(g.DeadLetterARNs, q.DeadLetterARNs...)
+		}
+		if h := p.Spec.HTTP; h != nil {
+			for _, d := range h.Destinations {
+				if dest, ok := parseDestination(d); ok {
+					g.Destinations = append(g.Destinations, dest)
+				}
+			}
+		}
+	}
+	return g
+}
+
+func parseDestination(d millracev1.HTTPDestination) (Destination, bool) {
+	dest := Destination{Host: strings.ToLower(strings.TrimSuffix(d.Host, "."))}
+	for _, p := range d.Ports {
+		dest.Ports = append(dest.Ports, int(p))
+	}
+	if len(dest.Ports) == 0 {
+		dest.Ports = DefaultPorts
+	}
+	if d.CIDR == "" {
+		return dest, dest.Host != ""
+	}
+	if p, err := netip.ParsePrefix(d.CIDR); err == nil {
+		dest.Prefix = p.Masked()
+		return dest, true
+	}
+	if a, err := netip.ParseAddr(d.CIDR); err == nil {
+		dest.Prefix = netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen())
+		return dest, true
+	}
+	return Destination{}, false
+}
+
+// QueueName says whether a Queue may use an explicit SQS name (spec.queueName).
+func (g Grants) QueueName(name string) error {
+	for _, p := range g.QueueNamePrefixes {
+		if strings.HasPrefix(name, p) {
+			return nil
+		}
+	}
+	if len(g.QueueNamePrefixes) == 0 {
+		return fmt.Errorf("spec.queueName: namespace %s may not name its SQS queues (no TenantPolicy grants it queueNamePrefixes); remove spec.queueName to use the generated name", g.Namespace)
+	}
+	return fmt.Errorf("spec.queueName: %q does not start with a prefix namespace %s is granted (%s)", name, g.Namespace, strings.Join(g.QueueNamePrefixes, ", "))
+}
+
+// Adoption says whether a Queue may take over an existing SQS queue.
+func (g Grants) Adoption() error {
+	if g.AllowAdoption {
+		return nil
+	}
+	return fmt.Errorf("spec.adoptionPolicy: namespace %s may not adopt existing SQS queues (no TenantPolicy grants it allowAdoption)", g.Namespace)
+}
+
+// DeadLetterARN says whether spec.deadLetter.arn may name a queue outside the namespace.
+func (g Grants) DeadLetterARN(arn string) error {
+	for _, allowed := range g.DeadLetterARNs {
+		if allowed == arn || (strings.HasSuffix(allowed, "*") && strings.HasPrefix(arn, strings.TrimSuffix(allowed, "*"))) {
+			return nil
+		}
+	}
+	return fmt.Errorf("spec.deadLetter.arn: %s is not a dead-letter queue namespace %s is granted; use deadLetter.queueRef to a Queue of this namespace, or ask an administrator to list the ARN in a TenantPolicy's queues.deadLetterARNs", arn, g.Namespace)
+}
+
+// HostAllowed says whether a host name matches a host rule on port.
+func (g Grants) HostAllowed(host string, port int) bool {
+	host = strings.ToLower(strings.TrimSuffix(host, "."))
+	for _, d := range g.Destinations {
+		if d.Host == "" || !slices.Contains(d.Ports, port) {
+			continue
+		}
+		if d.Host == host || (strings.HasPrefix(d.Host, "*.") && strings.HasSuffix(host, d.Host[1:]) && len(host) > len(d.Host)-1) {
+			return true
+		}
+	}
+	return false
+}
+
+// AddressAllowed says whether a cidr rule admits addr on port.
+func (g Grants) AddressAllowed(addr netip.Addr, port int) bool {
+	addr = addr.Unmap()
+	for _, d := range g.Destinations {
+		if d.Host == "" && d.Prefix.Contains(addr) && slices.Contains(d.Ports, port) {
+			return true
+		}
+	}
+	return false
+}

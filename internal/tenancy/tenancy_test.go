@@ -1,0 +1,83 @@
+package tenancy_test
+
+import (
+	"net/netip"
+	"testing"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	millracev1 "github.com/millrace-io/millrace/api/v1alpha1"
+	"github.com/millrace-io/millrace/internal/tenancy"
+)
+
+func policy(name string, spec millracev1.TenantPolicySpec) millracev1.TenantPolicy {
+	return millracev1.TenantPolicy{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: spec}
+}
+
+var policies = []millracev1.TenantPolicy{
+	policy("team-a", millracev1.TenantPolicySpec{Namespaces: []string{"a"}, Queues: &millracev1.TenantQueuePolicy{
+		QueueNamePrefixes: []string{"team-a-"}, DeadLetterARNs: []string{"arn:aws:sqs:eu-west-1:111122223333:shared-dlq", "arn:aws:sqs:eu-west-1:111122223333:a-*"}}}),
+	policy("adopters", millracev1.TenantPolicySpec{Namespaces: []string{"a", "b"}, Queues: &millracev1.TenantQueuePolicy{AllowAdoption: true},
+		HTTP: &millracev1.TenantHTTPPolicy{Destinations: []millracev1.HTTPDestination{
+			{Host: "*.example.com"}, {Host: "api.partner.io", Ports: []int32{8443}}, {CIDR: "10.0.0.0/8", Ports: []int32{8080}}, {CIDR: "192.0.2.7"}, {CIDR: "not-a-range"}}}}),
+}
+
+func TestGrantsAddUpAcrossPolicies(t *testing.T) {
+	a := tenancy.For("a", policies)
+	if len(a.Policies) != 2 || !a.AllowAdoption || len(a.QueueNamePrefixes) != 1 || len(a.Destinations) != 4 {
+		t.Fatalf("grants of a: %+v", a)
+	}
+	b := tenancy.For("b", policies)
+	if len(b.QueueNamePrefixes) != 0 || b.Adoption() != nil {
+		t.Fatalf("grants of b: %+v", b)
+	}
+	none := tenancy.For("c", policies)
+	if none.Adoption() == nil || none.QueueName("anything") == nil || none.DeadLetterARN("arn:aws:sqs:eu-west-1:111122223333:shared-dlq") == nil {
+		t.Fatalf("a namespace no policy lists is granted something: %+v", none)
+	}
+}
+
+func TestQueueNamesAndDeadLetterARNs(t *testing.T) {
+	a := tenancy.For("a", policies)
+	for _, tc := range []struct {
+		name  string
+		err   error
+		allow bool
+	}{
+		{"a queue name with the granted prefix is allowed", a.QueueName("team-a-orders"), true},
+		{"a queue name without the granted prefix is refused", a.QueueName("team-b-orders"), false},
+		{"an exact dead-letter ARN is allowed", a.DeadLetterARN("arn:aws:sqs:eu-west-1:111122223333:shared-dlq"), true},
+		{"a dead-letter ARN under a granted prefix is allowed", a.DeadLetterARN("arn:aws:sqs:eu-west-1:111122223333:a-dlq"), true},
+		{"another namespace's queue as dead-letter ARN is refused", a.DeadLetterARN("arn:aws:sqs:eu-west-1:111122223333:victim-orders"), false},
+		{"an exact ARN does not match as a prefix", a.DeadLetterARN("arn:aws:sqs:eu-west-1:111122223333:shared-dlq2"), false},
+	} {
+		if (tc.err == nil) != tc.allow {
+			t.Errorf("%s: %v", tc.name, tc.err)
+		}
+	}
+}
+
+func TestDestinations(t *testing.T) {
+	a := tenancy.For("a", policies)
+	for _, tc := range []struct {
+		name  string
+		got   bool
+		allow bool
+	}{
+		{"a subdomain of a wildcard on a default port", a.HostAllowed("api.example.com", 443), true},
+		{"a wildcard does not match its own apex", a.HostAllowed("example.com", 443), false},
+		{"a wildcard does not match a look-alike suffix", a.HostAllowed("evilexample.com", 443), false},
+		{"a wildcard on a port it does not name", a.HostAllowed("api.example.com", 22), false},
+		{"an exact host on its port, any case, trailing dot", a.HostAllowed("API.Partner.io.", 8443), true},
+		{"an exact host on a default port it replaced", a.HostAllowed("api.partner.io", 443), false},
+		{"an address inside a granted range and port", a.AddressAllowed(netip.MustParseAddr("10.1.2.3"), 8080), true},
+		{"an IPv4-mapped address inside a granted range", a.AddressAllowed(netip.MustParseAddr("::ffff:10.1.2.3"), 8080), true},
+		{"an address inside a granted range on another port", a.AddressAllowed(netip.MustParseAddr("10.1.2.3"), 443), false},
+		{"a single address granted on default ports", a.AddressAllowed(netip.MustParseAddr("192.0.2.7"), 80), true},
+		{"a host rule never admits a bare address", a.AddressAllowed(netip.MustParseAddr("93.184.215.14"), 443), false},
+	} {
+		if tc.got != tc.allow {
+			t.Errorf("%s: got %v", tc.name, tc.got)
+		}
+	}
+}

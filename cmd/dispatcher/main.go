@@ -25,6 +25,7 @@ import (
 	"github.com/millrace-io/millrace/internal/consumer"
 	"github.com/millrace-io/millrace/internal/dispatch"
 	"github.com/millrace-io/millrace/internal/gctune"
+	"github.com/millrace-io/millrace/internal/httpserver"
 	"github.com/millrace-io/millrace/internal/sqsx"
 )
 
@@ -139,7 +140,9 @@ func run(ctx context.Context, log logr.Logger, cfg dispatch.Config, mode, handle
 	if err != nil {
 		return err
 	}
-	server := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	// Probes and scrapes are quick; anything in the pod's network can connect, so every phase of a
+	// connection is bounded.
+	server := httpserver.New("", mux, httpserver.Limits{})
 	go func() { _ = server.Serve(ln) }()
 	defer server.Close()
 

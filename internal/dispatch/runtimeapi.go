@@ -15,6 +15,8 @@ import (
 
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/google/uuid"
+
+	"github.com/millrace-io/millrace/internal/httpserver"
 )
 
 // RuntimeAPI serves the AWS Lambda Runtime API (2018-06-01) on a local address, so that a Lambda
@@ -24,6 +26,9 @@ import (
 type RuntimeAPI struct {
 	// FunctionARN is sent as Lambda-Runtime-Invoked-Function-Arn.
 	FunctionARN string
+	// Limits bound the server's connections (httpserver's defaults for zero fields). /next is a
+	// long poll and lifts them while it waits for an invocation.
+	Limits httpserver.Limits
 
 	mu      sync.Mutex
 	queue   chan *invocation
@@ -68,7 +73,12 @@ func (r *RuntimeAPI) Listen(addr string) (string, error) {
 	mux.HandleFunc("POST /2018-06-01/runtime/invocation/{id}/response", r.response)
 	mux.HandleFunc("POST /2018-06-01/runtime/invocation/{id}/error", r.error)
 	mux.HandleFunc("POST /2018-06-01/runtime/init/error", r.initError)
-	r.server = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	// No handler deadline: /next waits for as long as no invocation comes, and the others answer
+	// at once.
+	limits := r.Limits
+	limits.Handler = -1
+	r.Limits = limits.WithDefaults()
+	r.server = httpserver.New("", mux, r.Limits)
 	go func() { _ = r.server.Serve(ln) }()
 	return ln.Addr().String(), nil
 }
@@ -120,8 +130,10 @@ func (r *RuntimeAPI) Invoke(ctx context.Context, event events.SQSEvent, _ []stri
 }
 
 func (r *RuntimeAPI) next(w http.ResponseWriter, req *http.Request) {
+	answering := httpserver.LongPoll(w, r.Limits.Write)
 	select {
 	case inv := <-r.queue:
+		answering()
 		h := w.Header()
 		h.Set("Lambda-Runtime-Aws-Request-Id", inv.id)
 		h.Set("Lambda-Runtime-Deadline-Ms", strconv.FormatInt(inv.deadline.UnixMilli(), 10))
@@ -146,7 +158,18 @@ func (r *RuntimeAPI) response(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	body, _ := io.ReadAll(io.LimitReader(req.Body, 6<<20))
-	inv.result <- invocationResult{body: body}
+	settle(w, inv, invocationResult{body: body})
+}
+
+// settle hands an invocation its result; a second answer for the same invocation is refused
+// rather than left waiting forever for a reader that already has one.
+func settle(w http.ResponseWriter, inv *invocation, res invocationResult) {
+	select {
+	case inv.result <- res:
+	default:
+		http.Error(w, `{"errorMessage":"the invocation already has an answer","errorType":"InvalidStateTransition"}`, http.StatusForbidden)
+		return
+	}
 	w.WriteHeader(http.StatusAccepted)
 	_, _ = w.Write([]byte(`{"status":"OK"}`))
 }
@@ -158,9 +181,7 @@ func (r *RuntimeAPI) error(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	body, _ := io.ReadAll(io.LimitReader(req.Body, 1<<20))
-	inv.result <- invocationResult{body: body, err: functionError(req, body)}
-	w.WriteHeader(http.StatusAccepted)
-	_, _ = w.Write([]byte(`{"status":"OK"}`))
+	settle(w, inv, invocationResult{body: body, err: functionError(req, body)})
 }
 
 func (r *RuntimeAPI) initError(w http.ResponseWriter, req *http.Request) {

@@ -26,6 +26,7 @@ import (
 	"github.com/millrace-io/millrace/internal/callback"
 	"github.com/millrace-io/millrace/internal/consumer"
 	"github.com/millrace-io/millrace/internal/depth"
+	"github.com/millrace-io/millrace/internal/egress"
 	"github.com/millrace-io/millrace/internal/sqsx"
 	"github.com/millrace-io/millrace/internal/tasktoken"
 	"github.com/millrace-io/millrace/internal/testenv"
@@ -122,7 +123,7 @@ func runSuite(m *testing.M) int {
 	}
 	signer, _ := tasktoken.NewSigner([]byte("suite-task-token-key-0123456789ab"))
 	runs = &controllers.WorkflowRunReconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("millrace-workflowrun-controller"),
-		SQS: controllerSQS, Signer: signer, APIReader: mgr.GetAPIReader()}
+		SQS: controllerSQS, Signer: signer, APIReader: mgr.GetAPIReader(), HTTP: egress.New(egress.Options{})}
 	if err = runs.SetupWithManager(ctx, mgr); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1

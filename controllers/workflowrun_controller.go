@@ -1,7 +1,6 @@
 package controllers
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
@@ -9,8 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"net/http"
 	"slices"
 	"strings"
 	"sync"
@@ -43,6 +40,7 @@ import (
 	"github.com/millrace-io/millrace/internal/callback"
 	"github.com/millrace-io/millrace/internal/conditions"
 	"github.com/millrace-io/millrace/internal/dispatch"
+	"github.com/millrace-io/millrace/internal/egress"
 	"github.com/millrace-io/millrace/internal/tasktoken"
 )
 
@@ -114,6 +112,9 @@ type WorkflowRunReconciler struct {
 	Workers int
 	// Metrics (default: unregistered ones).
 	Metrics *WorkflowRunMetrics
+	// HTTP performs millrace:http tasks, to the destinations each namespace's TenantPolicies
+	// grant; nil disables them (the manager's --http-tasks flag).
+	HTTP *egress.Client
 
 	wake   chan event.TypedGenericEvent[*millracev1.WorkflowRun]
 	writes atomic.Int64
@@ -685,7 +686,8 @@ func (r *WorkflowRunReconciler) dispatch(ctx context.Context, run *millracev1.Wo
 		if a.State.TimeoutSeconds > 0 {
 			timeout = time.Duration(a.State.TimeoutSeconds) * time.Second
 		}
-		go r.reportLater(run, a, func() callback.Result { return httpTask(params, timeout) })
+		ns := run.Namespace
+		go r.reportLater(run, a, func() callback.Result { return r.httpTask(ns, params, timeout) })
 		return nil
 	default:
 		go r.reportLater(run, a, failure(fmt.Sprintf("resource %q is not supported (millrace:consumer/<name>, millrace:http, arn:aws:states:::sqs:sendMessage[.waitForTaskToken])", resource)))
@@ -957,66 +959,4 @@ func (r *WorkflowRunReconciler) pendingRuns(ctx context.Context, o client.Object
 	return referrers(ctx, r.Client, &millracev1.WorkflowRunList{}, workflowRefKey, o, func(obj client.Object) bool {
 		return obj.(*millracev1.WorkflowRun).Status.Engine == nil
 	})
-}
-
-// httpTask performs a millrace:http task: Parameters Method (default GET), Url, Headers (name ->
-// string), Body (a string, or JSON sent as application/json). The result is {StatusCode, Headers,
-// Body} with a JSON body parsed; a non-2xx answer fails with States.Http.StatusCode.<code>.
-func httpTask(params map[string]any, timeout time.Duration) callback.Result {
-	method, _ := params["Method"].(string)
-	if method == "" {
-		method = http.MethodGet
-	}
-	url, _ := params["Url"].(string)
-	if url == "" {
-		return callback.Result{Kind: callback.Failure, Error: asl.ErrRuntime, Cause: "millrace:http needs Parameters.Url"}
-	}
-	var body io.Reader
-	contentType := ""
-	switch b := params["Body"].(type) {
-	case nil:
-	case string:
-		body = strings.NewReader(b)
-	default:
-		raw, _ := json.Marshal(b)
-		body, contentType = bytes.NewReader(raw), "application/json"
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, method, url, body)
-	if err != nil {
-		return callback.Result{Kind: callback.Failure, Error: asl.ErrRuntime, Cause: err.Error()}
-	}
-	if contentType != "" {
-		req.Header.Set("Content-Type", contentType)
-	}
-	if headers, ok := params["Headers"].(map[string]any); ok {
-		for k, v := range headers {
-			req.Header.Set(k, fmt.Sprint(v))
-		}
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		name := "States.Http.Socket"
-		if errors.Is(err, context.DeadlineExceeded) {
-			name = asl.ErrTimeout
-		}
-		return callback.Result{Kind: callback.Failure, Error: name, Cause: err.Error()}
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(io.LimitReader(resp.Body, callback.MaxBody))
-	var parsed any = string(raw)
-	var js any
-	if json.Unmarshal(raw, &js) == nil {
-		parsed = js
-	}
-	headers := map[string]any{}
-	for k, v := range resp.Header {
-		headers[k] = strings.Join(v, ",")
-	}
-	out, _ := json.Marshal(map[string]any{"StatusCode": resp.StatusCode, "Headers": headers, "Body": parsed})
-	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return callback.Result{Kind: callback.Failure, Error: fmt.Sprintf("States.Http.StatusCode.%d", resp.StatusCode), Cause: string(raw)}
-	}
-	return callback.Result{Kind: callback.Success, Output: out}
 }

@@ -246,6 +246,7 @@ func TestHTTPTasks(t *testing.T) {
 	}))
 	defer api.Close()
 	ns := newNamespace(t)
+	grantHTTP(t, ns, millracev1.HTTPDestination{CIDR: "127.0.0.1", Ports: []int32{portOf(t, api.URL)}})
 	create(t, newWorkflow(ns, "http", fmt.Sprintf(`{"StartAt":"Call","States":{
 		"Call":{"Type":"Task","Resource":"millrace:http","Parameters":{"Method":"POST","Url":"%[1]s/echo","Headers":{"Authorization":"Bearer x"},"Body":{"n.$":"$.n"}},
 			"ResultSelector":{"status.$":"$.StatusCode","body.$":"$.Body"},"Next":"Missing"},

@@ -1,0 +1,106 @@
+package controllers_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	millracev1 "github.com/millrace-io/millrace/api/v1alpha1"
+	"github.com/millrace-io/millrace/controllers"
+)
+
+// grant writes a TenantPolicy for namespace ns (removed when the test ends).
+func grant(t testing.TB, ns string, spec millracev1.TenantPolicySpec) {
+	t.Helper()
+	spec.Namespaces = []string{ns}
+	p := &millracev1.TenantPolicy{ObjectMeta: metav1.ObjectMeta{Name: "grant-" + ns}, Spec: spec}
+	create(t, p)
+	t.Cleanup(func() { _ = k8s.Delete(context.Background(), p) })
+}
+
+func grantHTTP(t testing.TB, ns string, dests ...millracev1.HTTPDestination) {
+	grant(t, ns, millracev1.TenantPolicySpec{HTTP: &millracev1.TenantHTTPPolicy{Destinations: dests}})
+}
+
+func portOf(t testing.TB, rawURL string) int32 {
+	t.Helper()
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := strconv.Atoi(u.Port())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return int32(p)
+}
+
+// imdsStandIn plays the cloud metadata service's IMDSv2 exchange on 127.0.0.1 (a PUT for a session
+// token, then a GET of the node role's credentials with it) and counts the requests that reach it.
+func imdsStandIn(t *testing.T) (*httptest.Server, *atomic.Int64) {
+	var hits atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		switch {
+		case r.Method == http.MethodPut && r.URL.Path == "/latest/api/token":
+			_, _ = w.Write([]byte("imds-session-token"))
+		case r.Header.Get("X-Aws-Ec2-Metadata-Token") == "imds-session-token":
+			_, _ = w.Write([]byte(`{"AccessKeyId":"ASIANODEROLE","SecretAccessKey":"node-role-secret"}`))
+		default:
+			w.WriteHeader(http.StatusUnauthorized)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	return srv, &hits
+}
+
+const imdsWorkflow = `{"StartAt":"Token","States":{
+	"Token":{"Type":"Task","Resource":"millrace:http","Parameters":{"Method":"PUT","Url":"%[1]s/latest/api/token",
+		"Headers":{"X-aws-ec2-metadata-token-ttl-seconds":"21600"}},"ResultSelector":{"token.$":"$.Body"},"ResultPath":"$.imds","Next":"Credentials"},
+	"Credentials":{"Type":"Task","Resource":"millrace:http","Parameters":{"Url":"%[2]s",
+		"Headers":{"X-aws-ec2-metadata-token.$":"$.imds.token"}},"End":true}}}`
+
+// A tenant's millrace:http task cannot make the manager fetch the node role's credentials from
+// the metadata service: not directly, not through a redirect from a destination it was granted.
+func TestHTTPTaskCannotReachTheMetadataService(t *testing.T) {
+	imds, hits := imdsStandIn(t)
+	innocent := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, imds.URL+r.URL.Path, http.StatusTemporaryRedirect)
+	}))
+	defer innocent.Close()
+	ns := newNamespace(t)
+	grantHTTP(t, ns, millracev1.HTTPDestination{CIDR: "127.0.0.1/32", Ports: []int32{portOf(t, innocent.URL)}})
+	for name, base := range map[string]string{"direct": imds.URL, "redirected": innocent.URL} {
+		create(t, newWorkflow(ns, name, fmt.Sprintf(imdsWorkflow, base, base+"/latest/meta-data/iam/security-credentials/node")))
+		create(t, newRun(ns, name, name, `{}`))
+		run := waitRun(t, ns, name, millracev1.RunFailed)
+		if run.Status.Error != controllers.ErrForbidden || run.Status.CurrentState != "Token" {
+			t.Errorf("%s: failed with %q in %s (%s), want %s in Token", name, run.Status.Error, run.Status.CurrentState, run.Status.Cause, controllers.ErrForbidden)
+		}
+		if run.Status.Output != nil && strings.Contains(string(run.Status.Output.Raw), "node-role-secret") {
+			t.Errorf("%s: the node's credentials are in the run's output: %s", name, run.Status.Output.Raw)
+		}
+	}
+	if n := hits.Load(); n != 0 {
+		t.Fatalf("the metadata stand-in was reached %d times", n)
+	}
+}
+
+// Without a grant a namespace's HTTP tasks reach nothing, not even a public-looking address.
+func TestHTTPTaskWithoutAGrantIsForbidden(t *testing.T) {
+	ns := newNamespace(t)
+	create(t, newWorkflow(ns, "call", `{"StartAt":"Call","States":{"Call":{"Type":"Task","Resource":"millrace:http","Parameters":{"Url":"https://93.184.215.14/"},"End":true}}}`))
+	create(t, newRun(ns, "call", "call", `{}`))
+	run := waitRun(t, ns, "call", millracev1.RunFailed)
+	if run.Status.Error != controllers.ErrForbidden || !strings.Contains(run.Status.Cause, "no HTTP destinations") {
+		t.Fatalf("failed with %q: %s", run.Status.Error, run.Status.Cause)
+	}
+}

@@ -22,7 +22,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	millracev1 "github.com/millrace-io/millrace/api/v1alpha1"
 	"github.com/millrace-io/millrace/controllers"
@@ -30,6 +29,7 @@ import (
 	"github.com/millrace-io/millrace/internal/consumer"
 	"github.com/millrace-io/millrace/internal/depth"
 	"github.com/millrace-io/millrace/internal/httpserver"
+	"github.com/millrace-io/millrace/internal/metricsauth"
 	"github.com/millrace-io/millrace/internal/sqsx"
 	"github.com/millrace-io/millrace/internal/tasktoken"
 )
@@ -50,11 +50,15 @@ type options struct {
 	tokenKeyFile           string
 	runWorkers             int
 	watchNamespaces        string
+	metricsSecure          bool
+	metricsCertDir         string
 }
 
 func main() {
 	var o options
-	flag.StringVar(&o.metricsAddr, "metrics-bind-address", ":8080", "Address of the Prometheus metrics endpoint (0 disables it).")
+	flag.StringVar(&o.metricsAddr, "metrics-bind-address", ":8443", "Address of the Prometheus metrics endpoint (0 disables it).")
+	flag.BoolVar(&o.metricsSecure, "metrics-secure", true, "Serve metrics over HTTPS to callers the API server authenticates and authorizes (GET on /metrics); false is allowed only on a loopback address.")
+	flag.StringVar(&o.metricsCertDir, "metrics-cert-dir", "", "Folder with tls.crt and tls.key for the metrics endpoint (empty: a self-signed certificate).")
 	flag.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz endpoints.")
 	flag.BoolVar(&o.leaderElect, "leader-elect", false, "Elect a leader so that only one replica reconciles.")
 	flag.StringVar(&o.region, "region", os.Getenv("AWS_REGION"), "AWS region (default: $AWS_REGION or the shared config).")
@@ -98,10 +102,14 @@ func run(ctx context.Context, o options) error {
 		}
 		log.Info("watching namespaces", "namespaces", o.watchNamespaces)
 	}
+	metricsOpts, err := metricsauth.Options(metricsauth.Flags{Addr: o.metricsAddr, Secure: o.metricsSecure, CertDir: o.metricsCertDir})
+	if err != nil {
+		return err
+	}
 	mgr, err := ctrl.NewManager(ctrl.GetConfigOrDie(), ctrl.Options{
 		Scheme:                        scheme,
 		Cache:                         cacheOpts,
-		Metrics:                       metricsserver.Options{BindAddress: o.metricsAddr},
+		Metrics:                       metricsOpts,
 		HealthProbeBindAddress:        o.probeAddr,
 		LeaderElection:                o.leaderElect,
 		LeaderElectionID:              "millrace-manager.millrace.io",

@@ -478,19 +478,42 @@ func applyIntrinsic(name string, args []any) (any, error) {
 	return nil, fail("unknown intrinsic %s", name)
 }
 
-// unique keeps the first of equal values, in order. Values are told apart by their JSON, whose
-// object keys encoding/json sorts: one pass and a set, where comparing every pair of a large
-// array took seconds.
+// unique keeps the first of equal values, in order: one pass and a set, where comparing every pair
+// of a large array took seconds. Scalars are their own keys; objects and arrays are keyed by
+// their JSON, whose object keys encoding/json sorts.
 func unique(a []any) []any {
-	seen := make(map[string]bool, len(a))
+	type key struct {
+		kind byte
+		s    string
+		f    float64
+	}
+	seen := map[key]bool{}
 	out := []any{}
 	for _, v := range a {
-		key, err := json.Marshal(v)
-		if err != nil || seen[string(key)] {
-			continue
+		var k key
+		switch t := v.(type) {
+		case nil:
+			k.kind = 'z'
+		case bool:
+			k.kind = 'f'
+			if t {
+				k.kind = 't'
+			}
+		case float64:
+			k.kind, k.f = 'n', t
+		case string:
+			k.kind, k.s = 's', t
+		default:
+			js, err := json.Marshal(t)
+			if err != nil {
+				continue
+			}
+			k.kind, k.s = 'j', string(js)
 		}
-		seen[string(key)] = true
-		out = append(out, v)
+		if !seen[k] {
+			seen[k] = true
+			out = append(out, v)
+		}
 	}
 	return out
 }

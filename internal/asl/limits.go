@@ -31,10 +31,16 @@ const (
 	// across the whole tree of Parallel and Map children. A step that spends it yields a
 	// Continue effect; the run goes on in the next step.
 	DefaultStepTransitions = 2000
-	DefaultStepBytes       = 32 << 20
+	DefaultStepBytes       = 8 << 20
 	// DefaultMaxHistory is how many transitions one Step returns at most (the latest ones);
 	// the others are only counted (Budget.HistoryDropped).
 	DefaultMaxHistory = 100
+	// MaxPathLength bounds a JSONPath's text: a filter is evaluated on every node it selects
+	// from, so its length multiplies the work of a query.
+	MaxPathLength = 1024
+	// minEvalCost is the least an evaluation is charged against Budget.Bytes, however small the
+	// document it reads (a query visits nodes even when it selects none).
+	minEvalCost = 1 << 10
 	// maxSelectedNodes bounds the nodes a JSONPath query may select or visit: more than this
 	// many values cannot fit in a payload anyway (each takes at least two bytes of JSON).
 	maxSelectedNodes = DefaultMaxPayloadBytes / 2
@@ -162,4 +168,52 @@ func waitSeconds(f float64) (float64, error) {
 func isLimit(err error) bool {
 	var le *LimitError
 	return errors.As(err, &le)
+}
+
+// cost is what evaluating some paths and intrinsic calls is charged against Budget.Bytes: a
+// singular path reads a few nodes (minEvalCost); any other path, and any intrinsic call, may read
+// the whole document (its size).
+type cost struct{ light, heavy int }
+
+func (c cost) plus(d cost) cost { return cost{c.light + d.light, c.heavy + d.heavy} }
+
+func (c cost) bytes(docBytes int) int { return c.light*minEvalCost + c.heavy*max(docBytes, minEvalCost) }
+
+func pathCost(p *Path) cost {
+	if p == nil {
+		return cost{}
+	}
+	if p.IsSingular() {
+		return cost{light: 1}
+	}
+	return cost{heavy: 1}
+}
+
+func (e expr) cost() cost {
+	if e.call != nil {
+		return e.call.cost()
+	}
+	return pathCost(e.path)
+}
+
+func (c *call) cost() cost {
+	n := cost{heavy: 1}
+	for _, a := range c.args {
+		switch {
+		case a.path != nil:
+			n = n.plus(pathCost(a.path))
+		case a.call != nil:
+			n = n.plus(a.call.cost())
+		}
+	}
+	return n
+}
+
+// cost of a Choice rule: its Variable and ValuePath, nested rules included.
+func (r *ChoiceRule) cost() cost {
+	n := pathCost(r.Variable).plus(pathCost(r.ValuePath))
+	for _, c := range r.Rules {
+		n = n.plus(c.cost())
+	}
+	return n
 }

@@ -1,6 +1,7 @@
 package asl
 
 import (
+	"encoding/json"
 	"fmt"
 	"runtime"
 	"strings"
@@ -229,5 +230,25 @@ func TestADescendantQueryOverDeeplyNestedInputIsLinear(t *testing.T) {
 	runtime.ReadMemStats(&after)
 	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 8<<20 {
 		t.Errorf("the query allocated %d MiB", alloc>>20)
+	}
+}
+
+// The attack: a state whose Parameters run many intrinsics over a large input did seconds of work
+// inside one state, which no budget checked between states can split. Such a state is refused
+// before it evaluates anything.
+func TestAStateThatWouldReadItsInputTooManyTimesFails(t *testing.T) {
+	fields := map[string]any{}
+	for i := range 200 {
+		fields[fmt.Sprintf("u%d.$", i)] = "States.ArrayLength(States.ArrayUnique($.list))"
+	}
+	list := make([]any, 60000)
+	for i := range list {
+		list[i] = float64(i % 7)
+	}
+	params, _ := json.Marshal(fields)
+	m := mustParse(t, `{"StartAt":"P","States":{"P":{"Type":"Pass","Parameters":`+string(params)+`,"End":true}}}`)
+	run, _, _ := m.Step(Run{}, Event{Kind: EventStart, Input: map[string]any{"list": list}}, Options{})
+	if run.Status != Failed || run.Error != ErrDataLimitExceeded || !strings.Contains(run.Cause, "per state") {
+		t.Fatalf("run %s %s %q", run.Status, run.Error, run.Cause)
 	}
 }

@@ -20,6 +20,9 @@ type Path struct {
 // ParsePath parses a Path: a JSONPath starting with $ (the effective input) or $$ (the context
 // object).
 func ParsePath(s string) (Path, error) {
+	if len(s) > MaxPathLength {
+		return Path{}, fmt.Errorf("a path is at most %d characters", MaxPathLength)
+	}
 	p := Path{raw: s}
 	expr := s
 	switch {

@@ -326,6 +326,26 @@ type stepper struct {
 	now     time.Time
 	effects []Effect
 	history []Transition
+	// inputBytes is the JSON size of run.Input (0: not measured yet).
+	inputBytes int
+}
+
+// charge takes from the budget the cost of evaluating paths or calls against the state's input.
+func (s *stepper) charge(c cost) { _ = s.chargeWithin(c) }
+
+// chargeWithin is charge, refusing an evaluation that alone would exceed a step's whole budget
+// (a budget is checked between states: it cannot split one).
+func (s *stepper) chargeWithin(c cost) error {
+	if c.heavy > 0 && s.inputBytes == 0 {
+		n, _ := jsonSize(s.run.Input, s.opt.MaxPayloadBytes)
+		s.inputBytes = max(n, minEvalCost)
+	}
+	n := c.bytes(s.inputBytes)
+	s.opt.Budget.Bytes -= n
+	if n > DefaultStepBytes {
+		return limitErrorf("the state's paths and intrinsic functions would read %d bytes of its %d-byte input (limit %d per state)", n, s.inputBytes, DefaultStepBytes)
+	}
+	return nil
 }
 
 func (s *stepper) record(state, kind, info string) {
@@ -390,6 +410,7 @@ func (s *stepper) contextMap() any {
 
 func (s *stepper) enter(name string, input any) {
 	s.run.State, s.run.Input, s.run.Entered = name, input, s.now
+	s.inputBytes = 0
 	s.run.Attempt, s.run.RetryCounts, s.run.Waiting, s.run.Retrying = 0, nil, nil, false
 	s.run.Transitions++
 	s.record(name, "Entered", "")
@@ -451,6 +472,7 @@ func (s *stepper) execute(st *State) {
 	case "Fail":
 		errName, cause := st.Error, st.Cause
 		if st.ErrorPath != nil {
+			s.charge(st.ErrorPath.cost())
 			v, err := st.ErrorPath.Eval(s.run.Input, s.context())
 			errName, _ = v.(string)
 			if err != nil {
@@ -458,6 +480,7 @@ func (s *stepper) execute(st *State) {
 			}
 		}
 		if st.CausePath != nil && errName != ErrRuntime {
+			s.charge(st.CausePath.cost())
 			v, err := st.CausePath.Eval(s.run.Input, s.context())
 			cause, _ = v.(string)
 			if err != nil {
@@ -466,6 +489,14 @@ func (s *stepper) execute(st *State) {
 		}
 		s.finish(Failed, nil, errName, cause)
 	case "Choice":
+		var total cost
+		for _, r := range st.Choices {
+			total = total.plus(r.cost())
+		}
+		if err := s.chargeWithin(total); err != nil {
+			s.fail(st, ErrDataLimitExceeded, err.Error())
+			return
+		}
 		for _, r := range st.Choices {
 			ok, err := r.Matches(effective, s.context())
 			if err != nil {
@@ -537,6 +568,7 @@ func (s *stepper) waitUntil(st *State, effective any) (time.Time, error) {
 	case st.Timestamp != "":
 		return s.waitTill(st.Timestamp)
 	case st.SecondsPath != nil:
+		s.charge(pathCost(st.SecondsPath))
 		v, err := st.SecondsPath.Get(effective, s.context())
 		f, ok := v.(float64)
 		if err != nil || !ok || f < 0 {
@@ -544,6 +576,7 @@ func (s *stepper) waitUntil(st *State, effective any) (time.Time, error) {
 		}
 		return s.waitFor(f)
 	default:
+		s.charge(pathCost(st.TimestampPath))
 		v, err := st.TimestampPath.Get(effective, s.context())
 		str, ok := v.(string)
 		if err != nil || !ok {
@@ -619,6 +652,7 @@ func (s *stepper) complete(st *State, result any) {
 	case st.ResultPath.Null:
 		combined = s.run.Input
 	case st.ResultPath.Set:
+		s.charge(cost{heavy: 1}) // Set copies the input
 		var err error
 		if combined, err = Set(s.run.Input, st.ResultPath.Path, result); err != nil {
 			s.fail(st, ErrResultPathMatchFailed, err.Error())
@@ -670,6 +704,7 @@ func (s *stepper) inputOf(st *State) (any, error) {
 	case st.InputPath.Null:
 		return map[string]any{}, nil
 	case st.InputPath.Set:
+		s.charge(pathCost(&st.InputPath.Path))
 		v, err := st.InputPath.Path.Get(s.run.Input, s.context())
 		if err != nil || st.InputPath.Path.IsSingular() {
 			return v, err // a node of the input, which was checked
@@ -686,6 +721,7 @@ func (s *stepper) outputOf(st *State, doc any) (any, error) {
 	case st.OutputPath.Null:
 		return map[string]any{}, nil
 	case st.OutputPath.Set:
+		s.charge(pathCost(&st.OutputPath.Path))
 		var err error
 		if out, err = st.OutputPath.Path.Get(doc, s.context()); err != nil {
 			return nil, err
@@ -696,6 +732,9 @@ func (s *stepper) outputOf(st *State, doc any) (any, error) {
 
 // resolve builds a payload template and checks the result.
 func (s *stepper) resolve(t *Template, field string, input, context any) (any, error) {
+	if err := s.chargeWithin(t.cost); err != nil {
+		return nil, err
+	}
 	v, err := t.Resolve(input, context)
 	if err != nil {
 		return nil, err
@@ -859,6 +898,7 @@ func (s *stepper) startChild(m *Machine, i int, input any) {
 // cause of a States.Runtime failure.
 func (s *stepper) mapItems(st *State, effective any) ([]any, string) {
 	items := effective
+	s.charge(pathCost(st.ItemsPath))
 	if st.ItemsPath != nil {
 		var err error
 		if items, err = st.ItemsPath.Get(effective, s.context()); err != nil {

@@ -11,6 +11,8 @@ type Template struct {
 	raw any
 	// compiled holds every ".$" expression, parsed once.
 	compiled map[string]expr
+	// cost is that of the paths and intrinsic calls a resolution evaluates (see Budget).
+	cost cost
 }
 
 // expr is a compiled path or intrinsic call.
@@ -54,6 +56,7 @@ func (e expr) eval(input, context any) (any, error) {
 func ParseTemplate(raw any) (Template, []FieldError) {
 	var errs []FieldError
 	compiled := map[string]expr{}
+	var total cost
 	walkTemplate(raw, "", func(at, src string) {
 		if IsIntrinsic(src) {
 			c, err := ParseIntrinsic(src)
@@ -62,6 +65,7 @@ func ParseTemplate(raw any) (Template, []FieldError) {
 				return
 			}
 			compiled[src] = expr{call: c}
+			total = total.plus(c.cost())
 			return
 		}
 		p, err := ParsePath(src)
@@ -70,8 +74,9 @@ func ParseTemplate(raw any) (Template, []FieldError) {
 			return
 		}
 		compiled[src] = expr{path: &p}
+		total = total.plus(pathCost(&p))
 	})
-	return Template{raw: raw, compiled: compiled}, errs
+	return Template{raw: raw, compiled: compiled, cost: total}, errs
 }
 
 func walkTemplate(v any, at string, visit func(at, expr string)) {

@@ -177,7 +177,9 @@ type cost struct{ light, heavy int }
 
 func (c cost) plus(d cost) cost { return cost{c.light + d.light, c.heavy + d.heavy} }
 
-func (c cost) bytes(docBytes int) int { return c.light*minEvalCost + c.heavy*max(docBytes, minEvalCost) }
+func (c cost) bytes(docBytes int) int {
+	return c.light*minEvalCost + c.heavy*max(docBytes, minEvalCost)
+}
 
 func pathCost(p *Path) cost {
 	if p == nil {

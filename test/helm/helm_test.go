@@ -7,18 +7,21 @@ package helm_test
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"flag"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -112,12 +115,14 @@ func TestLint(t *testing.T) {
 	mustHelm(t, "lint", "--strict", chart, "-f", "testdata/full-values.yaml")
 }
 
-// generatedKey masks the task-token key, which is random at each render without a cluster.
+// generatedKey masks the task-token key, which the chart generates at the first install.
 var generatedKey = regexp.MustCompile(`(?m)^(  key: )[A-Za-z0-9+/=]{64}$`)
 
 func TestTemplateGolden(t *testing.T) {
 	for name, args := range map[string][]string{
-		"default": nil,
+		// With the cluster: without one, the default values (a generated task-token key) refuse
+		// to render (TestTheTaskTokenKeyNeverChangesBetweenRenders).
+		"default": {"--dry-run=server", "--kubeconfig", kubeconfig},
 		"full":    {"-f", "testdata/full-values.yaml"},
 	} {
 		t.Run(name, func(t *testing.T) {
@@ -187,16 +192,21 @@ func eventually(t *testing.T, check func() error) {
 }
 
 // can asks the API server whether the service account may do verb on resource (group/resource or
-// group/resource/subresource) in namespace ("" for all namespaces).
+// group/resource/subresource) in namespace ("" for all namespaces), or on a non-resource URL
+// (url:/metrics).
 func can(t *testing.T, sa, namespace, verb, resource string) bool {
 	t.Helper()
-	group, rest, _ := strings.Cut(resource, "/")
-	res, sub, _ := strings.Cut(rest, "/")
 	sar := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
-		User:               sa,
-		Groups:             []string{"system:serviceaccounts", "system:serviceaccounts:" + strings.Split(sa, ":")[2], "system:authenticated"},
-		ResourceAttributes: &authorizationv1.ResourceAttributes{Namespace: namespace, Verb: verb, Group: group, Resource: res, Subresource: sub},
+		User:   sa,
+		Groups: []string{"system:serviceaccounts", "system:serviceaccounts:" + strings.Split(sa, ":")[2], "system:authenticated"},
 	}}
+	if url, ok := strings.CutPrefix(resource, "url:"); ok {
+		sar.Spec.NonResourceAttributes = &authorizationv1.NonResourceAttributes{Path: url, Verb: verb}
+	} else {
+		group, rest, _ := strings.Cut(resource, "/")
+		res, sub, _ := strings.Cut(rest, "/")
+		sar.Spec.ResourceAttributes = &authorizationv1.ResourceAttributes{Namespace: namespace, Verb: verb, Group: group, Resource: res, Subresource: sub}
+	}
 	if err := k8s.Create(context.Background(), sar); err != nil {
 		t.Fatal(err)
 	}
@@ -236,7 +246,8 @@ func TestInstallUpgradeUninstall(t *testing.T) {
 	for _, ns := range []string{"team-a"} {
 		_ = k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})
 	}
-	mustHelm(t, "install", "millrace", chart, "--kubeconfig", kubeconfig, "--namespace", "millrace-system", "--create-namespace")
+	mustHelm(t, "install", "millrace", chart, "--kubeconfig", kubeconfig, "--namespace", "millrace-system", "--create-namespace",
+		"--set", "metrics.readers[0].namespace=monitoring", "--set", "metrics.readers[0].name=prometheus")
 	for _, crd := range []string{"queues", "consumers", "workflows", "workflowruns"} {
 		eventually(t, func() error {
 			c := &apiextensionsv1.CustomResourceDefinition{}
@@ -262,6 +273,14 @@ func TestInstallUpgradeUninstall(t *testing.T) {
 	if len(first) < 32 {
 		t.Fatalf("task-token key of %d bytes", len(first))
 	}
+	// Rendering with the cluster (Flux's helm-controller, helm diff, --dry-run=server) shows the
+	// installed key, not a new one.
+	for range 2 {
+		out := mustHelm(t, "template", "millrace", chart, "--namespace", "millrace-system", "--dry-run=server", "--kubeconfig", kubeconfig)
+		if !strings.Contains(out, "  key: "+base64.StdEncoding.EncodeToString([]byte(first))+"\n") {
+			t.Error("a render with the cluster does not carry the installed task-token key")
+		}
+	}
 
 	sa := "system:serviceaccount:millrace-system:millrace"
 	checkAccess(t, sa, []access{
@@ -270,7 +289,15 @@ func TestInstallUpgradeUninstall(t *testing.T) {
 		{"team-a", "patch", "millrace.io/workflowruns/status"}, {"team-a", "delete", "millrace.io/workflowruns"},
 		{"team-a", "create", "apps/deployments"}, {"team-a", "patch", "apps/deployments"},
 		{"team-a", "create", "events.k8s.io/events"}, {"millrace-system", "update", "coordination.k8s.io/leases"},
+		// The metrics endpoint checks scrapers' tokens and permissions.
+		{"", "create", "authentication.k8s.io/tokenreviews"}, {"", "create", "authorization.k8s.io/subjectaccessreviews"},
 	}, neverAllowed)
+	// Only the ServiceAccounts of metrics.readers may scrape the manager.
+	checkAccess(t, "system:serviceaccount:monitoring:prometheus", []access{{"", "get", "url:/metrics"}},
+		[]access{{"team-a", "get", "/secrets"}, {"", "list", "millrace.io/queues"}})
+	for _, other := range []string{"system:serviceaccount:monitoring:default", "system:serviceaccount:team-a:default", sa} {
+		checkAccess(t, other, nil, []access{{"", "get", "url:/metrics"}})
+	}
 
 	mustHelm(t, "upgrade", "millrace", chart, "--kubeconfig", kubeconfig, "--namespace", "millrace-system", "--reuse-values", "--set", "logLevel=debug")
 	if key() != first {
@@ -314,8 +341,25 @@ func TestANamespacedInstallHasNoClusterWidePermissions(t *testing.T) {
 		{"", "list", "millrace.io/queues"}, {"team-c", "list", "millrace.io/queues"}, {"team-c", "create", "apps/deployments"},
 	}, neverAllowed...))
 	out := mustHelm(t, "get", "manifest", "scoped", "--kubeconfig", kubeconfig, "--namespace", "millrace-scoped")
-	if !strings.Contains(out, "--watch-namespaces=team-b") || strings.Contains(out, "kind: ClusterRole") {
+	if !strings.Contains(out, "--watch-namespaces=team-b") {
 		t.Errorf("namespaced manifest:\n%s", out)
+	}
+	// Cluster-wide, only what the metrics endpoint needs: reviewing scrapers' tokens and
+	// permissions (kinds that exist only cluster-wide), and the reader role for scrapers.
+	for _, o := range objectsOf(t, out) {
+		if o.GetKind() != "ClusterRole" {
+			continue
+		}
+		role := &rbacv1.ClusterRole{}
+		fromUnstructured(t, o, role)
+		for _, r := range role.Rules {
+			review := slices.Equal(r.Verbs, []string{"create"}) && len(r.Resources) == 1 &&
+				(r.Resources[0] == "tokenreviews" || r.Resources[0] == "subjectaccessreviews")
+			reader := slices.Equal(r.NonResourceURLs, []string{"/metrics"}) && slices.Equal(r.Verbs, []string{"get"})
+			if !review && !reader {
+				t.Errorf("ClusterRole %s grants %v cluster-wide", role.Name, r)
+			}
+		}
 	}
 }
 
@@ -323,23 +367,26 @@ func TestANamespacedInstallHasNoClusterWidePermissions(t *testing.T) {
 // read what it exposes and start runs, and nothing else; with API keys, read Secrets of its
 // namespace too.
 func TestTheGatewayInstall(t *testing.T) {
-	if out := mustHelm(t, "template", "millrace", chart); strings.Contains(out, "component: gateway") {
+	if out := mustHelm(t, "template", "millrace", chart, "--set", "taskToken.existingSecret=k"); strings.Contains(out, "component: gateway") {
 		t.Error("the default install has a gateway")
 	}
+	// With the egress policies too: the API server accepts them as rendered.
 	mustHelm(t, "install", "gw", chart, "--kubeconfig", kubeconfig, "--namespace", "millrace-gw", "--create-namespace",
-		"--set", "gateway.enabled=true", "--set", "admissionPolicy.enabled=false")
+		"--set", "gateway.enabled=true", "--set", "admissionPolicy.enabled=false", "--set", "networkPolicy.egress.enabled=true",
+		"--set", "aws.endpoint=http://fauxqs.sqs:4566")
 	defer mustHelm(t, "uninstall", "gw", "--kubeconfig", kubeconfig, "--namespace", "millrace-gw")
-	checkAccess(t, "system:serviceaccount:millrace-gw:gw-millrace-gateway", []access{
+	gateway := "system:serviceaccount:millrace-gw:gw-millrace-gateway"
+	checkAccess(t, gateway, []access{
 		{"", "create", "authentication.k8s.io/tokenreviews"}, {"", "create", "authorization.k8s.io/subjectaccessreviews"},
 		{"team-a", "get", "millrace.io/queues"}, {"team-a", "list", "millrace.io/workflows"}, {"team-a", "create", "millrace.io/workflowruns"},
-	}, []access{
+	}, append([]access{
 		{"team-a", "get", "/secrets"}, {"team-a", "update", "millrace.io/queues"}, {"team-a", "delete", "millrace.io/workflowruns"},
 		{"team-a", "patch", "millrace.io/workflowruns/status"}, {"team-a", "create", "apps/deployments"}, {"team-a", "*", "*/*"},
 		{"millrace-gw", "list", "/secrets"},
-	})
+	}, gatewayNeverAllowed...))
 	// API keys need a namespace of their own: not none, not the release's (the task-token key).
 	for _, set := range []string{"gateway.apiKeys.enabled=true", "gateway.apiKeys.enabled=true,gateway.apiKeys.namespace=millrace-gw"} {
-		if out, err := helmRun(t, "template", "gw", chart, "--namespace", "millrace-gw", "--set", "gateway.enabled=true", "--set", set); err == nil || !strings.Contains(out, "gateway.apiKeys.namespace") {
+		if out, err := helmRun(t, "template", "gw", chart, "--namespace", "millrace-gw", "--set", "gateway.enabled=true", "--set", "taskToken.existingSecret=k", "--set", set); err == nil || !strings.Contains(out, "gateway.apiKeys.namespace") {
 			t.Errorf("--set %s: %v\n%s", set, err, out)
 		}
 	}
@@ -356,4 +403,22 @@ func TestTheGatewayInstall(t *testing.T) {
 	if out := mustHelm(t, "get", "manifest", "gw", "--kubeconfig", kubeconfig, "--namespace", "millrace-gw"); !strings.Contains(out, "--api-keys-namespace=millrace-gw-keys") {
 		t.Error("the gateway is not told where its keys are")
 	}
+	// Whatever the values, the gateway gets none of the manager's rights.
+	checkAccess(t, gateway, nil, gatewayNeverAllowed)
+}
+
+// Denied to the gateway's ServiceAccount: everything the manager may do and the gateway need not
+// (manage Queues, Consumers' Deployments, status, leader election), reading the manager's metrics,
+// and what would let it become someone else.
+var gatewayNeverAllowed = []access{
+	{"team-a", "patch", "millrace.io/queues/status"}, {"team-a", "update", "millrace.io/queues/finalizers"},
+	{"team-a", "patch", "millrace.io/queues"}, {"team-a", "patch", "millrace.io/consumers"}, {"team-a", "create", "millrace.io/consumers"},
+	{"team-a", "update", "millrace.io/workflowruns"}, {"team-a", "patch", "millrace.io/workflows/status"},
+	{"team-a", "patch", "apps/deployments"}, {"team-a", "delete", "apps/deployments"},
+	{"millrace-gw", "update", "coordination.k8s.io/leases"}, {"millrace-gw", "get", "/secrets"}, {"millrace-gw", "get", "/configmaps"},
+	{"team-a", "create", "/serviceaccounts/token"}, {"millrace-gw", "create", "/serviceaccounts/token"}, {"team-a", "create", "/pods"},
+	{"", "impersonate", "/serviceaccounts"}, {"", "impersonate", "/users"}, {"", "impersonate", "/groups"},
+	{"", "escalate", "rbac.authorization.k8s.io/clusterroles"}, {"", "bind", "rbac.authorization.k8s.io/clusterroles"},
+	{"team-a", "create", "rbac.authorization.k8s.io/rolebindings"}, {"", "get", "url:/metrics"},
+	{"", "create", "certificates.k8s.io/certificatesigningrequests"}, {"", "list", "/secrets"},
 }

@@ -64,9 +64,12 @@ type Server struct {
 	// Metrics and Log are optional.
 	Metrics *Metrics
 	Log     logr.Logger
+	// FailedAuth limits failed authentications per client address (defaults for zero fields).
+	FailedAuth FailedAuthLimit
 
-	limits limiters
-	sends  coalescer
+	limits       limiters
+	sends        coalescer
+	authFailures failedAuths
 }
 
 // Handler returns the gateway's routes.
@@ -117,13 +120,18 @@ func writeError(w http.ResponseWriter, err error) {
 	writeJSON(w, e.status, map[string]string{"error": e.msg})
 }
 
-// authorize maps the Authorizer's answer to 401 / 403 / 503.
+// authorize maps the Authorizer's answer to 401 / 403 / 503, or 429 without asking it when the
+// request's source has failed authentication too often.
 func (s *Server) authorize(r *http.Request, a Access) error {
+	if err := s.throttled(r); err != nil {
+		return err
+	}
 	_, err := s.Auth.Authorize(r.Context(), credential(r), a)
 	switch {
 	case err == nil:
 		return nil
 	case errors.Is(err, ErrUnauthenticated):
+		s.authFailures.failed(source(r))
 		if err != ErrUnauthenticated { // a reason worth an operator's eye, e.g. a malformed key Secret
 			s.log().Info("credential refused", "reason", err.Error(), "path", r.URL.Path)
 		}

@@ -30,40 +30,55 @@ import (
 	millracev1 "github.com/millrace-io/millrace/api/v1alpha1"
 	"github.com/millrace-io/millrace/internal/gateway"
 	"github.com/millrace-io/millrace/internal/gctune"
+	"github.com/millrace-io/millrace/internal/httpserver"
 	"github.com/millrace-io/millrace/internal/sqsx"
 )
 
+// config is the command line.
+type config struct {
+	addr, metricsAddr, probeAddr, region, endpoint, audiences string
+	keysNamespace, keyServiceAccountNamespaces                string
+	failedAuth                                                gateway.FailedAuthLimit
+	grace                                                     time.Duration
+}
+
 func main() {
-	var addr, metricsAddr, probeAddr, region, endpoint, audiences, keysNamespace string
-	var grace time.Duration
-	flag.StringVar(&addr, "address", ":8080", "Address of the gateway's API.")
-	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8081", "Address of the Prometheus metrics endpoint (0 disables it).")
-	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8082", "Address of /healthz and /readyz.")
-	flag.StringVar(&region, "region", os.Getenv("AWS_REGION"), "AWS region.")
-	flag.StringVar(&endpoint, "sqs-endpoint", os.Getenv("MILLRACE_SQS_ENDPOINT"), "SQS endpoint override (fauxqs, LocalStack, ElasticMQ).")
-	flag.StringVar(&audiences, "token-audiences", "", "Comma-separated audiences bearer tokens must carry (empty: the API server's).")
-	flag.StringVar(&keysNamespace, "api-keys-namespace", "", "Namespace of API key Secrets (labelled "+gateway.APIKeyLabel+"=true); empty: API keys are off.")
-	flag.DurationVar(&grace, "shutdown-grace", 25*time.Second, "How long requests in flight may take to finish at shutdown.")
+	var c config
+	flag.StringVar(&c.addr, "address", ":8080", "Address of the gateway's API.")
+	flag.StringVar(&c.metricsAddr, "metrics-bind-address", ":8081", "Address of the Prometheus metrics endpoint (0 disables it).")
+	flag.StringVar(&c.probeAddr, "health-probe-bind-address", ":8082", "Address of /healthz and /readyz.")
+	flag.StringVar(&c.region, "region", os.Getenv("AWS_REGION"), "AWS region.")
+	flag.StringVar(&c.endpoint, "sqs-endpoint", os.Getenv("MILLRACE_SQS_ENDPOINT"), "SQS endpoint override (fauxqs, LocalStack, ElasticMQ).")
+	flag.StringVar(&c.audiences, "token-audiences", "", "Comma-separated audiences bearer tokens must carry (empty: the API server's).")
+	flag.StringVar(&c.keysNamespace, "api-keys-namespace", "", "Namespace of API key Secrets (labelled "+gateway.APIKeyLabel+"=true); empty: API keys are off.")
+	flag.StringVar(&c.keyServiceAccountNamespaces, "api-key-service-account-namespaces", "", "Comma-separated namespaces whose ServiceAccounts API keys may act as (required with --api-keys-namespace).")
+	flag.IntVar(&c.failedAuth.Burst, "failed-auth-burst", 20, "Failed authentications a client address may make at once before it gets 429.")
+	flag.Float64Var(&c.failedAuth.PerSecond, "failed-auth-per-second", 1, "Failed authentications per second a client address may make after the burst.")
+	flag.DurationVar(&c.grace, "shutdown-grace", 25*time.Second, "How long requests in flight may take to finish at shutdown.")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
 	gctune.Apply(gateway.GCPercent, gateway.MemoryLimit)
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
-	if err := run(ctrl.SetupSignalHandler(), addr, metricsAddr, probeAddr, region, endpoint, audiences, keysNamespace, grace); err != nil {
+	if err := run(ctrl.SetupSignalHandler(), c); err != nil {
 		fmt.Fprintln(os.Stderr, "gateway:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, addr, metricsAddr, probeAddr, region, endpoint, audiences, keysNamespace string, grace time.Duration) error {
+func run(ctx context.Context, c config) error {
 	log := ctrl.Log.WithName("gateway")
 	scheme := runtime.NewScheme()
 	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
 	utilruntime.Must(millracev1.AddToScheme(scheme))
-	opts := ctrl.Options{Scheme: scheme, Metrics: metricsserver.Options{BindAddress: metricsAddr}, HealthProbeBindAddress: probeAddr}
-	if keysNamespace != "" { // watch only the key Secrets of one namespace
+	keyNamespaces := splitList(c.keyServiceAccountNamespaces)
+	if c.keysNamespace != "" && len(keyNamespaces) == 0 {
+		return errors.New("--api-keys-namespace needs --api-key-service-account-namespaces: the namespaces whose ServiceAccounts keys may act as")
+	}
+	opts := ctrl.Options{Scheme: scheme, Metrics: metricsserver.Options{BindAddress: c.metricsAddr}, HealthProbeBindAddress: c.probeAddr}
+	if c.keysNamespace != "" { // watch only the key Secrets of one namespace
 		opts.Cache.ByObject = map[client.Object]cache.ByObject{&corev1.Secret{}: {
-			Namespaces: map[string]cache.Config{keysNamespace: {}},
+			Namespaces: map[string]cache.Config{c.keysNamespace: {}},
 			Label:      labels.SelectorFromSet(labels.Set{gateway.APIKeyLabel: "true"}),
 		}}
 	}
@@ -72,23 +87,19 @@ func run(ctx context.Context, addr, metricsAddr, probeAddr, region, endpoint, au
 		return err
 	}
 	gwMetrics := gateway.NewMetrics(metrics.Registry)
-	auth := &gateway.KubernetesAuthorizer{Client: mgr.GetClient(), Metrics: gwMetrics}
-	if audiences != "" {
-		auth.Audiences = strings.Split(audiences, ",")
-	}
-	if keysNamespace != "" {
+	auth := &gateway.KubernetesAuthorizer{Client: mgr.GetClient(), Metrics: gwMetrics, Audiences: splitList(c.audiences)}
+	if c.keysNamespace != "" {
 		if err := mgr.GetFieldIndexer().IndexField(ctx, &corev1.Secret{}, gateway.APIKeyIndex, gateway.IndexAPIKey); err != nil {
 			return err
 		}
-		auth.Keys = &gateway.APIKeys{Reader: mgr.GetCache(), Namespace: keysNamespace}
+		auth.Keys = &gateway.APIKeys{Reader: mgr.GetCache(), Namespace: c.keysNamespace, ServiceAccountNamespaces: keyNamespaces}
 	}
-	sqsClient, err := sqsx.New(ctx, sqsx.Options{Region: region, Endpoint: endpoint, Metrics: sqsx.NewMetrics(metrics.Registry)})
+	sqsClient, err := sqsx.New(ctx, sqsx.Options{Region: c.region, Endpoint: c.endpoint, Metrics: sqsx.NewMetrics(metrics.Registry)})
 	if err != nil {
 		return err
 	}
-	srv := &gateway.Server{Reader: mgr.GetClient(), Writer: mgr.GetClient(), SQS: sqsClient, Auth: auth, Metrics: gwMetrics, Log: log}
-	httpServer := &http.Server{Addr: addr, Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
-	if err := mgr.Add(serveUntilDone(httpServer, grace, log.Info)); err != nil {
+	srv := &gateway.Server{Reader: mgr.GetClient(), Writer: mgr.GetClient(), SQS: sqsClient, Auth: auth, Metrics: gwMetrics, Log: log, FailedAuth: c.failedAuth}
+	if err := mgr.Add(serveUntilDone(httpServer(c.addr, srv.Handler(), httpserver.Limits{}), c.grace, log.Info)); err != nil {
 		return err
 	}
 	_ = mgr.AddHealthzCheck("ping", healthz.Ping)
@@ -98,8 +109,25 @@ func run(ctx context.Context, addr, metricsAddr, probeAddr, region, endpoint, au
 		}
 		return nil
 	})
-	log.Info("serving", "address", addr)
+	log.Info("serving", "address", c.addr)
 	return mgr.Start(ctx)
+}
+
+// httpServer serves the gateway's API. Anyone who reaches the port may connect before any
+// authentication, so every phase of a connection is bounded; the handler's deadline (15s by
+// default) ends a request waiting on SQS with 503 while the connection can still carry it.
+func httpServer(addr string, h http.Handler, l httpserver.Limits) *http.Server {
+	return httpserver.New(addr, h, l)
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, v := range strings.Split(s, ",") {
+		if v = strings.TrimSpace(v); v != "" {
+			out = append(out, v)
+		}
+	}
+	return out
 }
 
 // serveUntilDone runs the HTTP server until the manager stops, then lets requests in flight finish

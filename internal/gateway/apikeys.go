@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -87,6 +88,10 @@ func APIKeyIdentity(s *corev1.Secret, now time.Time) (authenticationv1.UserInfo,
 type APIKeys struct {
 	Reader    client.Reader
 	Namespace string
+	// ServiceAccountNamespaces are the namespaces whose ServiceAccounts a key may act as, listed
+	// by an administrator: whoever may write a Secret in the keys' namespace could otherwise
+	// name a ServiceAccount of any namespace, the cluster's own included. Empty: none.
+	ServiceAccountNamespaces []string
 }
 
 // find returns the identity of a key; found is false when no Secret holds it.
@@ -103,8 +108,22 @@ func (k *APIKeys) find(ctx context.Context, key string) (u authenticationv1.User
 		return u, true, fmt.Errorf("Secrets %s and %s in %s hold the same key: it is refused until one is removed", s.Name, list.Items[1].Name, k.Namespace)
 	}
 	u, err = APIKeyIdentity(s, time.Now())
+	if err == nil {
+		err = k.allowed(s)
+	}
 	if err != nil {
 		return u, true, fmt.Errorf("API key Secret %s/%s: %w", s.Namespace, s.Name, err)
 	}
 	return u, true, nil
+}
+
+// allowed checks that a key's ServiceAccount is in a namespace keys may act for.
+func (k *APIKeys) allowed(s *corev1.Secret) error {
+	sa := s.Annotations[APIKeyServiceAccountAnnotation]
+	ns, _, _ := strings.Cut(sa, "/")
+	if !slices.Contains(k.ServiceAccountNamespaces, ns) {
+		return fmt.Errorf("annotation %s names %q, but API keys may act only as ServiceAccounts of %v (the gateway's --api-key-service-account-namespaces)",
+			APIKeyServiceAccountAnnotation, sa, k.ServiceAccountNamespaces)
+	}
+	return nil
 }

@@ -73,7 +73,7 @@ func TestAPIKeys(t *testing.T) {
 
 	counter := &countingClient{Client: k8s}
 	srv := httptest.NewServer((&gateway.Server{Reader: k8s, Writer: k8s, SQS: sqsClient, Auth: &gateway.KubernetesAuthorizer{Client: counter,
-		Keys: &gateway.APIKeys{Reader: c, Namespace: keysNS}}}).Handler())
+		Keys: &gateway.APIKeys{Reader: c, Namespace: keysNS, ServiceAccountNamespaces: []string{e.ns}}}}).Handler())
 	defer srv.Close()
 	e.url = srv.URL
 
@@ -96,10 +96,14 @@ func TestAPIKeys(t *testing.T) {
 	expired := newKey("expired", keysNS, sender, true, map[string]string{gateway.APIKeyExpiresAnnotation: "2020-01-01T00:00:00Z"})
 	unlabelled := newKey("unlabelled", keysNS, sender, false, nil)
 	elsewhere := newKey("elsewhere", e.ns, sender, true, nil)
+	// Another tenant's ServiceAccount, allowed to send to its own queue: a key naming it would act
+	// for that tenant, but its namespace is not one keys may act for.
+	victim := setup(t, nil)
+	foreign := newKey("foreign", keysNS, victim.ns+"/sender", true, nil)
 	testenv.Eventually(t, 10*time.Second, func() error { // the cache has seen the keys
 		var list corev1.SecretList
 		must(t, c.List(ctx, &list, client.InNamespace(keysNS)))
-		if len(list.Items) != 3 {
+		if len(list.Items) != 4 {
 			return errString("keys not cached yet")
 		}
 		return nil
@@ -119,6 +123,7 @@ func TestAPIKeys(t *testing.T) {
 		{"an unknown key", call{path: orders, body: `{}`, headers: withKey(strings.Repeat("x", 40))}, 401},
 		{"a Secret without the label", call{path: orders, body: `{}`, headers: withKey(unlabelled)}, 401},
 		{"a Secret in another namespace", call{path: orders, body: `{}`, headers: withKey(elsewhere)}, 401},
+		{"a key acting as a ServiceAccount of an unlisted namespace", call{path: "/v1/namespaces/" + victim.ns + "/queues/orders/messages", body: `{}`, headers: withKey(foreign)}, 401},
 		{"a token still works", call{path: orders, body: `{"by":"token"}`, token: e.allowed}, 202},
 	} {
 		if code, answer, _ := e.post(t, tc.call); code != tc.code {
@@ -157,7 +162,7 @@ func TestAPIKeys(t *testing.T) {
 	testenv.Eventually(t, 10*time.Second, func() error {
 		var list corev1.SecretList
 		must(t, c.List(ctx, &list, client.InNamespace(keysNS)))
-		if len(list.Items) != 5 {
+		if len(list.Items) != 6 {
 			return errString("keys not cached yet")
 		}
 		return nil

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	lru "github.com/hashicorp/golang-lru/v2"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	authorizationv1 "k8s.io/api/authorization/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -47,22 +48,28 @@ type Authorizer interface {
 //
 // Answers are cached for CacheTTL (by a hash of the token, and by user and access), as the API
 // server caches webhook answers: a request then costs no API call, and a revoked RoleBinding or
-// token takes effect within CacheTTL.
+// token takes effect within CacheTTL. Each cache holds at most CacheSize answers and evicts the
+// least recently used one; tokens the API server refused are kept apart from the identities it
+// confirmed, so a flood of junk tokens evicts only other junk and never a caller who is using
+// the gateway.
 type KubernetesAuthorizer struct {
 	Client client.Client
 	// Audiences the tokens must be issued for (empty: the API server's).
 	Audiences []string
 	// CacheTTL is how long an answer is reused (default 10s; negative: never).
 	CacheTTL time.Duration
+	// CacheSize is the most answers each cache holds (default 10,000).
+	CacheSize int
 	// Keys, when set, are API keys accepted besides tokens. They are looked up on every request
 	// (in an informer cache), so a deleted key stops working at once.
 	Keys *APIKeys
-	// Metrics, when set, counts authentications by method and result.
+	// Metrics, when set, counts authentications by method and result, and cache evictions.
 	Metrics *Metrics
 
-	mu      sync.Mutex
-	reviews map[[32]byte]cached[authenticationv1.UserInfo]
-	access  map[accessKey]cached[bool]
+	once        sync.Once
+	identities  *lru.Cache[[32]byte, cached[authenticationv1.UserInfo]] // tokens the API server accepted
+	refusedToks *lru.Cache[[32]byte, cached[struct{}]]                  // tokens it refused
+	access      *lru.Cache[accessKey, cached[bool]]
 }
 
 // accessKey is what a permission answer depends on: who asks, for what.
@@ -73,21 +80,40 @@ type accessKey struct {
 
 type cached[T any] struct {
 	value   T
-	ok      bool
 	expires time.Time
 }
 
-// maxCached bounds each cache; past it the cache starts over.
-const maxCached = 10000
+// DefaultCacheSize bounds each answer cache unless CacheSize says otherwise.
+const DefaultCacheSize = 10000
 
-func lookup[K comparable, T any](k *KubernetesAuthorizer, m map[K]cached[T], key K) (cached[T], bool) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	c, found := m[key]
-	return c, found && time.Now().Before(c.expires)
+func (k *KubernetesAuthorizer) caches() {
+	k.once.Do(func() {
+		size := k.CacheSize
+		if size <= 0 {
+			size = DefaultCacheSize
+		}
+		k.identities = newCache[[32]byte, authenticationv1.UserInfo](size, k.Metrics, "identity")
+		k.refusedToks = newCache[[32]byte, struct{}](size, k.Metrics, "refused")
+		k.access = newCache[accessKey, bool](size, k.Metrics, "access")
+	})
 }
 
-func store[K comparable, T any](k *KubernetesAuthorizer, m *map[K]cached[T], key K, value T, ok bool) {
+func newCache[K comparable, T any](size int, m *Metrics, name string) *lru.Cache[K, cached[T]] {
+	c, _ := lru.NewWithEvict(size, func(K, cached[T]) { m.countEviction(name) })
+	return c
+}
+
+// lookup returns an unexpired answer.
+func lookup[K comparable, T any](c *lru.Cache[K, cached[T]], key K) (T, bool) {
+	e, found := c.Get(key)
+	if !found || !time.Now().Before(e.expires) {
+		var zero T
+		return zero, false
+	}
+	return e.value, true
+}
+
+func store[K comparable, T any](k *KubernetesAuthorizer, c *lru.Cache[K, cached[T]], key K, value T) {
 	ttl := k.CacheTTL
 	if ttl == 0 {
 		ttl = 10 * time.Second
@@ -95,12 +121,7 @@ func store[K comparable, T any](k *KubernetesAuthorizer, m *map[K]cached[T], key
 	if ttl < 0 {
 		return
 	}
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	if *m == nil || len(*m) >= maxCached {
-		*m = map[K]cached[T]{}
-	}
-	(*m)[key] = cached[T]{value: value, ok: ok, expires: time.Now().Add(ttl)}
+	c.Add(key, cached[T]{value: value, expires: time.Now().Add(ttl)})
 }
 
 // Authorize implements Authorizer.
@@ -108,23 +129,20 @@ func (k *KubernetesAuthorizer) Authorize(ctx context.Context, c Credential, a Ac
 	if c.Token == "" {
 		return "", ErrUnauthenticated
 	}
+	k.caches()
 	u, method, err := k.identify(ctx, c)
 	k.Metrics.countAuth(method, err)
 	if err != nil {
 		return "", err
 	}
 	key := accessKey{user: u.Username, uid: u.UID, groups: strings.Join(u.Groups, "\x00"), access: a}
-	if c, hit := lookup(k, k.access, key); hit {
-		if !c.value {
-			return u.Username, ErrForbidden
+	allowed, hit := lookup(k.access, key)
+	if !hit {
+		if allowed, err = k.review(ctx, u, a); err != nil {
+			return u.Username, err
 		}
-		return u.Username, nil
+		store(k, k.access, key, allowed)
 	}
-	allowed, err := k.review(ctx, u, a)
-	if err != nil {
-		return u.Username, err
-	}
-	store(k, &k.access, key, allowed, true)
 	if !allowed {
 		return u.Username, ErrForbidden
 	}
@@ -151,23 +169,24 @@ func (k *KubernetesAuthorizer) identify(ctx context.Context, c Credential) (auth
 	return u, "token", err
 }
 
-// authenticate asks the API server who a token is (TokenReview), or the cache.
+// authenticate asks the API server who a token is (TokenReview), or the caches.
 func (k *KubernetesAuthorizer) authenticate(ctx context.Context, token string) (authenticationv1.UserInfo, error) {
 	hash := sha256.Sum256([]byte(token))
-	if c, hit := lookup(k, k.reviews, hash); hit {
-		if !c.ok {
-			return authenticationv1.UserInfo{}, ErrUnauthenticated
-		}
-		return c.value, nil
+	if u, hit := lookup(k.identities, hash); hit {
+		return u, nil
+	}
+	if _, hit := lookup(k.refusedToks, hash); hit {
+		return authenticationv1.UserInfo{}, ErrUnauthenticated
 	}
 	tr := &authenticationv1.TokenReview{Spec: authenticationv1.TokenReviewSpec{Token: token, Audiences: k.Audiences}}
 	if err := k.Client.Create(ctx, tr); err != nil {
 		return authenticationv1.UserInfo{}, err
 	}
-	store(k, &k.reviews, hash, tr.Status.User, tr.Status.Authenticated)
 	if !tr.Status.Authenticated {
+		store(k, k.refusedToks, hash, struct{}{})
 		return authenticationv1.UserInfo{}, ErrUnauthenticated
 	}
+	store(k, k.identities, hash, tr.Status.User)
 	return tr.Status.User, nil
 }
 

@@ -22,6 +22,18 @@ type Metrics struct {
 	Auth      *prometheus.CounterVec
 	// CallEntries is the number of messages per SQS call of the single-message route (group commit).
 	CallEntries prometheus.Histogram
+	// AuthThrottled counts requests refused (429) because their source failed authentication
+	// too often: a rising line is someone guessing tokens or keys.
+	AuthThrottled prometheus.Counter
+	// CacheEvictions counts answers evicted from a full cache, by cache (identity, refused,
+	// access): evictions of identities mean the cache is too small for the callers.
+	CacheEvictions *prometheus.CounterVec
+}
+
+func (m *Metrics) countEviction(cache string) {
+	if m != nil {
+		m.CacheEvictions.WithLabelValues(cache).Inc()
+	}
 }
 
 // observeCall records one SQS call of the single-message route.
@@ -58,9 +70,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Authentications, by method (token, apikey) and result (ok, refused, error)."}, []string{"method", "result"}),
 		CallEntries: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "millrace_gateway_sqs_call_messages",
 			Help: "Messages per SQS call for single-message requests (requests arriving together share a SendMessageBatch).", Buckets: prometheus.LinearBuckets(1, 1, 10)}),
+		AuthThrottled: prometheus.NewCounter(prometheus.CounterOpts{Name: "millrace_gateway_authentications_throttled_total",
+			Help: "Requests refused with 429 without checking their credential: their source (client IP) failed authentication too often."}),
+		CacheEvictions: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "millrace_gateway_auth_cache_evictions_total",
+			Help: "Cached authentication answers evicted to make room, by cache (identity, refused, access)."}, []string{"cache"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.Requests, m.Latency, m.SQSErrors, m.Auth, m.CallEntries)
+		reg.MustRegister(m.Requests, m.Latency, m.SQSErrors, m.Auth, m.CallEntries, m.AuthThrottled, m.CacheEvictions)
 	}
 	return m
 }

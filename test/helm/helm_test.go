@@ -173,6 +173,11 @@ func TestTheSchemaRefusesBadValues(t *testing.T) {
 		{"workflowRunWorkers=0", "workflowRunWorkers"},
 		{"image.pullPolicy=Sometimes", "pullPolicy"},
 		{"replicas=3", "replicas"},
+		{"taskToken.key=too-short", "/taskToken/key"},
+		{"metrics.readers[0].namespace=Monitoring,metrics.readers[0].name=prometheus", "/metrics/readers/0/namespace"},
+		{"networkPolicy.egress.apiServerPorts={0}", "/networkPolicy/egress/apiServerPorts/0"},
+		{"networkPolicy.metrics.namespaceSelector.team=observability", "/networkPolicy/metrics/namespaceSelector"},
+		{"gateway.serviceAccount.name=shared", "/gateway/serviceAccount"},
 	} {
 		t.Run(tc.set, func(t *testing.T) {
 			out, err := helmRun(t, "template", "millrace", chart, "--set", tc.set)

@@ -494,26 +494,37 @@ func TestSampleConsumersAreAdmittedUnderRestricted(t *testing.T) {
 	}
 }
 
-// The documented NetworkPolicies for tenant namespaces are valid as written.
-func TestTheTenantNetworkPolicySampleIsAccepted(t *testing.T) {
+// The documented NetworkPolicies for tenant namespaces, and the kustomize install's policy and
+// metrics RBAC, are accepted by the API server as written.
+func TestTheManifestsOutsideTheChartAreAccepted(t *testing.T) {
 	root, err := testenv.RepoRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	_ = k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "team-a"}})
-	objs := docsOf(t, filepath.Join(root, "examples", "tenant", "networkpolicy.yaml"))
-	if len(objs) != 2 {
-		t.Fatalf("%d policies", len(objs))
+	for _, ns := range []string{"team-a", "millrace-system"} {
+		_ = k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})
 	}
-	for _, o := range objs {
+	consumerPods := consumer.Render(&millracev1.Consumer{ObjectMeta: metav1.ObjectMeta{Name: "billing", Namespace: "team-a"}}, 1,
+		consumer.Target{}, consumer.Options{}).Spec.Template.Labels
+	tenant := docsOf(t, filepath.Join(root, "examples", "tenant", "networkpolicy.yaml"))
+	if len(tenant) != 2 {
+		t.Fatalf("%d tenant policies", len(tenant))
+	}
+	for _, o := range tenant {
 		np := &networkingv1.NetworkPolicy{}
 		fromUnstructured(t, o, np)
-		if !equalMaps(np.Spec.PodSelector.MatchLabels, map[string]string{"app.kubernetes.io/managed-by": "millrace", "app.kubernetes.io/component": "consumer"}) {
+		if !selects(np.Spec.PodSelector, consumerPods) {
 			t.Errorf("%s selects %v, not Consumer pods", np.Name, np.Spec.PodSelector.MatchLabels)
 		}
-		if err := k8s.Create(ctx, np, client.DryRunAll); err != nil {
-			t.Errorf("%s: %v", np.Name, err)
+	}
+	objs := tenant
+	for _, f := range []string{"network-policy/manager.yaml", "rbac/metrics_auth_role.yaml", "rbac/metrics_auth_role_binding.yaml", "rbac/metrics_reader_role.yaml"} {
+		objs = append(objs, docsOf(t, filepath.Join(root, "config", f))...)
+	}
+	for _, o := range objs {
+		if err := k8s.Create(ctx, o, client.DryRunAll); err != nil {
+			t.Errorf("%s %s: %v", o.GetKind(), o.GetName(), err)
 		}
 	}
 }

@@ -51,7 +51,8 @@ func writtenHeartbeat(run *millracev1.WorkflowRun, a asl.Active) time.Time {
 }
 
 // heartbeat records that a running task is alive: in memory, and in the run's status when its
-// last written heartbeat is half a HeartbeatSeconds old.
+// last written heartbeat is half a HeartbeatSeconds old. Writes of one run's heartbeats are
+// serialized in this process, so that heartbeats arriving together make one write.
 func (r *WorkflowRunReconciler) heartbeat(ctx context.Context, c tasktoken.Claims) error {
 	key := asl.TaskKey(c.State, c.Path, c.Attempt, c.Visit)
 	now := r.Now()
@@ -61,18 +62,18 @@ func (r *WorkflowRunReconciler) heartbeat(ctx context.Context, c tasktoken.Claim
 			return err
 		}
 		active := m.Active(engine)
-		i := slices.IndexFunc(active, func(a asl.Active) bool { return a.Key() == key })
-		every := time.Duration(active[i].State.HeartbeatSeconds) * time.Second
+		a := active[slices.IndexFunc(active, func(a asl.Active) bool { return a.Key() == key })]
+		every := time.Duration(a.State.HeartbeatSeconds) * time.Second
 		if every == 0 {
 			return nil // a task without HeartbeatSeconds cannot time out for want of heartbeats
 		}
-		r.beats.note(run.UID, key, now, every)
-		if now.Sub(writtenHeartbeat(run, active[i])) < every/2 {
+		if attempt == 0 {
+			r.beats.note(run.UID, key, now, every)
+		}
+		if !r.heartbeatDue(run, a, now) {
 			return nil
 		}
-		original := run.DeepCopy()
-		r.writeHeartbeats(run, active)
-		err = r.persist(ctx, original, run)
+		err = r.writeHeartbeats(ctx, run, active, a, now)
 		if apierrors.IsConflict(err) {
 			continue
 		}
@@ -81,18 +82,42 @@ func (r *WorkflowRunReconciler) heartbeat(ctx context.Context, c tasktoken.Claim
 	return errors.New("the run kept changing; try again")
 }
 
-// writeHeartbeats puts the latest heartbeat this process holds of each running task into the
-// run's status.
-func (r *WorkflowRunReconciler) writeHeartbeats(run *millracev1.WorkflowRun, active []asl.Active) {
+// heartbeatDue reports whether a task's last written heartbeat (in the status, or by this
+// process) is half a HeartbeatSeconds old.
+func (r *WorkflowRunReconciler) heartbeatDue(run *millracev1.WorkflowRun, a asl.Active, now time.Time) bool {
+	written := writtenHeartbeat(run, a)
+	if w := r.beats.written(run.UID, a.Key()); w.After(written) {
+		written = w
+	}
+	return now.Sub(written) >= time.Duration(a.State.HeartbeatSeconds)*time.Second/2
+}
+
+// writeHeartbeats writes the latest heartbeat this process holds of each running task of the
+// run, unless another write made it unneeded while this one waited its turn.
+func (r *WorkflowRunReconciler) writeHeartbeats(ctx context.Context, run *millracev1.WorkflowRun, active []asl.Active, due asl.Active, now time.Time) error {
+	mu := r.beats.lockFor(run.UID)
+	mu.Lock()
+	defer mu.Unlock()
+	if !r.heartbeatDue(run, due, now) {
+		return nil
+	}
+	original := run.DeepCopy()
+	written := map[string]time.Time{}
 	for _, a := range active {
 		at, ok := r.beats.latest(run.UID, a.Key())
 		if !ok || !a.Running() || !at.After(writtenHeartbeat(run, a)) {
 			continue
 		}
 		key := a.Key()
+		written[key] = at
 		run.Status.Heartbeats = append(slices.DeleteFunc(run.Status.Heartbeats, func(h millracev1.TaskHeartbeat) bool { return h.Task == key }),
 			millracev1.TaskHeartbeat{Task: key, Time: metav1.NewTime(at)})
 	}
+	if err := r.persist(ctx, original, run); err != nil {
+		return err
+	}
+	r.beats.wrote(run.UID, written)
+	return nil
 }
 
 // heartbeatMemory holds the latest heartbeat of each running task, by run. Entries leave when
@@ -101,10 +126,26 @@ type heartbeatMemory struct {
 	mu        sync.Mutex
 	byRun     map[k8stypes.UID]map[string]beat
 	lastSweep time.Time
+	// writing serializes the heartbeat writes of a run (striped by run: no lock to forget).
+	writing [64]sync.Mutex
 }
 
 type beat struct {
-	at, useless time.Time
+	// at is the latest heartbeat, written the latest this process wrote, useless when the
+	// entry can no longer matter.
+	at, written, useless time.Time
+}
+
+func (h *heartbeatMemory) lockFor(run k8stypes.UID) *sync.Mutex {
+	return &h.writing[fnv32(string(run))%uint32(len(h.writing))]
+}
+
+func fnv32(s string) uint32 {
+	x := uint32(2166136261)
+	for i := 0; i < len(s); i++ {
+		x = (x ^ uint32(s[i])) * 16777619
+	}
+	return x
 }
 
 func (h *heartbeatMemory) note(run k8stypes.UID, key string, at time.Time, every time.Duration) {
@@ -129,7 +170,27 @@ func (h *heartbeatMemory) note(run k8stypes.UID, key string, at time.Time, every
 	if h.byRun[run] == nil {
 		h.byRun[run] = map[string]beat{}
 	}
-	h.byRun[run][key] = beat{at: at, useless: at.Add(2 * every)}
+	b := h.byRun[run][key]
+	b.at, b.useless = at, at.Add(2*every)
+	h.byRun[run][key] = b
+}
+
+// wrote records the heartbeats a write put into the run's status.
+func (h *heartbeatMemory) wrote(run k8stypes.UID, written map[string]time.Time) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for key, at := range written {
+		if b, ok := h.byRun[run][key]; ok {
+			b.written = at
+			h.byRun[run][key] = b
+		}
+	}
+}
+
+func (h *heartbeatMemory) written(run k8stypes.UID, key string) time.Time {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.byRun[run][key].written
 }
 
 func (h *heartbeatMemory) latest(run k8stypes.UID, key string) (time.Time, bool) {

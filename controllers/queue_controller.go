@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"time"
 
@@ -29,6 +31,7 @@ import (
 	"github.com/millrace-io/millrace/internal/conditions"
 	"github.com/millrace-io/millrace/internal/depth"
 	"github.com/millrace-io/millrace/internal/sqsx"
+	"github.com/millrace-io/millrace/internal/tenancy"
 )
 
 const (
@@ -55,6 +58,9 @@ const (
 	ReasonWaitingDeadLetter  = "WaitingForDeadLetterQueue"
 	ReasonInvalidDeadLetter  = "InvalidDeadLetterQueue"
 	ReasonAttributesNotTaken = "AttributesNotApplied"
+	ReasonNameNotAllowed     = "QueueNameNotAllowed"
+	ReasonAdoptionNotAllowed = "AdoptionNotAllowed"
+	ReasonDeadLetterDenied   = "DeadLetterNotAllowed"
 )
 
 // QueueReconciler keeps SQS queues in sync with Queue resources.
@@ -85,6 +91,9 @@ type queueScope struct {
 	owner      string
 	attributes map[string]string
 	tags       map[string]string
+	grants     tenancy.Grants
+	// sources are the Queues allowed to use this queue as their dead-letter queue.
+	sources []string
 }
 
 // +kubebuilder:rbac:groups=millrace.io,resources=queues,verbs=get;list;watch;update;patch
@@ -120,11 +129,12 @@ func (r *QueueReconciler) Reconcile(ctx context.Context, req ctrl.Request) (resu
 
 	s := &queueScope{
 		queue: q,
-		name:  sqsx.QueueName(q.Namespace, q.Name, q.Spec),
+		name:  sqsName(q),
 		owner: sqsx.OwnerValue(r.ClusterName, q.Namespace, q.Name),
 	}
 	q.Status.QueueName = s.name
 	for _, step := range []func(context.Context, *queueScope) (ctrl.Result, bool, error){
+		r.checkGrants,
 		r.resolveDeadLetter,
 		r.ensureQueue,
 		r.syncAttributes,
@@ -135,7 +145,7 @@ func (r *QueueReconciler) Reconcile(ctx context.Context, req ctrl.Request) (resu
 			return res, err
 		}
 	}
-	q.Status.QueueURL, q.Status.QueueARN = s.url, s.arn
+	q.Status.QueueURL, q.Status.QueueARN, q.Status.DeadLetterSources = s.url, s.arn, s.sources
 	r.Monitor.Watch(s.url, monitorID(req.NamespacedName), depth.Subscription{
 		Interval: r.DepthInterval,
 		Notify:   r.Counts.Notify(req.NamespacedName),
@@ -146,6 +156,52 @@ func (r *QueueReconciler) Reconcile(ctx context.Context, req ctrl.Request) (resu
 	conditions.MarkReady(&q.Status.Conditions, q.Generation, ReasonSynced, fmt.Sprintf("queue %s matches the spec", s.name))
 	q.Status.ObservedGeneration = q.Generation
 	return ctrl.Result{RequeueAfter: jitter(r.Resync)}, nil
+}
+
+// checkGrants refuses, before any SQS call, what only an administrator may grant a namespace: an
+// explicit SQS name (it could name another team's queue) and a dead-letter queue outside the
+// namespace (messages moved there could be forged into another team's queue).
+func (r *QueueReconciler) checkGrants(ctx context.Context, s *queueScope) (ctrl.Result, bool, error) {
+	q := s.queue
+	g, err := grantsFor(ctx, r.Client, q.Namespace)
+	if err != nil {
+		return ctrl.Result{}, true, err
+	}
+	s.grants = g
+	if q.Spec.QueueName != "" {
+		if err := g.QueueName(q.Spec.QueueName); err != nil {
+			return r.stall(s, ReasonNameNotAllowed, err.Error())
+		}
+	}
+	if dl := q.Spec.DeadLetter; dl != nil && dl.ARN != "" {
+		if err := g.DeadLetterARN(dl.ARN); err != nil {
+			return r.stall(s, ReasonDeadLetterDenied, err.Error())
+		}
+	}
+	return ctrl.Result{}, false, nil
+}
+
+// sqsName is the Queue's SQS name: explicit, or generated; a Queue that already recorded the
+// generated name of earlier releases keeps it (renaming would abandon its queue and messages).
+func sqsName(q *millracev1.Queue) string {
+	if q.Spec.QueueName == "" {
+		if legacy := sqsx.LegacyQueueName(q.Namespace, q.Name, q.Spec); q.Status.QueueName == legacy {
+			return legacy
+		}
+	}
+	return sqsx.QueueName(q.Namespace, q.Name, q.Spec)
+}
+
+// deletionPolicy is the Queue's effective deletion policy: an adopted queue outlives its Queue
+// unless the spec says Delete.
+func deletionPolicy(q *millracev1.Queue) millracev1.DeletionPolicy {
+	switch {
+	case q.Spec.DeletionPolicy != "":
+		return q.Spec.DeletionPolicy
+	case q.Status.Adopted:
+		return millracev1.DeletionPolicyRetain
+	}
+	return millracev1.DeletionPolicyDelete
 }
 
 // resolveDeadLetter finds the ARN of the dead-letter queue, waiting for a referenced Queue to have one.
@@ -181,6 +237,11 @@ func (r *QueueReconciler) resolveDeadLetter(ctx context.Context, s *queueScope) 
 	}
 	if target.Status.QueueARN == "" {
 		return r.wait(s, ReasonWaitingDeadLetter, fmt.Sprintf("spec.deadLetter.queueRef: Queue %q has no queue ARN yet", dl.QueueRef.Name))
+	}
+	if !slices.Contains(target.Status.DeadLetterSources, q.Name) {
+		return r.wait(s, ReasonWaitingDeadLetter, fmt.Sprintf(
+			"spec.deadLetter.queueRef: Queue %q does not list this queue in its redrive allow policy yet (status.deadLetterSources; SQS allows at most %d sources)",
+			dl.QueueRef.Name, sqsx.MaxRedriveSources))
 	}
 	s.deadLetter = target.Status.QueueARN
 	return ctrl.Result{}, false, nil
@@ -234,6 +295,9 @@ func (r *QueueReconciler) claimExisting(ctx context.Context, s *queueScope) (ctr
 		return r.stall(s, ReasonAlreadyExists, fmt.Sprintf(
 			"queue %s already exists in SQS and was not created by this Queue; set spec.adoptionPolicy: Adopt to manage it", s.name))
 	}
+	if err := s.grants.Adoption(); err != nil {
+		return r.stall(s, ReasonAdoptionNotAllowed, fmt.Sprintf("queue %s already exists in SQS: %v", s.name, err))
+	}
 	q.Status.Adopted = true
 	r.Recorder.Eventf(q, nil, corev1.EventTypeNormal, ReasonAdopted, "Adopt", "adopted existing queue %s", s.name)
 	return ctrl.Result{}, false, nil
@@ -250,8 +314,14 @@ func (r *QueueReconciler) syncAttributes(ctx context.Context, s *queueScope) (ct
 		return r.stall(s, ReasonAlreadyExists, fmt.Sprintf("spec.type: queue %s exists in SQS with FifoQueue=%v", s.name, fifo))
 	}
 	desired := sqsx.DesiredAttributes(q.Spec, s.deadLetter)
+	sources, err := r.redriveSources(ctx, q, s.arn)
+	if err != nil {
+		return ctrl.Result{}, true, err
+	}
+	desired[sqsx.AttrRedriveAllowPolicy] = sqsx.RedriveAllow(slices.Collect(maps.Values(sources)))
 	diff := sqsx.AttributeDiff(desired, s.attributes)
 	if len(diff) == 0 {
+		s.sources = slices.Sorted(maps.Keys(sources))
 		return ctrl.Result{}, false, nil
 	}
 	if _, err := r.SQS.SetQueueAttributes(ctx, &sqs.SetQueueAttributesInput{QueueUrl: aws.String(s.url), Attributes: diff}); err != nil {
@@ -266,7 +336,29 @@ func (r *QueueReconciler) syncAttributes(ctx context.Context, s *queueScope) (ct
 		return r.wait(s, ReasonAttributesNotTaken, fmt.Sprintf("SQS accepted but does not report %s as set on queue %s",
 			strings.Join(sqsx.DriftedNames(still), ", "), s.name))
 	}
+	s.sources = slices.Sorted(maps.Keys(sources))
 	return ctrl.Result{}, false, nil
+}
+
+// redriveSources maps the Queues of q's namespace that name q as their dead-letter queue (the
+// first MaxRedriveSources by name) to their queue ARNs, derived from q's own ARN: a queue's
+// RedriveAllowPolicy admits exactly them, so no queue of another namespace or outside Millrace
+// can move messages into it.
+func (r *QueueReconciler) redriveSources(ctx context.Context, q *millracev1.Queue, arn string) (map[string]string, error) {
+	var list millracev1.QueueList
+	if err := r.List(ctx, &list, client.InNamespace(q.Namespace), client.MatchingFields{deadLetterKey: q.Name}); err != nil {
+		return nil, err
+	}
+	slices.SortFunc(list.Items, func(a, b millracev1.Queue) int { return strings.Compare(a.Name, b.Name) })
+	sources := map[string]string{}
+	for i := range list.Items {
+		src := &list.Items[i]
+		if src.Name == q.Name || !src.DeletionTimestamp.IsZero() || len(sources) == sqsx.MaxRedriveSources {
+			continue
+		}
+		sources[src.Name] = sqsx.SiblingARN(arn, sqsName(src))
+	}
+	return sources, nil
 }
 
 func (r *QueueReconciler) readAttributes(ctx context.Context, s *queueScope) error {
@@ -319,9 +411,9 @@ func (r *QueueReconciler) reconcileDelete(ctx context.Context, q *millracev1.Que
 	}
 	name := q.Status.QueueName
 	if name == "" {
-		name = sqsx.QueueName(q.Namespace, q.Name, q.Spec)
+		name = sqsName(q)
 	}
-	if q.Spec.DeletionPolicy == millracev1.DeletionPolicyRetain {
+	if deletionPolicy(q) == millracev1.DeletionPolicyRetain {
 		r.Recorder.Eventf(q, nil, corev1.EventTypeNormal, ReasonRetained, "Delete", "queue %s retained per deletionPolicy", name)
 	} else if res, err := r.deleteOwnedQueue(ctx, q, name); err != nil || res.RequeueAfter > 0 {
 		return res, err
@@ -450,6 +542,11 @@ func (r *QueueReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager
 		For(&millracev1.Queue{}, builder.WithPredicates(specOrLifecycleChanged())).
 		Watches(&millracev1.Queue{}, handler.EnqueueRequestsFromMapFunc(r.referencingQueues),
 			builder.WithPredicates(deadLetterTargetChanged())).
+		Watches(&millracev1.Queue{}, handler.EnqueueRequestsFromMapFunc(deadLetterTarget),
+			builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		Watches(&millracev1.TenantPolicy{}, handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
+			return policyNamespaces(ctx, r.Client, o, &millracev1.QueueList{})
+		})).
 		Named("queue").
 		Complete(r)
 }
@@ -457,6 +554,16 @@ func (r *QueueReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager
 // referencingQueues maps a Queue to the Queues that use it as their dead-letter queue.
 func (r *QueueReconciler) referencingQueues(ctx context.Context, o client.Object) []reconcile.Request {
 	return referrers(ctx, r.Client, &millracev1.QueueList{}, deadLetterKey, o, nil)
+}
+
+// deadLetterTarget maps a Queue to the Queue it names as its dead-letter queue, whose redrive
+// allow policy lists its sources (an update maps both the old and the new reference).
+func deadLetterTarget(_ context.Context, o client.Object) []reconcile.Request {
+	q, ok := o.(*millracev1.Queue)
+	if !ok || q.Spec.DeadLetter == nil || q.Spec.DeadLetter.QueueRef == nil {
+		return nil
+	}
+	return []reconcile.Request{{NamespacedName: k8stypes.NamespacedName{Namespace: q.Namespace, Name: q.Spec.DeadLetter.QueueRef.Name}}}
 }
 
 // specOrLifecycleChanged ignores the Queue's own status writes (message counts), so they never
@@ -481,7 +588,8 @@ func deadLetterTargetChanged() predicate.Predicate {
 		UpdateFunc: func(e event.UpdateEvent) bool {
 			o, ok1 := e.ObjectOld.(*millracev1.Queue)
 			n, ok2 := e.ObjectNew.(*millracev1.Queue)
-			return ok1 && ok2 && (o.Status.QueueARN != n.Status.QueueARN || o.Spec.Type != n.Spec.Type)
+			return ok1 && ok2 && (o.Status.QueueARN != n.Status.QueueARN || o.Spec.Type != n.Spec.Type ||
+				!slices.Equal(o.Status.DeadLetterSources, n.Status.DeadLetterSources))
 		},
 		GenericFunc: func(event.GenericEvent) bool { return false },
 	}

@@ -149,6 +149,7 @@ func hasEvent(t testing.TB, ns, name, reason string) error {
 
 func TestStandardQueueWithEveryAttribute(t *testing.T) {
 	ns := newNamespace(t)
+	grant(t, ns, millracev1.TenantPolicySpec{Queues: &millracev1.TenantQueuePolicy{DeadLetterARNs: []string{"arn:aws:sqs:us-east-1:000000000000:elsewhere-*"}}})
 	create(t, newQueue(ns, "orders", millracev1.QueueSpec{
 		VisibilityTimeout:  dur("45s"),
 		MessageRetention:   dur("48h"),
@@ -160,10 +161,10 @@ func TestStandardQueueWithEveryAttribute(t *testing.T) {
 		DeadLetter:         &millracev1.DeadLetterSpec{ARN: "arn:aws:sqs:us-east-1:000000000000:elsewhere-dlq", MaxReceiveCount: 4},
 	}))
 	q := waitReadyQueue(t, ns, "orders")
-	if want := ns + "-orders"; q.Status.QueueName != want {
+	if want := sqsx.QueueName(ns, "orders", q.Spec); q.Status.QueueName != want {
 		t.Fatalf("queueName = %q, want %q", q.Status.QueueName, want)
 	}
-	if q.Spec.Type != millracev1.QueueTypeStandard || q.Spec.DeletionPolicy != millracev1.DeletionPolicyDelete || q.Spec.AdoptionPolicy != millracev1.AdoptionPolicyNever {
+	if q.Spec.Type != millracev1.QueueTypeStandard || q.Spec.DeletionPolicy != "" || q.Spec.AdoptionPolicy != millracev1.AdoptionPolicyNever {
 		t.Fatalf("defaults not applied: %+v", q.Spec)
 	}
 	expectAttributes(t, attributes(t, q.Status.QueueURL), map[string]string{
@@ -185,6 +186,7 @@ func TestStandardQueueWithEveryAttribute(t *testing.T) {
 
 func TestFIFOQueueWithEveryAttribute(t *testing.T) {
 	ns := newNamespace(t)
+	grant(t, ns, millracev1.TenantPolicySpec{Queues: &millracev1.TenantQueuePolicy{QueueNamePrefixes: []string{"payments-"}}})
 	create(t, newQueue(ns, "payments", millracev1.QueueSpec{
 		Type:                      millracev1.QueueTypeFIFO,
 		QueueName:                 "payments-" + ns + ".fifo",
@@ -211,7 +213,8 @@ func TestFIFOQueueWithEveryAttribute(t *testing.T) {
 		"SqsManagedSseEnabled":      "true",
 		"RedrivePolicy":             fmt.Sprintf(`{"deadLetterTargetArn":%q,"maxReceiveCount":3}`, dlq.Status.QueueARN),
 	})
-	expectAttributes(t, attributes(t, dlq.Status.QueueURL), map[string]string{"FifoQueue": "true", "MessageRetentionPeriod": "1209600"})
+	expectAttributes(t, attributes(t, dlq.Status.QueueURL), map[string]string{"FifoQueue": "true", "MessageRetentionPeriod": "1209600",
+		"RedriveAllowPolicy": sqsx.RedriveAllow([]string{q.Status.QueueARN})})
 }
 
 func TestDeadLetterQueueReceivesMessagesAfterMaxReceiveCount(t *testing.T) {
@@ -301,6 +304,7 @@ func TestDriftMadeBehindTheOperatorsBackIsCorrected(t *testing.T) {
 
 func TestSemanticallyEqualAttributesCauseNoUpdates(t *testing.T) {
 	ns := newNamespace(t)
+	grant(t, ns, millracev1.TenantPolicySpec{Queues: &millracev1.TenantQueuePolicy{DeadLetterARNs: []string{"arn:aws:sqs:us-east-1:000000000000:steady-dlq"}}})
 	create(t, newQueue(ns, "steady", millracev1.QueueSpec{
 		VisibilityTimeout: dur("1m30s"),
 		DeadLetter:        &millracev1.DeadLetterSpec{ARN: "arn:aws:sqs:us-east-1:000000000000:steady-dlq", MaxReceiveCount: 5},
@@ -325,6 +329,7 @@ func TestAdoption(t *testing.T) {
 	ns := newNamespace(t)
 	ctx := context.Background()
 	name := "legacy-" + ns
+	grant(t, ns, millracev1.TenantPolicySpec{Queues: &millracev1.TenantQueuePolicy{QueueNamePrefixes: []string{"legacy-"}, AllowAdoption: true}})
 	pre, err := sqsClient.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(name), Attributes: map[string]string{"VisibilityTimeout": "300"}})
 	if err != nil {
 		t.Fatal(err)
@@ -352,6 +357,7 @@ func TestAQueueNeverAdoptedIsNotDeletedWithTheResource(t *testing.T) {
 	ns := newNamespace(t)
 	ctx := context.Background()
 	name := "foreign-" + ns
+	grant(t, ns, millracev1.TenantPolicySpec{Queues: &millracev1.TenantQueuePolicy{QueueNamePrefixes: []string{"foreign-"}}})
 	if _, err := sqsClient.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(name)}); err != nil {
 		t.Fatal(err)
 	}

@@ -11,10 +11,14 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	millracev1 "github.com/millrace-io/millrace/api/v1alpha1"
 	"github.com/millrace-io/millrace/controllers"
+	"github.com/millrace-io/millrace/internal/sqsx"
 )
 
 // grant writes a TenantPolicy for namespace ns (removed when the test ends).
@@ -103,4 +107,94 @@ func TestHTTPTaskWithoutAGrantIsForbidden(t *testing.T) {
 	if run.Status.Error != controllers.ErrForbidden || !strings.Contains(run.Status.Cause, "no HTTP destinations") {
 		t.Fatalf("failed with %q: %s", run.Status.Error, run.Status.Cause)
 	}
+}
+
+// A tenant cannot name another team's SQS queue, adopt it, read it or delete it with its Queue:
+// an explicit queueName needs a granted prefix, adoption needs allowAdoption, and an adopted
+// queue outlives its Queue unless the spec says Delete.
+func TestTenantCannotTakeOverAQueueItDidNotCreate(t *testing.T) {
+	ctx := context.Background()
+	ns := newNamespace(t)
+	victimName := "victim-" + ns
+	victim, err := sqsClient.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(victimName), Tags: map[string]string{"team": "victim"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	victimURL := aws.ToString(victim.QueueUrl)
+	if _, err := sqsClient.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: victim.QueueUrl, MessageBody: aws.String("victim's order")}); err != nil {
+		t.Fatal(err)
+	}
+	q := newQueue(ns, "grab", millracev1.QueueSpec{QueueName: victimName, AdoptionPolicy: millracev1.AdoptionPolicyAdopt})
+	create(t, q)
+	stalled := waitCondition(t, ns, "grab", millracev1.ConditionStalled, metav1.ConditionTrue, controllers.ReasonNameNotAllowed)
+	if msg := meta.FindStatusCondition(stalled.Status.Conditions, millracev1.ConditionStalled).Message; !strings.Contains(msg, "spec.queueName") {
+		t.Fatalf("the message does not name the field: %q", msg)
+	}
+	if stalled.Status.QueueURL != "" {
+		t.Fatalf("the tenant's Queue learned the victim's URL: %s", stalled.Status.QueueURL)
+	}
+
+	// Granted the name but not adoption: still refused, without touching the queue.
+	grant(t, ns, millracev1.TenantPolicySpec{Queues: &millracev1.TenantQueuePolicy{QueueNamePrefixes: []string{"victim-"}}})
+	waitCondition(t, ns, "grab", millracev1.ConditionStalled, metav1.ConditionTrue, controllers.ReasonAdoptionNotAllowed)
+	if got := tags(t, victimURL); got["team"] != "victim" || got[sqsx.OwnerTag] != "" {
+		t.Fatalf("the victim's tags changed: %v", got)
+	}
+	deleteAndWaitGone(t, q)
+	if _, ok := queueExists(victimName); !ok {
+		t.Fatal("the victim's queue was deleted with the tenant's Queue")
+	}
+	if n := attributes(t, victimURL)["ApproximateNumberOfMessages"]; n != "1" {
+		t.Fatalf("the victim's queue holds %s messages, want 1", n)
+	}
+}
+
+// With adoption granted, an adopted queue is kept when its Queue goes (deletionPolicy unset).
+func TestAnAdoptedQueueIsRetainedByDefault(t *testing.T) {
+	ctx := context.Background()
+	ns := newNamespace(t)
+	name := "shared-" + ns
+	if _, err := sqsClient.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(name)}); err != nil {
+		t.Fatal(err)
+	}
+	grant(t, ns, millracev1.TenantPolicySpec{Queues: &millracev1.TenantQueuePolicy{QueueNamePrefixes: []string{"shared-"}, AllowAdoption: true}})
+	q := newQueue(ns, "shared", millracev1.QueueSpec{QueueName: name, AdoptionPolicy: millracev1.AdoptionPolicyAdopt})
+	create(t, q)
+	if got := waitReadyQueue(t, ns, "shared"); !got.Status.Adopted {
+		t.Fatalf("not adopted: %+v", got.Status)
+	}
+	deleteAndWaitGone(t, q)
+	if _, ok := queueExists(name); !ok {
+		t.Fatal("an adopted queue was deleted although deletionPolicy was not set to Delete")
+	}
+}
+
+// A tenant cannot make another namespace's queue its dead-letter queue (and redrive forged
+// messages into it); Millrace's queues admit as redrive sources only Queues of their namespace.
+func TestTenantCannotRedriveIntoAnotherNamespacesQueue(t *testing.T) {
+	victimNS, tenantNS := newNamespace(t), newNamespace(t)
+	create(t, newQueue(victimNS, "tasks", millracev1.QueueSpec{}))
+	victim := waitReadyQueue(t, victimNS, "tasks")
+	if got := attributes(t, victim.Status.QueueURL)[sqsx.AttrRedriveAllowPolicy]; !sqsx.Equal(sqsx.AttrRedriveAllowPolicy, got, sqsx.RedriveAllow(nil)) {
+		t.Fatalf("a queue with no sources allows %q", got)
+	}
+	create(t, newQueue(tenantNS, "forger", millracev1.QueueSpec{
+		DeadLetter: &millracev1.DeadLetterSpec{ARN: victim.Status.QueueARN, MaxReceiveCount: 1}}))
+	stalled := waitCondition(t, tenantNS, "forger", millracev1.ConditionStalled, metav1.ConditionTrue, controllers.ReasonDeadLetterDenied)
+	if msg := meta.FindStatusCondition(stalled.Status.Conditions, millracev1.ConditionStalled).Message; !strings.Contains(msg, "spec.deadLetter.arn") {
+		t.Fatalf("the message does not name the field: %q", msg)
+	}
+	if _, ok := queueExists(sqsx.QueueName(tenantNS, "forger", millracev1.QueueSpec{})); ok {
+		t.Fatal("the forger's queue was created with the victim as its dead-letter queue")
+	}
+
+	// A dead-letter queue of the tenant's own namespace admits exactly its sources.
+	create(t, newQueue(tenantNS, "dlq", millracev1.QueueSpec{}))
+	create(t, newQueue(tenantNS, "work", millracev1.QueueSpec{DeadLetter: &millracev1.DeadLetterSpec{QueueRef: &millracev1.QueueReference{Name: "dlq"}, MaxReceiveCount: 3}}))
+	work := waitReadyQueue(t, tenantNS, "work")
+	dlq := waitReadyQueue(t, tenantNS, "dlq")
+	if len(dlq.Status.DeadLetterSources) != 1 || dlq.Status.DeadLetterSources[0] != "work" {
+		t.Fatalf("status.deadLetterSources = %v", dlq.Status.DeadLetterSources)
+	}
+	expectAttributes(t, attributes(t, dlq.Status.QueueURL), map[string]string{sqsx.AttrRedriveAllowPolicy: sqsx.RedriveAllow([]string{work.Status.QueueARN})})
 }

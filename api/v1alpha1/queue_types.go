@@ -71,7 +71,8 @@ type DeadLetterSpec struct {
 	// +optional
 	QueueRef *QueueReference `json:"queueRef,omitempty"`
 
-	// arn of a dead-letter queue not managed by Millrace (arn:aws:sqs:<region>:<account>:<name>).
+	// arn of a dead-letter queue not managed by Millrace (arn:aws:sqs:<region>:<account>:<name>);
+	// allowed only when a TenantPolicy lists it for the namespace (queues.deadLetterARNs).
 	// +optional
 	// +kubebuilder:validation:Pattern=`^arn:[a-z0-9-]+:sqs:[a-z0-9-]*:[0-9]*:[A-Za-z0-9_-]{1,80}(\.fifo)?$`
 	// +kubebuilder:validation:MaxLength=256
@@ -136,7 +137,9 @@ type QueueSpec struct {
 	Type QueueType `json:"type,omitempty"`
 
 	// queueName is the name of the queue in SQS (1 to 80 letters, digits, '-' or '_'; FIFO names
-	// end in .fifo). Default: <namespace>-<name>, with .fifo appended for FIFO. Immutable.
+	// end in .fifo). Allowed only with a prefix a TenantPolicy grants the namespace
+	// (queues.queueNamePrefixes). Default: <namespace>-<name>-<8 hex digits of a hash of both>,
+	// with .fifo appended for FIFO, unique across namespaces. Immutable.
 	// +optional
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=80
@@ -199,13 +202,14 @@ type QueueSpec struct {
 	// +kubebuilder:validation:XValidation:rule="self.all(k, size(self[k]) <= 256)",message="tag values must be at most 256 characters"
 	Tags map[string]string `json:"tags,omitempty"`
 
-	// deletionPolicy is Delete (default: the SQS queue is deleted with the resource) or Retain.
+	// deletionPolicy is Delete (the SQS queue is deleted with the resource) or Retain. Default:
+	// Delete for a queue this resource created, Retain for one it adopted.
 	// +optional
-	// +kubebuilder:default=Delete
 	DeletionPolicy DeletionPolicy `json:"deletionPolicy,omitempty"`
 
 	// adoptionPolicy is Never (default: a pre-existing queue of the same name makes the Queue
-	// Stalled) or Adopt (take it over and converge it to this spec).
+	// Stalled) or Adopt (take it over and converge it to this spec). Adopt works only in namespaces
+	// a TenantPolicy grants allowAdoption, and only for queues no Millrace Queue owns.
 	// +optional
 	// +kubebuilder:default=Never
 	AdoptionPolicy AdoptionPolicy `json:"adoptionPolicy,omitempty"`
@@ -288,6 +292,12 @@ type QueueStatus struct {
 	// adopted is true when the queue existed before this resource and was taken over.
 	// +optional
 	Adopted bool `json:"adopted,omitempty"`
+
+	// deadLetterSources are the Queues of this namespace that SQS lets move messages into this
+	// queue (its RedriveAllowPolicy, read back from SQS; at most 10). Empty: no queue may.
+	// +optional
+	// +listType=atomic
+	DeadLetterSources []string `json:"deadLetterSources,omitempty"`
 
 	// messages are the approximate message counts.
 	// +optional

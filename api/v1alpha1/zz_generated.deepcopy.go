@@ -513,6 +513,11 @@ func (in *QueueStatus) DeepCopyInto(out *QueueStatus) {
 			(*in)[i].DeepCopyInto(&(*out)[i])
 		}
 	}
+	if in.DeadLetterSources != nil {
+		in, out := &in.DeadLetterSources, &out.DeadLetterSources
+		*out = make([]string, len(*in))
+		copy(*out, *in)
+	}
 	if in.Messages != nil {
 		in, out := &in.Messages, &out.Messages
 		*out = new(MessageCounts)

@@ -24,6 +24,7 @@ const (
 	AttrDeduplicationScope           = "DeduplicationScope"
 	AttrFifoThroughputLimit          = "FifoThroughputLimit"
 	AttrRedrivePolicy                = "RedrivePolicy"
+	AttrRedriveAllowPolicy           = "RedriveAllowPolicy"
 	AttrSqsManagedSseEnabled         = "SqsManagedSseEnabled"
 	AttrKmsMasterKeyID               = "KmsMasterKeyId"
 	AttrKmsDataKeyReusePeriodSeconds = "KmsDataKeyReusePeriodSeconds"
@@ -55,6 +56,7 @@ const (
 	kindInt
 	kindBool
 	kindRedrive
+	kindRedriveAllow
 )
 
 var kinds = map[string]kind{
@@ -68,6 +70,7 @@ var kinds = map[string]kind{
 	AttrContentBasedDeduplication:    kindBool,
 	AttrSqsManagedSseEnabled:         kindBool,
 	AttrRedrivePolicy:                kindRedrive,
+	AttrRedriveAllowPolicy:           kindRedriveAllow,
 }
 
 // RedrivePolicy is the typed form of the SQS RedrivePolicy attribute.
@@ -98,6 +101,58 @@ func ParseRedrivePolicy(s string) (RedrivePolicy, error) {
 func (p RedrivePolicy) String() string {
 	b, _ := json.Marshal(p)
 	return string(b)
+}
+
+// MaxRedriveSources is how many source queues a byQueue redrive allow policy may name (SQS's limit).
+const MaxRedriveSources = 10
+
+// RedriveAllowPolicy is the typed form of the SQS RedriveAllowPolicy attribute: which source
+// queues may use a queue as their dead-letter queue.
+type RedriveAllowPolicy struct {
+	RedrivePermission string   `json:"redrivePermission"`
+	SourceQueueArns   []string `json:"sourceQueueArns,omitempty"`
+}
+
+// RedriveAllow is the policy that admits exactly the given source queue ARNs (byQueue, sorted), or
+// none (denyAll) when there are none.
+func RedriveAllow(sources []string) string {
+	p := RedriveAllowPolicy{RedrivePermission: "denyAll"}
+	if len(sources) > 0 {
+		p = RedriveAllowPolicy{RedrivePermission: "byQueue", SourceQueueArns: slices.Sorted(slices.Values(sources))}
+	}
+	b, _ := json.Marshal(p)
+	return string(b)
+}
+
+// SiblingARN is the ARN of the queue called name in the same region and account as the queue arn.
+func SiblingARN(arn, name string) string {
+	i := strings.LastIndexByte(arn, ':')
+	if i < 0 {
+		return ""
+	}
+	return arn[:i+1] + name
+}
+
+// sameRedriveAllow compares two RedriveAllowPolicy values as sets of sources; an absent policy
+// (SQS's default) is allowAll.
+func sameRedriveAllow(a, b string) bool {
+	parse := func(s string) (RedriveAllowPolicy, bool) {
+		if strings.TrimSpace(s) == "" {
+			return RedriveAllowPolicy{RedrivePermission: "allowAll"}, true
+		}
+		var p RedriveAllowPolicy
+		if json.Unmarshal([]byte(s), &p) != nil {
+			return p, false
+		}
+		slices.Sort(p.SourceQueueArns)
+		return p, true
+	}
+	x, okX := parse(a)
+	y, okY := parse(b)
+	if !okX || !okY {
+		return strings.TrimSpace(a) == strings.TrimSpace(b)
+	}
+	return x.RedrivePermission == y.RedrivePermission && slices.Equal(x.SourceQueueArns, y.SourceQueueArns)
 }
 
 func seconds(d time.Duration) string { return strconv.FormatInt(int64(d/time.Second), 10) }
@@ -198,6 +253,8 @@ func Equal(name, a, b string) bool {
 		if errX == nil && errY == nil {
 			return x == y
 		}
+	case kindRedriveAllow:
+		return sameRedriveAllow(a, b)
 	case kindRedrive:
 		if strings.TrimSpace(a) == "" || strings.TrimSpace(b) == "" {
 			return strings.TrimSpace(a) == strings.TrimSpace(b)

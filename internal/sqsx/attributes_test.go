@@ -141,3 +141,25 @@ func TestParseRedrivePolicyRejectsGarbage(t *testing.T) {
 		}
 	}
 }
+
+func TestRedriveAllowPolicy(t *testing.T) {
+	cases := []struct {
+		name  string
+		a, b  string
+		equal bool
+	}{
+		{"no sources deny every queue", RedriveAllow(nil), `{"redrivePermission":"denyAll"}`, true},
+		{"sources compare as a set", RedriveAllow([]string{"arn:aws:sqs:r:1:b", "arn:aws:sqs:r:1:a"}),
+			`{"redrivePermission":"byQueue","sourceQueueArns":["arn:aws:sqs:r:1:b","arn:aws:sqs:r:1:a"]}`, true},
+		{"an absent policy allows all and differs from denyAll", "", RedriveAllow(nil), false},
+		{"another source differs", RedriveAllow([]string{"arn:aws:sqs:r:1:a"}), RedriveAllow([]string{"arn:aws:sqs:r:1:victim"}), false},
+	}
+	for _, tc := range cases {
+		if got := Equal(AttrRedriveAllowPolicy, tc.a, tc.b); got != tc.equal {
+			t.Errorf("%s: Equal(%s, %s) = %v", tc.name, tc.a, tc.b, got)
+		}
+	}
+	if got := SiblingARN("arn:aws:sqs:eu-west-1:111122223333:dlq", "orders"); got != "arn:aws:sqs:eu-west-1:111122223333:orders" {
+		t.Errorf("SiblingARN: %s", got)
+	}
+}

@@ -1,6 +1,8 @@
 package sqsx
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"reflect"
 	"strings"
 	"testing"
@@ -49,9 +51,9 @@ func TestQueueName(t *testing.T) {
 		want          string
 	}{
 		{"an explicit name is used as is", "ns", "q", millracev1.QueueSpec{QueueName: "explicit"}, "explicit"},
-		{"the default joins namespace and name", "team-a", "orders", millracev1.QueueSpec{}, "team-a-orders"},
-		{"a fifo default ends in .fifo", "team-a", "orders", millracev1.QueueSpec{Type: millracev1.QueueTypeFIFO}, "team-a-orders.fifo"},
-		{"dots in resource names become dashes", "ns", "orders.v2", millracev1.QueueSpec{}, "ns-orders-v2"},
+		{"the default joins namespace, name and a hash", "team-a", "orders", millracev1.QueueSpec{}, "team-a-orders-" + hash8("team-a/orders")},
+		{"a fifo default ends in .fifo", "team-a", "orders", millracev1.QueueSpec{Type: millracev1.QueueTypeFIFO}, "team-a-orders-" + hash8("team-a/orders") + ".fifo"},
+		{"dots in resource names become dashes", "ns", "orders.v2", millracev1.QueueSpec{}, "ns-orders-v2-" + hash8("ns/orders.v2")},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -60,6 +62,16 @@ func TestQueueName(t *testing.T) {
 			}
 		})
 	}
+	t.Run("names that join to the same text in two namespaces do not collide", func(t *testing.T) {
+		a := QueueName("ns-q", "orders", millracev1.QueueSpec{})
+		b := QueueName("ns", "q-orders", millracev1.QueueSpec{})
+		if a == b {
+			t.Fatalf("both are %q", a)
+		}
+		if LegacyQueueName("ns-q", "orders", millracev1.QueueSpec{}) != LegacyQueueName("ns", "q-orders", millracev1.QueueSpec{}) {
+			t.Fatal("the legacy names were expected to collide (the attack this guards against)")
+		}
+	})
 	t.Run("a long default is shortened to 80 characters with a hash that keeps names apart", func(t *testing.T) {
 		a := QueueName("ns", long+"a", millracev1.QueueSpec{})
 		b := QueueName("ns", long+"b", millracev1.QueueSpec{})
@@ -71,4 +83,9 @@ func TestQueueName(t *testing.T) {
 			t.Fatalf("fifo: %q (%d)", f, len(f))
 		}
 	})
+}
+
+func hash8(s string) string {
+	sum := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(sum[:])[:8]
 }

@@ -17,6 +17,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/go-logr/logr"
 	"golang.org/x/sync/semaphore"
+
+	"github.com/millrace-io/millrace/internal/callback"
 )
 
 // SQSAPI is the part of the SQS client the dispatcher uses.
@@ -56,6 +58,9 @@ type Config struct {
 	Pollers int
 	// UnhealthyAfter consecutive failed receives make the dispatcher not ready (default 3).
 	UnhealthyAfter int
+	// ReportTimeout bounds the retries of one batch's workflow task reports (default 30s); a
+	// report still not accepted keeps its message for another delivery.
+	ReportTimeout time.Duration
 }
 
 func (c *Config) defaults() {
@@ -76,6 +81,9 @@ func (c *Config) defaults() {
 	}
 	if c.UnhealthyAfter <= 0 {
 		c.UnhealthyAfter = 3
+	}
+	if c.ReportTimeout <= 0 {
+		c.ReportTimeout = 30 * time.Second
 	}
 }
 
@@ -607,48 +615,66 @@ func (d *Dispatcher) deleteAll(msgs []*message) {
 }
 
 // report sends the results of workflow task messages to the manager, retrying with backoff for up
-// to 30 s. It returns the messages whose report could not be delivered (neither accepted nor
-// refused): the caller keeps them in the queue.
+// to ReportTimeout. It returns the messages whose report could not be delivered (neither accepted
+// nor finally refused): the caller keeps them in the queue, so they are received and handled
+// again once their visibility timeout ends.
 func (d *Dispatcher) report(succeeded, failing []*message, output []byte, cause string) map[*message]bool {
 	if d.callback == nil {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), d.cfg.ReportTimeout)
 	defer cancel()
 	lost := map[*message]bool{}
-	send := func(m *message, call func() error) {
-		backoff := newBackoff()
-		for {
-			err := call()
-			var refused *RefusedError
-			switch {
-			case err == nil:
-				d.metrics.TaskReports.WithLabelValues("accepted").Inc()
-				return
-			case errors.As(err, &refused):
-				d.metrics.TaskReports.WithLabelValues("refused").Inc()
-				return
-			}
-			select {
-			case <-ctx.Done():
-				d.metrics.TaskReports.WithLabelValues("lost").Inc()
-				lost[m] = true
-				return
-			case <-time.After(backoff.next()):
-			}
-		}
-	}
 	for _, m := range succeeded {
-		if t := taskToken(m.m); t != "" {
-			send(m, func() error { return d.callback.TaskSuccess(ctx, t, output) })
+		if t := taskToken(m.m); t != "" && !d.send(ctx, func() error { return d.reportSuccess(ctx, t, output) }) {
+			lost[m] = true
 		}
 	}
 	for _, m := range failing {
-		if t := taskToken(m.m); t != "" {
-			send(m, func() error { return d.callback.TaskFailure(ctx, t, "Handler.Failed", cause) })
+		if t := taskToken(m.m); t != "" && !d.send(ctx, func() error { return d.callback.TaskFailure(ctx, t, "Handler.Failed", cause) }) {
+			lost[m] = true
 		}
 	}
 	return lost
+}
+
+// reportSuccess reports a task's output, or, when the output is over the callback API's limit,
+// the task's failure with States.DataLimitExceeded (Step Functions' error for a result too large),
+// so the run moves on (a Catch may handle it) instead of waiting for a result that cannot come.
+func (d *Dispatcher) reportSuccess(ctx context.Context, token string, output []byte) error {
+	err := d.callback.TaskSuccess(ctx, token, output)
+	var tooLarge *TooLargeError
+	if !errors.As(err, &tooLarge) {
+		return err
+	}
+	d.metrics.TaskReports.WithLabelValues("too_large").Inc()
+	return d.callback.TaskFailure(ctx, token, "States.DataLimitExceeded",
+		fmt.Sprintf("the task's output (%d bytes reported) is over the %d-byte limit of a task result", tooLarge.Size, callback.MaxBody))
+}
+
+// send makes one report, retrying until ctx ends; it reports whether the report was settled
+// (accepted, or refused for good).
+func (d *Dispatcher) send(ctx context.Context, call func() error) bool {
+	backoff := newBackoff()
+	for {
+		err := call()
+		var refused *RefusedError
+		switch {
+		case err == nil:
+			d.metrics.TaskReports.WithLabelValues("accepted").Inc()
+			return true
+		case errors.As(err, &refused):
+			d.metrics.TaskReports.WithLabelValues("refused").Inc()
+			return true
+		}
+		d.log.V(1).Info("task report not accepted; retrying", "error", err.Error())
+		select {
+		case <-ctx.Done():
+			d.metrics.TaskReports.WithLabelValues("lost").Inc()
+			return false
+		case <-time.After(backoff.next()):
+		}
+	}
 }
 
 // backoff is bounded exponential backoff with full jitter: 100ms doubling to 10s.

@@ -42,7 +42,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		InFlight: prometheus.NewGauge(prometheus.GaugeOpts{Name: "millrace_dispatcher_batches_in_flight", Help: "Batches being handled."}),
 		InHand:   prometheus.NewGauge(prometheus.GaugeOpts{Name: "millrace_dispatcher_messages_in_hand", Help: "Messages received and not yet deleted or released."}),
 		TaskReports: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "millrace_dispatcher_task_reports_total",
-			Help: "Workflow task results reported to the manager, by result."}, []string{"result"}),
+			Help: "Workflow task results reported to the manager, by result: accepted; refused (404/410, final); too_large (output over 256 KiB, reported as States.DataLimitExceeded); lost (not accepted in time: the message is kept and delivered again)."}, []string{"result"}),
 		ReceiveCount: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "millrace_dispatcher_receive_count",
 			Help: "ApproximateReceiveCount of delivered messages (redeliveries show above 1).", Buckets: []float64{1, 2, 3, 5, 10, 20}}),
 	}

@@ -869,7 +869,13 @@ func (r *WorkflowRunReconciler) readTask(ctx context.Context, reader client.Read
 		return nil, nil, asl.Run{}, err
 	}
 	key := asl.TaskKey(c.State, c.Path, c.Attempt, c.Visit)
-	if !slices.ContainsFunc(m.Active(engine), func(a asl.Active) bool { return a.Running() && a.Key() == key }) {
+	active := m.Active(engine)
+	i := slices.IndexFunc(active, func(a asl.Active) bool { return a.Running() && a.Key() == key })
+	if i < 0 {
+		return nil, nil, asl.Run{}, callback.ErrStale
+	}
+	// The token dies with its task's timeout even before a reconcile has recorded the timeout.
+	if c.Expired(time.Duration(active[i].State.TimeoutSeconds)*time.Second, time.Now()) {
 		return nil, nil, asl.Run{}, callback.ErrStale
 	}
 	return run, m, engine, nil

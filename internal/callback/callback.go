@@ -6,8 +6,9 @@
 //	POST /v1/tasks/heartbeat  {"taskToken": "..."}
 //
 // Answers: 200 accepted (also for a duplicate of an accepted result), 400 malformed request or
-// token, 403 forged token, 404 unknown run, 410 stale token (the run has moved past that attempt),
-// 413 body over 256 KiB, 503 when the result could not be recorded (retry).
+// token, 403 forged token, 404 unknown run, 410 stale or expired token (the run has moved past that
+// attempt, the task's timeout has passed, or the token has no issue time), 413 body over 256 KiB,
+// 503 when the result could not be recorded (retry). Only 404 and 410 are final for a caller.
 package callback
 
 import (
@@ -89,6 +90,9 @@ func serve(w http.ResponseWriter, r *http.Request, kind Kind, signer *tasktoken.
 	switch {
 	case errors.Is(err, tasktoken.ErrForged):
 		answer(w, http.StatusForbidden, err.Error())
+		return
+	case errors.Is(err, tasktoken.ErrExpired):
+		answer(w, http.StatusGone, err.Error())
 		return
 	case err != nil:
 		answer(w, http.StatusBadRequest, err.Error())

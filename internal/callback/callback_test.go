@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -67,22 +68,34 @@ func TestTheDispatchersCallbackClientAndTheAPIAgree(t *testing.T) {
 	unknown := current
 	unknown.Run = "r2"
 	unknownToken, _ := signer.Issue(unknown)
+	leaked := current
+	leaked.IssuedAt = time.Now().Add(-tasktoken.DefaultMaxAge - time.Hour)
+	leakedToken, _ := signer.Issue(leaked)
+	// Only 404 and 410 are final: the dispatcher gives up on the report and deletes the message.
+	// Anything else may change (a key rotated back, a fixed request) and is retried.
 	for name, tc := range map[string]struct {
 		token  string
 		status int
+		final  bool
 	}{
-		"a stale token is refused with 410":     {staleToken, http.StatusGone},
-		"a forged token is refused with 403":    {forged, http.StatusForbidden},
-		"an unknown run is refused with 404":    {unknownToken, http.StatusNotFound},
-		"a malformed token is refused with 400": {"garbage", http.StatusBadRequest},
+		"a stale token is refused with 410, for good":         {staleToken, http.StatusGone, true},
+		"an expired token is refused with 410, for good":      {leakedToken, http.StatusGone, true},
+		"an unknown run is refused with 404, for good":        {unknownToken, http.StatusNotFound, true},
+		"a forged token is refused with 403, to try again":    {forged, http.StatusForbidden, false},
+		"a malformed token is refused with 400, to try again": {"garbage", http.StatusBadRequest, false},
 	} {
 		t.Run(name, func(t *testing.T) {
 			err := client.TaskSuccess(ctx, tc.token, []byte(`{}`))
 			var refused *dispatch.RefusedError
-			if !errors.As(err, &refused) || refused.Status != tc.status {
-				t.Fatalf("error %v, want a refusal with %d", err, tc.status)
+			final := errors.As(err, &refused)
+			if err == nil || final != tc.final || (final && refused.Status != tc.status) || (!final && !strings.Contains(err.Error(), fmt.Sprint(tc.status))) {
+				t.Fatalf("error %v, want status %d, final %v", err, tc.status, tc.final)
 			}
 		})
+	}
+	var tooLarge *dispatch.TooLargeError
+	if err := client.TaskSuccess(ctx, token, []byte(`"`+strings.Repeat("x", callback.MaxBody)+`"`)); !errors.As(err, &tooLarge) {
+		t.Fatalf("an output over 256 KiB: %v, want TooLargeError", err)
 	}
 }
 

@@ -1,7 +1,9 @@
 // Package tasktoken issues and verifies workflow task tokens: HMAC-SHA256-signed capabilities scoped
 // to one run (namespace, name and UID), one state (with its Parallel/Map path) and one attempt. A
 // token cannot be forged without the key, and a token of an earlier attempt or state is recognisably
-// stale, so the callback API can refuse it.
+// stale, so the callback API can refuse it. A token also expires: it carries the time it was issued,
+// and is refused DefaultMaxAge after that, or earlier when its state's TimeoutSeconds has passed
+// (Claims.Expired, checked by the run), so a leaked token is not valid forever.
 package tasktoken
 
 import (
@@ -25,14 +27,25 @@ type Claims struct {
 	Attempt   int    `json:"attempt"`
 	// Visit tells apart the visits of a state the run enters more than once (a loop, a retried
 	// Parallel or Map): asl.Active.Visit.
-	Visit    string    `json:"visit,omitempty"`
+	Visit string `json:"visit,omitempty"`
+	// IssuedAt is set by Issue (to the second) unless the caller sets it; Verify refuses tokens
+	// without it.
 	IssuedAt time.Time `json:"iat"`
 }
+
+// DefaultMaxAge bounds every token, also one of a state without TimeoutSeconds: a year, Step
+// Functions' longest run and so the longest a task can wait for its token.
+const DefaultMaxAge = 365 * 24 * time.Hour
+
+// ClockSkew is allowed between the clock of the replica that issued a token and the one that
+// checks it, on top of every bound.
+const ClockSkew = time.Minute
 
 // Errors of Verify.
 var (
 	ErrMalformed = errors.New("malformed task token")
 	ErrForged    = errors.New("task token signature does not verify")
+	ErrExpired   = errors.New("task token has expired")
 )
 
 // Signer issues and verifies tokens with one key.
@@ -48,8 +61,11 @@ func NewSigner(key []byte) (*Signer, error) {
 
 var enc = base64.RawURLEncoding
 
-// Issue returns the token for the claims.
+// Issue returns the token for the claims, issued now unless c.IssuedAt says otherwise.
 func (s *Signer) Issue(c Claims) (string, error) {
+	if c.IssuedAt.IsZero() {
+		c.IssuedAt = time.Now().UTC().Truncate(time.Second)
+	}
 	payload, err := json.Marshal(c)
 	if err != nil {
 		return "", err
@@ -58,7 +74,8 @@ func (s *Signer) Issue(c Claims) (string, error) {
 	return p + "." + enc.EncodeToString(s.mac(p)), nil
 }
 
-// Verify checks the signature and returns the claims.
+// Verify checks the signature and the age and returns the claims: ErrExpired for a token without
+// an issue time (issued before tokens had one) or older than DefaultMaxAge.
 func (s *Signer) Verify(token string) (Claims, error) {
 	p, sig, ok := strings.Cut(strings.TrimSpace(token), ".")
 	if !ok || p == "" || sig == "" {
@@ -79,7 +96,20 @@ func (s *Signer) Verify(token string) (Claims, error) {
 	if err := json.Unmarshal(payload, &c); err != nil {
 		return Claims{}, ErrMalformed
 	}
+	if c.IssuedAt.IsZero() {
+		return Claims{}, fmt.Errorf("%w: it has no issue time", ErrExpired)
+	}
+	if c.Expired(DefaultMaxAge, time.Now()) {
+		return Claims{}, fmt.Errorf("%w: issued at %s, more than %s ago", ErrExpired, c.IssuedAt.Format(time.RFC3339), DefaultMaxAge)
+	}
 	return c, nil
+}
+
+// Expired reports whether a token issued for a task that may run for timeout (0: no bound of its
+// own) is past that bound at now. A token issued when its task started is never needed after
+// the task has timed out.
+func (c Claims) Expired(timeout time.Duration, now time.Time) bool {
+	return timeout > 0 && now.After(c.IssuedAt.Add(timeout+ClockSkew))
 }
 
 func (s *Signer) mac(payload string) []byte {

@@ -50,6 +50,7 @@ const (
 	ReasonDepthKnown       = "DepthKnown"
 	ReasonBacklog          = "BacklogAboveActivation"
 	ReasonIdle             = "BacklogAtOrBelowActivation"
+	ReasonNotOwned         = "DeploymentNotOwned"
 	consumerFieldOwner     = "millrace-consumer"
 	consumerQueueKey       = "spec.queueRef.name"
 	noSampleYetDescription = "no queue depth reading yet"
@@ -91,6 +92,9 @@ type ConsumerReconciler struct {
 	StatusWriteInterval time.Duration
 	// Now is the clock (tests and benchmarks may replace it).
 	Now func() time.Time
+	// APIReader confirms, uncached, that no Deployment of the Consumer's name exists before one is
+	// applied (the cache may not show a Deployment created a moment ago).
+	APIReader client.Reader
 
 	mu      sync.Mutex
 	states  map[k8stypes.NamespacedName]*consumerState
@@ -156,13 +160,18 @@ func (r *ConsumerReconciler) Reconcile(ctx context.Context, req ctrl.Request) (r
 		return ctrl.Result{}, nil
 	}
 
-	dep := &appsv1.Deployment{}
-	exists := true
-	if err := r.Get(ctx, req.NamespacedName, dep); err != nil {
-		if !apierrors.IsNotFound(err) {
-			return ctrl.Result{}, err
-		}
-		exists = false
+	dep, exists, err := r.deployment(ctx, req.NamespacedName)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	if exists && !metav1.IsControlledBy(dep, c) {
+		// Applying would take over a Deployment someone else made (adding a container, changing
+		// its replicas): never do that.
+		res, err := r.stall(c, ReasonNotOwned, fmt.Sprintf(
+			"Deployment %q exists and is not controlled by this Consumer; Millrace will not take it over (rename the Consumer, or delete the Deployment)", dep.Name))
+		// The Deployment is not ours, so its deletion is not watched: look again now and then.
+		res.RequeueAfter = jitter(time.Minute)
+		return res, err
 	}
 	current, onDeployment := int32(0), int32(0)
 	if exists && dep.Spec.Replicas != nil {
@@ -331,12 +340,33 @@ func deploymentConditions(d *appsv1.Deployment) []metav1.Condition {
 }
 
 func (r *ConsumerReconciler) stallConsumer(c *millracev1.Consumer, msg string) (ctrl.Result, error) {
+	return r.stall(c, ReasonInvalidSpec, msg)
+}
+
+func (r *ConsumerReconciler) stall(c *millracev1.Consumer, reason, msg string) (ctrl.Result, error) {
 	if !conditions.IsStalled(c.Status.Conditions) || c.Status.ObservedGeneration != c.Generation {
-		r.Recorder.Eventf(c, nil, corev1.EventTypeWarning, ReasonInvalidSpec, "Validate", "%s", msg)
+		r.Recorder.Eventf(c, nil, corev1.EventTypeWarning, reason, "Validate", "%s", msg)
 	}
-	conditions.MarkStalled(&c.Status.Conditions, c.Generation, ReasonInvalidSpec, msg)
+	conditions.MarkStalled(&c.Status.Conditions, c.Generation, reason, msg)
 	c.Status.ObservedGeneration = c.Generation
 	return ctrl.Result{}, nil
+}
+
+// deployment reads the Consumer's Deployment from the cache, and confirms an absence with the API
+// server itself before the caller creates one.
+func (r *ConsumerReconciler) deployment(ctx context.Context, key k8stypes.NamespacedName) (*appsv1.Deployment, bool, error) {
+	dep := &appsv1.Deployment{}
+	err := r.Get(ctx, key, dep)
+	if apierrors.IsNotFound(err) && r.APIReader != nil {
+		err = r.APIReader.Get(ctx, key, dep)
+	}
+	switch {
+	case apierrors.IsNotFound(err):
+		return dep, false, nil
+	case err != nil:
+		return nil, false, err
+	}
+	return dep, true, nil
 }
 
 // patchStatus writes status when it changed; a change of the backlog alone is written at most

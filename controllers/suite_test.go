@@ -113,6 +113,7 @@ func runSuite(m *testing.M) int {
 		Monitor:             monitor,
 		Metrics:             controllers.NewConsumerMetrics(prometheus.NewRegistry()),
 		Render:              consumer.Options{DispatcherImage: "dispatcher:test"},
+		APIReader:           mgr.GetAPIReader(),
 		Region:              "us-east-1",
 		Endpoint:            fauxqs.Endpoint,
 		StatusWriteInterval: testStatusWrites,

@@ -13,8 +13,12 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	millracev1 "github.com/millrace-io/millrace/api/v1alpha1"
 	"github.com/millrace-io/millrace/controllers"
@@ -197,4 +201,41 @@ func TestTenantCannotRedriveIntoAnotherNamespacesQueue(t *testing.T) {
 		t.Fatalf("status.deadLetterSources = %v", dlq.Status.DeadLetterSources)
 	}
 	expectAttributes(t, attributes(t, dlq.Status.QueueURL), map[string]string{sqsx.AttrRedriveAllowPolicy: sqsx.RedriveAllow([]string{work.Status.QueueARN})})
+}
+
+// A Consumer named like a Deployment it did not create never applies over it (no owner
+// reference, no replica change, no dispatcher container added): it stalls and says why. The
+// second Deployment has the selector Millrace renders, so applying over it would succeed.
+func TestConsumerCannotTakeOverAnotherDeployment(t *testing.T) {
+	ctx := context.Background()
+	ns := newNamespace(t)
+	create(t, newQueue(ns, "jobs", millracev1.QueueSpec{}))
+	waitReadyQueue(t, ns, "jobs")
+	for name, labels := range map[string]map[string]string{"web": {"app": "web"}, "api": {"millrace.io/consumer": "api"}} {
+		dep := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, Spec: appsv1.DeploymentSpec{
+			Replicas: ptr.To[int32](2), Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: name, Image: name + ":1"}}}}}}
+		create(t, dep)
+		create(t, newConsumer(ns, name, "jobs", fastScaling(0)))
+		eventually(t, waitReady, func() error {
+			c := &millracev1.Consumer{}
+			if err := k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, c); err != nil {
+				return err
+			}
+			cond := meta.FindStatusCondition(c.Status.Conditions, millracev1.ConditionStalled)
+			if cond == nil || cond.Reason != controllers.ReasonNotOwned {
+				return fmt.Errorf("%s: conditions %+v", name, c.Status.Conditions)
+			}
+			return nil
+		})
+		got := &appsv1.Deployment{}
+		if err := k8s.Get(ctx, client.ObjectKeyFromObject(dep), got); err != nil {
+			t.Fatal(err)
+		}
+		if len(got.OwnerReferences) != 0 || *got.Spec.Replicas != 2 || len(got.Spec.Template.Spec.Containers) != 1 || len(got.Spec.Template.Spec.InitContainers) != 0 {
+			t.Fatalf("%s was changed: owners %v, replicas %d, containers %d, init containers %d", name,
+				got.OwnerReferences, *got.Spec.Replicas, len(got.Spec.Template.Spec.Containers), len(got.Spec.Template.Spec.InitContainers))
+		}
+	}
 }

@@ -10,6 +10,7 @@ import (
 	"flag"
 	"fmt"
 	"net/http"
+	"net/netip"
 	"os"
 	"strings"
 	"time"
@@ -28,6 +29,7 @@ import (
 	"github.com/millrace-io/millrace/internal/callback"
 	"github.com/millrace-io/millrace/internal/consumer"
 	"github.com/millrace-io/millrace/internal/depth"
+	"github.com/millrace-io/millrace/internal/egress"
 	"github.com/millrace-io/millrace/internal/httpserver"
 	"github.com/millrace-io/millrace/internal/metricsauth"
 	"github.com/millrace-io/millrace/internal/sqsx"
@@ -50,6 +52,8 @@ type options struct {
 	tokenKeyFile           string
 	runWorkers             int
 	watchNamespaces        string
+	httpTasks              bool
+	clusterRanges          string
 	metricsSecure          bool
 	metricsCertDir         string
 }
@@ -73,6 +77,8 @@ func main() {
 	flag.StringVar(&o.callbackAddr, "callback-bind-address", ":9443", "Address of the task callback API (POST /v1/tasks/{success,failure,heartbeat}).")
 	flag.StringVar(&o.callbackURL, "callback-url", os.Getenv("MILLRACE_CALLBACK_URL"), "URL at which dispatchers reach the callback API (e.g. http://millrace-callback.millrace-system:9443).")
 	flag.StringVar(&o.watchNamespaces, "watch-namespaces", os.Getenv("MILLRACE_WATCH_NAMESPACES"), "Comma-separated namespaces whose resources the manager watches (empty: all); with a list it needs permissions only there.")
+	flag.BoolVar(&o.httpTasks, "http-tasks", false, "Perform millrace:http workflow tasks, to the destinations each namespace's TenantPolicies grant (off: every such task fails with Millrace.Forbidden).")
+	flag.StringVar(&o.clusterRanges, "cluster-cidrs", os.Getenv("MILLRACE_CLUSTER_CIDRS"), "Comma-separated pod and service CIDRs of the cluster, refused to millrace:http host rules like private ranges.")
 	flag.IntVar(&o.runWorkers, "workflowrun-workers", 8, "How many WorkflowRuns are reconciled at once.")
 	flag.StringVar(&o.tokenKeyFile, "task-token-key-file", os.Getenv("MILLRACE_TASK_TOKEN_KEY_FILE"), "File holding the HMAC key (at least 32 bytes) that signs task tokens; mount it from a Secret. Empty: a random key, valid until the manager restarts.")
 	zapOpts := zap.Options{}
@@ -146,6 +152,7 @@ func run(ctx context.Context, o options) error {
 		Monitor:             monitor,
 		Metrics:             controllers.NewConsumerMetrics(metrics.Registry),
 		Render:              consumer.Options{DispatcherImage: o.dispatcherImage, CallbackURL: o.callbackURL},
+		APIReader:           mgr.GetAPIReader(),
 		Region:              client.Options().Region,
 		Endpoint:            o.endpoint,
 		StatusWriteInterval: o.statusWriteInterval,
@@ -166,7 +173,12 @@ func run(ctx context.Context, o options) error {
 	if err != nil {
 		return err
 	}
+	httpClient, err := httpTaskClient(o)
+	if err != nil {
+		return err
+	}
 	runs := &controllers.WorkflowRunReconciler{
+		HTTP:      httpClient,
 		Client:    mgr.GetClient(),
 		Recorder:  mgr.GetEventRecorder("millrace-workflowrun-controller"),
 		SQS:       client,
@@ -189,6 +201,25 @@ func run(ctx context.Context, o options) error {
 	}
 	log.Info("starting", "region", o.region, "sqsEndpoint", o.endpoint, "cluster", o.clusterName)
 	return mgr.Start(ctx)
+}
+
+// httpTaskClient is the egress client of millrace:http tasks, or nil when they are off.
+func httpTaskClient(o options) (*egress.Client, error) {
+	if !o.httpTasks {
+		return nil, nil
+	}
+	var ranges []netip.Prefix
+	for _, c := range strings.Split(o.clusterRanges, ",") {
+		if c = strings.TrimSpace(c); c == "" {
+			continue
+		}
+		p, err := netip.ParsePrefix(c)
+		if err != nil {
+			return nil, fmt.Errorf("--cluster-cidrs: %w", err)
+		}
+		ranges = append(ranges, p)
+	}
+	return egress.New(egress.Options{ClusterRanges: ranges}), nil
 }
 
 // taskTokenKey reads the HMAC key, or makes a random one (tokens then die with the process).

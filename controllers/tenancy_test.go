@@ -239,3 +239,26 @@ func TestConsumerCannotTakeOverAnotherDeployment(t *testing.T) {
 		}
 	}
 }
+
+func TestTheAPIServerRejectsInvalidTenantPolicies(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		spec millracev1.TenantPolicySpec
+		want string
+	}{
+		{"a policy for no namespace is rejected", millracev1.TenantPolicySpec{}, "spec.namespaces"},
+		{"a destination with both a host and a range is rejected", millracev1.TenantPolicySpec{Namespaces: []string{"a"},
+			HTTP: &millracev1.TenantHTTPPolicy{Destinations: []millracev1.HTTPDestination{{Host: "a.example.com", CIDR: "10.0.0.0/8"}}}}, "exactly one of host and cidr"},
+		{"a range that does not parse is rejected", millracev1.TenantPolicySpec{Namespaces: []string{"a"},
+			HTTP: &millracev1.TenantHTTPPolicy{Destinations: []millracev1.HTTPDestination{{CIDR: "10.0.0.0/33"}}}}, "must be an IP address or a CIDR range"},
+		{"a host with a path is rejected", millracev1.TenantPolicySpec{Namespaces: []string{"a"},
+			HTTP: &millracev1.TenantHTTPPolicy{Destinations: []millracev1.HTTPDestination{{Host: "a.example.com/x"}}}}, "spec.http.destinations[0].host"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := k8s.Create(context.Background(), &millracev1.TenantPolicy{ObjectMeta: metav1.ObjectMeta{GenerateName: "invalid-"}, Spec: tc.spec})
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("want an error with %q, got %v", tc.want, err)
+			}
+		})
+	}
+}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"k8s.io/apimachinery/pkg/api/meta"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	millracev1 "github.com/millrace-io/millrace/api/v1alpha1"
@@ -21,16 +22,23 @@ import (
 // must end, with an error that says why, rather than wedge or crash the manager.
 
 // The attack: a loop of Pass and Choice states stayed Running forever: the reconcile that ran out
-// of its slices of work was never requeued (nor was start()).
+// of its slices of work was never requeued (nor was start()). The Workflow is ready before the
+// run starts, so that no event of the Workflow's wakes the run by chance.
 func TestAPassChoiceLoopLongerThanOneReconcileFinishes(t *testing.T) {
 	ns := newNamespace(t)
 	create(t, newWorkflow(ns, "loop", `{"StartAt":"Count","States":{
 		"Count":{"Type":"Pass","Parameters":{"i.$":"States.MathAdd($.i, 1)"},"Next":"Done?"},
-		"Done?":{"Type":"Choice","Choices":[{"Variable":"$.i","NumericGreaterThanEquals":5000,"Next":"Done"}],"Default":"Count"},
+		"Done?":{"Type":"Choice","Choices":[{"Variable":"$.i","NumericGreaterThanEquals":15000,"Next":"Done"}],"Default":"Count"},
 		"Done":{"Type":"Succeed"}}}`))
+	waitWorkflow(t, ns, "loop", func(wf *millracev1.Workflow) error {
+		if !meta.IsStatusConditionTrue(wf.Status.Conditions, millracev1.ConditionReady) {
+			return fmt.Errorf("not ready: %+v", wf.Status.Conditions)
+		}
+		return nil
+	})
 	create(t, newRun(ns, "loop-1", "loop", `{"i":0}`))
 	run := waitRun(t, ns, "loop-1", millracev1.RunSucceeded)
-	if string(run.Status.Output.Raw) != `{"i":5000}` || run.Status.HistoryTotal < 20000 || len(run.Status.History) > 100 {
+	if string(run.Status.Output.Raw) != `{"i":15000}` || run.Status.HistoryTotal < 60000 || len(run.Status.History) > 100 {
 		t.Fatalf("output %s, history %d listed of %d", run.Status.Output.Raw, len(run.Status.History), run.Status.HistoryTotal)
 	}
 }

@@ -26,6 +26,11 @@ const (
 	// MaxMapItemsPerRun bounds the iterations all Map states of one run may start over its life
 	// (a Map of Maps multiplies them); beyond it the run fails with States.DataLimitExceeded.
 	MaxMapItemsPerRun = 100000
+	// MaxTransitionsPerRun bounds the transitions (states executed, branches and items started)
+	// of one run over its life, so that an endless loop ends: Step Functions stops an execution
+	// at 25,000 history events; ours is larger, for inline Maps of many items. Beyond it the run
+	// fails with States.Runtime, which no Catch can turn into another loop.
+	MaxTransitionsPerRun = 1000000
 	// DefaultStepTransitions and DefaultStepBytes are the budget of one Step when the caller
 	// gives none: states executed plus branches and items started, and JSON bytes evaluated,
 	// across the whole tree of Parallel and Map children. A step that spends it yields a

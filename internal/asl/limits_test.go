@@ -252,3 +252,19 @@ func TestAStateThatWouldReadItsInputTooManyTimesFails(t *testing.T) {
 		t.Fatalf("run %s %s %q", run.Status, run.Error, run.Cause)
 	}
 }
+
+// An endless loop of Pass states ends: a run makes at most MaxTransitionsPerRun transitions, and
+// then fails as a whole, whatever catches its states.
+func TestAnEndlessLoopFailsAtTheTransitionLimitOfARun(t *testing.T) {
+	m := mustParse(t, `{"StartAt":"A","States":{
+		"A":{"Type":"Pass","Next":"B"},
+		"B":{"Type":"Pass","Next":"A"}}}`)
+	run, _, _ := m.Step(Run{}, Event{Kind: EventStart, Input: map[string]any{}}, Options{})
+	steps := 1
+	for ; run.Status == Running && steps <= MaxTransitionsPerRun/DefaultStepTransitions+1; steps++ {
+		run, _, _ = m.Step(run, Event{Kind: EventContinue}, Options{})
+	}
+	if run.Status != Failed || run.Error != ErrRuntime || run.Executed != MaxTransitionsPerRun || !strings.Contains(run.Cause, "1000000") {
+		t.Fatalf("after %d steps: run %s %s %q (%d transitions)", steps, run.Status, run.Error, run.Cause, run.Executed)
+	}
+}

@@ -83,6 +83,9 @@ type Run struct {
 	// MapItems counts the iterations the run's Map states have started (top run only), bounded
 	// by MaxMapItemsPerRun.
 	MapItems int `json:"mapItems,omitempty"`
+	// Executed counts the transitions of the whole run (states executed, branches and items
+	// started; top run only), bounded by MaxTransitionsPerRun.
+	Executed int `json:"executed,omitempty"`
 }
 
 // Execution identifies a run in the context object ($$.Execution).
@@ -187,6 +190,21 @@ type Options struct {
 // tree is the state of one top-level step shared with the steps of its children.
 type tree struct {
 	mapItems int // the top run's MapItems, as they grow
+	executed int // the top run's Executed, as they grow
+	// exhausted is set when the run reached MaxTransitionsPerRun: the top step fails it.
+	exhausted bool
+}
+
+// spend takes one transition from the step's budget and the run's; false when the run has none
+// left.
+func (s *stepper) spend() bool {
+	if s.opt.tree.executed >= MaxTransitionsPerRun {
+		s.opt.tree.exhausted = true
+		return false
+	}
+	s.opt.tree.executed++
+	s.opt.Budget.Transitions--
+	return true
 }
 
 func (opt Options) withDefaults() Options {
@@ -217,12 +235,20 @@ func (m *Machine) Step(run Run, ev Event, opt Options) (Run, []Effect, []Transit
 		return m.step(run, ev, opt)
 	}
 	opt = opt.withDefaults()
-	opt.tree = &tree{mapItems: run.MapItems}
+	opt.tree = &tree{mapItems: run.MapItems, executed: run.Executed}
 	if ev.Kind == EventStart {
-		opt.tree.mapItems = 0
+		opt.tree.mapItems, opt.tree.executed = 0, 0
 	}
 	next, eff, hist := m.step(run, ev, opt)
-	next.MapItems = opt.tree.mapItems
+	next.MapItems, next.Executed = opt.tree.mapItems, opt.tree.executed
+	if opt.tree.exhausted && next.Status == Running {
+		// Like Step Functions at 25,000 history events: the run ends, whatever catches its states.
+		next = Run{Status: Failed, State: next.State, Execution: next.Execution, Transitions: next.Transitions,
+			MapItems: next.MapItems, Executed: next.Executed, Error: ErrRuntime,
+			Cause: fmt.Sprintf("the run made %d transitions, the limit of a run", MaxTransitionsPerRun)}
+		eff = nil
+		hist = append(hist, Transition{At: ev.At, State: next.State, Kind: string(Failed), Info: ErrRuntime})
+	}
 	return next, eff, trimHistory(hist, opt, opt.MaxHistory)
 }
 
@@ -428,7 +454,9 @@ func (s *stepper) advance() {
 			s.effects = append(s.effects, Effect{Kind: EffectContinue, State: s.run.State})
 			return
 		}
-		s.opt.Budget.Transitions--
+		if !s.spend() {
+			return
+		}
 		st := s.m.States[s.run.State]
 		if st == nil {
 			s.finish(Failed, nil, ErrRuntime, fmt.Sprintf("no state named %q", s.run.State))
@@ -887,6 +915,7 @@ func (s *stepper) resetChildren(total int) {
 
 // startChild starts branch or item i with the given input.
 func (s *stepper) startChild(m *Machine, i int, input any) {
+	s.opt.tree.executed++
 	s.opt.Budget.Transitions--
 	child, eff, hist := m.Step(Run{}, Event{Kind: EventStart, At: s.now, Input: input, Execution: s.run.Execution}, s.childOptions(i))
 	child.Item, child.Execution = i, Execution{}
@@ -935,6 +964,10 @@ func (s *stepper) startItems(st *State) {
 	for s.run.NextItem < min(s.run.ItemsTotal, len(list)) && len(s.run.Children) < limit {
 		if s.opt.Budget.Spent() {
 			s.effects = append(s.effects, Effect{Kind: EffectContinue, State: st.Name})
+			return
+		}
+		if s.opt.tree.executed >= MaxTransitionsPerRun {
+			s.opt.tree.exhausted = true
 			return
 		}
 		i := s.run.NextItem

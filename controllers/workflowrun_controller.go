@@ -116,10 +116,11 @@ type WorkflowRunReconciler struct {
 	// grant; nil disables them (the manager's --http-tasks flag).
 	HTTP *egress.Client
 
-	wake   chan event.TypedGenericEvent[*millracev1.WorkflowRun]
-	writes atomic.Int64
-	sent   sentTasks
-	beats  heartbeatMemory
+	wake     chan event.TypedGenericEvent[*millracev1.WorkflowRun]
+	writes   atomic.Int64
+	sent     sentTasks
+	beats    heartbeatMemory
+	machines machineCache
 }
 
 // StatusWrites counts the status patches sent so far (for benchmarks and metrics).
@@ -295,9 +296,9 @@ func (r *WorkflowRunReconciler) load(run *millracev1.WorkflowRun) (*asl.Machine,
 	if run.Status.Definition == nil {
 		return nil, asl.Run{}, errors.New("the run lost its pinned definition")
 	}
-	m, errs := asl.Parse(run.Status.Definition.Raw)
-	if len(errs) > 0 {
-		return nil, asl.Run{}, fmt.Errorf("the pinned definition is invalid: %v", errs[0])
+	m, err := r.machines.parse(run.Status.Definition.Raw)
+	if err != nil {
+		return nil, asl.Run{}, err
 	}
 	var engine asl.Run
 	if err := json.Unmarshal(run.Status.Engine.Raw, &engine); err != nil {

@@ -8,8 +8,9 @@ import (
 	"github.com/millrace-io/millrace/internal/asl"
 )
 
-// machineCacheBytes bounds the pinned definitions whose parsed machines are kept.
-const machineCacheBytes = 16 << 20
+// machineCacheBytes bounds the pinned definitions whose parsed machines are kept: a parsed
+// machine takes about 6 times its definition's size (about 25 MiB in all).
+const machineCacheBytes = 4 << 20
 
 // machineCache keeps the parsed machines of pinned definitions, by the definition's SHA-256: a
 // run's definition is parsed once, not on every reconcile and task report (a 1 MB definition

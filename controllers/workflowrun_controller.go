@@ -121,6 +121,11 @@ type WorkflowRunReconciler struct {
 	sent     sentTasks
 	beats    heartbeatMemory
 	machines machineCache
+	// continuing are the runs requeued to go on with work left (types.NamespacedName): their
+	// next reconcile reads them from the API server, as the cache has seldom caught up yet with
+	// the write that ended the last slice (a stale copy makes the next write conflict and its
+	// slice of work be done again).
+	continuing sync.Map
 }
 
 // StatusWrites counts the status patches sent so far (for benchmarks and metrics).
@@ -133,7 +138,11 @@ func (r *WorkflowRunReconciler) StatusWrites() int64 { return r.writes.Load() }
 // Reconcile advances one run.
 func (r *WorkflowRunReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	run := &millracev1.WorkflowRun{}
-	if err := r.Get(ctx, req.NamespacedName, run); err != nil {
+	var reader client.Reader = r.Client
+	if _, ok := r.continuing.LoadAndDelete(req.NamespacedName); ok && r.APIReader != nil {
+		reader = r.APIReader
+	}
+	if err := reader.Get(ctx, req.NamespacedName, run); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	if finished(run.Status.Phase) {
@@ -187,6 +196,7 @@ func (r *WorkflowRunReconciler) finishSteps(ctx context.Context, original, run *
 	res, err := r.act(ctx, run, steps.m, engine, now)
 	if more && engine.Status == asl.Running && err == nil && (res.RequeueAfter == 0 || res.RequeueAfter > continueAfter) {
 		res.RequeueAfter = continueAfter
+		r.continuing.Store(k8stypes.NamespacedName{Namespace: run.Namespace, Name: run.Name}, true)
 	}
 	return res, err
 }

@@ -18,6 +18,7 @@ import (
 	millracev1 "github.com/millrace-io/millrace/api/v1alpha1"
 	"github.com/millrace-io/millrace/internal/gateway"
 	"github.com/millrace-io/millrace/internal/gctune"
+	"github.com/millrace-io/millrace/internal/httpserver"
 	"github.com/millrace-io/millrace/internal/testenv"
 )
 
@@ -39,7 +40,7 @@ type loadResult struct {
 // BenchmarkGatewayThroughput sends 4,000 messages of 1 KiB from a second process (hack/loadgen,
 // 8 concurrent senders over keep-alive connections on 127.0.0.1) through the gateway — with its
 // real authorizer (a ServiceAccount token, answers cached) and an informer cache, as cmd/gateway
-// runs — and, as the baseline, the same messages as bare SDK SendMessage calls from the same
+// runs, served with the same connection limits — and, as the baseline, the same messages as bare SDK SendMessage calls from the same
 // generator to the same emulator. The two sides alternate. Reported: both rates, their ratio, both
 // p50/p99 latencies, and CPU per 1,000 messages of the emulator and of the gateway.
 func BenchmarkGatewayThroughput(b *testing.B) {
@@ -55,7 +56,10 @@ func BenchmarkGatewayThroughput(b *testing.B) {
 	go func() { _ = c.Start(ctx) }()
 	c.WaitForCacheSync(ctx)
 	metrics := gateway.NewMetrics(nil)
-	srv := httptest.NewServer((&gateway.Server{Reader: c, Writer: k8s, SQS: sqsClient, Auth: &gateway.KubernetesAuthorizer{Client: k8s}, Metrics: metrics}).Handler())
+	// Served as cmd/gateway serves it: with its connection limits and handler deadline.
+	srv := httptest.NewUnstartedServer(nil)
+	srv.Config = httpserver.New("", (&gateway.Server{Reader: c, Writer: k8s, SQS: sqsClient, Auth: &gateway.KubernetesAuthorizer{Client: k8s}, Metrics: metrics}).Handler(), httpserver.Limits{})
+	srv.Start()
 	defer srv.Close()
 
 	loadgen := filepath.Join(testenv.Build(b, "./hack/loadgen"), "loadgen")

@@ -390,15 +390,20 @@ func TestTheGatewayInstall(t *testing.T) {
 		{"millrace-gw", "list", "/secrets"},
 	}, gatewayNeverAllowed...))
 	// API keys need a namespace of their own: not none, not the release's (the task-token key).
-	for _, set := range []string{"gateway.apiKeys.enabled=true", "gateway.apiKeys.enabled=true,gateway.apiKeys.namespace=millrace-gw"} {
-		if out, err := helmRun(t, "template", "gw", chart, "--namespace", "millrace-gw", "--set", "gateway.enabled=true", "--set", "taskToken.existingSecret=k", "--set", set); err == nil || !strings.Contains(out, "gateway.apiKeys.namespace") {
+	// And a list of the namespaces whose ServiceAccounts a key may act as.
+	for set, want := range map[string]string{
+		"gateway.apiKeys.enabled=true":                                         "gateway.apiKeys.namespace",
+		"gateway.apiKeys.enabled=true,gateway.apiKeys.namespace=millrace-gw":   "gateway.apiKeys.namespace",
+		"gateway.apiKeys.enabled=true,gateway.apiKeys.namespace=millrace-keys": "gateway.apiKeys.serviceAccountNamespaces",
+	} {
+		if out, err := helmRun(t, "template", "gw", chart, "--namespace", "millrace-gw", "--set", "gateway.enabled=true", "--set", "taskToken.existingSecret=k", "--set", set); err == nil || !strings.Contains(out, want) {
 			t.Errorf("--set %s: %v\n%s", set, err, out)
 		}
 	}
 	// With API keys, it lists and watches the Secrets of that namespace, and reads no other.
 	_ = k8s.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "millrace-gw-keys"}})
 	mustHelm(t, "upgrade", "gw", chart, "--kubeconfig", kubeconfig, "--namespace", "millrace-gw", "--reuse-values",
-		"--set", "gateway.apiKeys.enabled=true", "--set", "gateway.apiKeys.namespace=millrace-gw-keys")
+		"--set", "gateway.apiKeys.enabled=true", "--set", "gateway.apiKeys.namespace=millrace-gw-keys", "--set", "gateway.apiKeys.serviceAccountNamespaces={team-a}")
 	checkAccess(t, "system:serviceaccount:millrace-gw:gw-millrace-gateway", []access{
 		{"millrace-gw-keys", "list", "/secrets"}, {"millrace-gw-keys", "watch", "/secrets"},
 	}, []access{

@@ -268,3 +268,14 @@ func TestAnEndlessLoopFailsAtTheTransitionLimitOfARun(t *testing.T) {
 		t.Fatalf("after %d steps: run %s %s %q (%d transitions)", steps, run.Status, run.Error, run.Cause, run.Executed)
 	}
 }
+
+// The local runner (millrace run) goes on after every step that spent its budget.
+func TestRunningLocallyGoesOnAfterEachStepBudget(t *testing.T) {
+	def, input := nestedMaps(100, 100)
+	m := mustParse(t, def)
+	now := func() time.Time { return time.Unix(0, 0) }
+	run := m.RunLocally(t.Context(), input, "local", nil, now, nil)
+	if run.Status != Succeeded || len(run.Output.([]any)) != 100 {
+		t.Fatalf("run %s %s %q", run.Status, run.Error, run.Cause)
+	}
+}

@@ -13,6 +13,7 @@ import (
 
 	millracev1 "github.com/millrace-io/millrace/api/v1alpha1"
 	"github.com/millrace-io/millrace/internal/asl"
+	"github.com/millrace-io/millrace/internal/callback"
 	"github.com/millrace-io/millrace/internal/tasktoken"
 )
 
@@ -62,7 +63,11 @@ func (r *WorkflowRunReconciler) heartbeat(ctx context.Context, c tasktoken.Claim
 			return err
 		}
 		active := m.Active(engine)
-		a := active[slices.IndexFunc(active, func(a asl.Active) bool { return a.Key() == key })]
+		i := slices.IndexFunc(active, func(a asl.Active) bool { return a.Key() == key })
+		if i < 0 {
+			return callback.ErrStale
+		}
+		a := active[i]
 		every := time.Duration(a.State.HeartbeatSeconds) * time.Second
 		if every == 0 {
 			return nil // a task without HeartbeatSeconds cannot time out for want of heartbeats

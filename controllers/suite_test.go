@@ -20,6 +20,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/controller-runtime/pkg/webhook"
 	"sigs.k8s.io/yaml"
 
 	"github.com/millrace-io/millrace/controllers"
@@ -61,7 +62,7 @@ func runSuite(m *testing.M) int {
 		return 1
 	}
 	defer fauxqs.Stop()
-	cp, err := testenv.StartControlPlane()
+	cp, err := testenv.StartControlPlaneWithWebhooks()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -75,6 +76,7 @@ func runSuite(m *testing.M) int {
 		Scheme:                 scheme,
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
+		WebhookServer:          webhook.NewServer(cp.WebhookServerOptions()),
 	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -132,6 +134,10 @@ func runSuite(m *testing.M) int {
 	callbackServer := httptest.NewServer(callback.Handler(signer, runs))
 	defer callbackServer.Close()
 	callbackURL = callbackServer.URL
+	if err = (controllers.WorkflowRunValidator{}).SetupWebhookWithManager(mgr); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
 	if err = (&controllers.WorkflowReconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("millrace-workflow-controller")}).SetupWithManager(mgr); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1

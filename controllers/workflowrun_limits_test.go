@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	"net/http"
 	"strings"
 	"sync"
@@ -93,11 +94,46 @@ func TestARunWhoseOutputCannotBeWrittenFailsWithDataLimitExceeded(t *testing.T) 
 func TestASpecInputOverThePayloadLimitFailsTheRunAtOnce(t *testing.T) {
 	ns := newNamespace(t)
 	create(t, newWorkflow(ns, "echo", `{"StartAt":"P","States":{"P":{"Type":"Pass","End":true}}}`))
-	create(t, newRun(ns, "big-input", "echo", fmt.Sprintf(`{"s":%q}`, strings.Repeat("x", 300<<10))))
+	big := newRun(ns, "big-input", "echo", fmt.Sprintf(`{"s":%q}`, strings.Repeat("x", 300<<10)))
+	// The admission webhook refuses it, naming the field.
+	err := k8s.Create(context.Background(), big.DeepCopy())
+	if err == nil || !strings.Contains(err.Error(), "spec.input") || !strings.Contains(err.Error(), "262144") {
+		t.Fatalf("the webhook admitted a run input over 256 KiB: %v", err)
+	}
+	// A run admitted while the webhook was off fails when it starts.
+	withoutWebhooks(t, func() { create(t, big) })
 	run := waitRun(t, ns, "big-input", millracev1.RunFailed)
 	if run.Status.Error != "States.DataLimitExceeded" || !strings.Contains(run.Status.Cause, "262144") {
 		t.Fatalf("error %q %q", run.Status.Error, run.Status.Cause)
 	}
+}
+
+// withoutWebhooks runs f with the suite's webhook configurations removed, then puts them back.
+func withoutWebhooks(t *testing.T, f func()) {
+	t.Helper()
+	ctx := context.Background()
+	var list admissionregistrationv1.ValidatingWebhookConfigurationList
+	if err := k8s.List(ctx, &list); err != nil {
+		t.Fatal(err)
+	}
+	for i := range list.Items {
+		if err := k8s.Delete(ctx, &list.Items[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	defer func() {
+		for _, cfg := range list.Items {
+			cfg.ResourceVersion = ""
+			if err := k8s.Create(ctx, &cfg); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}()
+	// The API server applies a configuration change within a moment; wait until a run that the
+	// webhook would refuse is admitted (f retries nothing itself).
+	probe := newRun(newNamespace(t), "probe", "none", fmt.Sprintf(`{"s":%q}`, strings.Repeat("x", 300<<10)))
+	eventually(t, 10*time.Second, func() error { return k8s.Create(ctx, probe.DeepCopy()) })
+	f()
 }
 
 // The attack: 16 tasks heartbeating every second made 175 status writes of one run in 4 s. Now

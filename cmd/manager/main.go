@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -53,6 +54,7 @@ type options struct {
 	runWorkers             int
 	watchNamespaces        string
 	httpTasks              bool
+	webhook                webhookOptions
 	clusterRanges          string
 	metricsSecure          bool
 	metricsCertDir         string
@@ -79,6 +81,11 @@ func main() {
 	flag.StringVar(&o.watchNamespaces, "watch-namespaces", os.Getenv("MILLRACE_WATCH_NAMESPACES"), "Comma-separated namespaces whose resources the manager watches (empty: all); with a list it needs permissions only there.")
 	flag.BoolVar(&o.httpTasks, "http-tasks", false, "Perform millrace:http workflow tasks, to the destinations each namespace's TenantPolicies grant (off: every such task fails with Millrace.Forbidden).")
 	flag.StringVar(&o.clusterRanges, "cluster-cidrs", os.Getenv("MILLRACE_CLUSTER_CIDRS"), "Comma-separated pod and service CIDRs of the cluster, refused to millrace:http host rules like private ranges.")
+	flag.IntVar(&o.webhook.port, "webhook-port", 0, "Port of the admission webhook (0: off). With it, the manager keeps the serving certificate in --webhook-secret and the CA in --webhook-configuration.")
+	flag.StringVar(&o.webhook.certDir, "webhook-cert-dir", filepath.Join(os.TempDir(), "millrace-webhook"), "Folder the webhook's certificate is written to (a writable emptyDir in a pod).")
+	flag.StringVar(&o.webhook.secret, "webhook-secret", "millrace-webhook-cert", "Secret of the manager's namespace ($POD_NAMESPACE) holding the webhook's CA and certificate (made at the first start).")
+	flag.StringVar(&o.webhook.service, "webhook-service", "millrace-webhook", "Service through which the API server calls the webhook (the certificate's name).")
+	flag.StringVar(&o.webhook.configuration, "webhook-configuration", "millrace-validation", "ValidatingWebhookConfiguration whose caBundle the manager keeps.")
 	flag.IntVar(&o.runWorkers, "workflowrun-workers", 8, "How many WorkflowRuns are reconciled at once.")
 	flag.StringVar(&o.tokenKeyFile, "task-token-key-file", os.Getenv("MILLRACE_TASK_TOKEN_KEY_FILE"), "File holding the HMAC key (at least 32 bytes) that signs task tokens; mount it from a Secret. Empty: a random key, valid until the manager restarts.")
 	zapOpts := zap.Options{}
@@ -112,7 +119,13 @@ func run(ctx context.Context, o options) error {
 	if err != nil {
 		return err
 	}
-	mgr, err := ctrl.NewManager(ctrl.GetConfigOrDie(), ctrl.Options{
+	cfg := ctrl.GetConfigOrDie()
+	webhookServer, err := o.webhook.server(ctx, cfg, scheme)
+	if err != nil {
+		return err
+	}
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		WebhookServer:                 webhookServer,
 		Scheme:                        scheme,
 		Cache:                         cacheOpts,
 		Metrics:                       metricsOpts,
@@ -191,6 +204,9 @@ func run(ctx context.Context, o options) error {
 		return fmt.Errorf("setting up the WorkflowRun controller: %w", err)
 	}
 	if err := mgr.Add(&callbackServer{addr: o.callbackAddr, handler: callback.Handler(signer, runs)}); err != nil {
+		return err
+	}
+	if err := o.webhook.register(mgr); err != nil {
 		return err
 	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {

@@ -26,6 +26,7 @@ import (
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	millracev1 "github.com/millrace-io/millrace/api/v1alpha1"
 	"github.com/millrace-io/millrace/internal/sqsx"
@@ -208,7 +209,18 @@ func StartControlPlane() (*ControlPlane, error) {
 // StartBareControlPlane starts envtest without any CRD (for tests that install them, as Helm does).
 func StartBareControlPlane() (*ControlPlane, error) { return startControlPlane(nil) }
 
-func startControlPlane(crds []string) (*ControlPlane, error) {
+// StartControlPlaneWithWebhooks is StartControlPlane with the admission webhooks of
+// config/webhook registered: the API server calls a webhook server on 127.0.0.1 that serves
+// Env.WebhookInstallOptions' certificate (WebhookServerOptions).
+func StartControlPlaneWithWebhooks() (*ControlPlane, error) {
+	root, err := RepoRoot()
+	if err != nil {
+		return nil, err
+	}
+	return startControlPlane([]string{filepath.Join(root, "config", "crd", "bases")}, filepath.Join(root, "config", "webhook"))
+}
+
+func startControlPlane(crds []string, webhooks ...string) (*ControlPlane, error) {
 	assets, err := AssetsDir()
 	if err != nil {
 		return nil, err
@@ -217,6 +229,7 @@ func startControlPlane(crds []string) (*ControlPlane, error) {
 		BinaryAssetsDirectory: assets,
 		CRDDirectoryPaths:     crds,
 		ErrorIfCRDPathMissing: len(crds) > 0,
+		WebhookInstallOptions: envtest.WebhookInstallOptions{Paths: webhooks, LocalServingHost: "127.0.0.1"},
 	}
 	cfg, err := env.Start()
 	if err != nil {
@@ -226,6 +239,12 @@ func startControlPlane(crds []string) (*ControlPlane, error) {
 	// server's priority and fairness applies), instead of client-go's default of 5 requests/s.
 	cfg.QPS = -1
 	return &ControlPlane{Env: env, Config: cfg}, nil
+}
+
+// WebhookServerOptions are the options of a webhook server the control plane's webhooks reach.
+func (c *ControlPlane) WebhookServerOptions() webhook.Options {
+	w := c.Env.WebhookInstallOptions
+	return webhook.Options{Host: w.LocalServingHost, Port: w.LocalServingPort, CertDir: w.LocalServingCertDir}
 }
 
 // Scheme returns a scheme with client-go's types, CRDs and Millrace's types.

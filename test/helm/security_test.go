@@ -172,6 +172,7 @@ func TestNetworkPoliciesConfineTheManagerAndTheGateway(t *testing.T) {
 		t.Errorf("policy types %v; egress is off by default", manager.Spec.PolicyTypes)
 	}
 	wantIngress(t, "manager", manager, d, map[string]func(networkingv1.NetworkPolicyPeer) bool{
+		"webhook": nil, // the API server, which no selector names
 		"callback": func(p networkingv1.NetworkPolicyPeer) bool {
 			return p.PodSelector != nil && selects(*p.PodSelector, consumerPods) && p.NamespaceSelector != nil
 		},

@@ -36,6 +36,7 @@ type ConsumerQueueReference struct {
 
 // DeliverySpec says how messages reach the handler.
 // +kubebuilder:validation:XValidation:rule="self.mode != 'None' || (!has(self.batchWindow) && !has(self.reportBatchItemFailures))",message="batchWindow and reportBatchItemFailures need a dispatcher; they are not valid with mode None"
+// +kubebuilder:validation:XValidation:rule="!has(self.lambda) || self.mode == 'LambdaRuntime'",message="lambda is only valid with mode LambdaRuntime"
 type DeliverySpec struct {
 	// mode is HTTP (default), LambdaRuntime or None.
 	// +optional
@@ -95,6 +96,29 @@ type DeliverySpec struct {
 	// +optional
 	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('0s') && duration(self) <= duration('12h')",message="must be between 0s and 12h"
 	FailureBackoff *Duration `json:"failureBackoff,omitempty"`
+
+	// lambda sets what a Lambda runtime reads from its environment, for mode LambdaRuntime.
+	// +optional
+	Lambda *LambdaSpec `json:"lambda,omitempty"`
+}
+
+// LambdaSpec is the function configuration a Lambda runtime expects in its environment. Images
+// built on AWS's Lambda base images carry both in the image (their CMD names the handler); images
+// that run a runtime interface client on another base image need them here.
+type LambdaSpec struct {
+	// handler is the function's handler, set as _HANDLER (e.g. "index.handler" for Node.js,
+	// "app.handler" for Python). Unset: the image's own (an AWS base image's CMD).
+	// +optional
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=128
+	// +kubebuilder:validation:Pattern=`^[^\s]+$`
+	Handler string `json:"handler,omitempty"`
+	// taskRoot is the directory of the function's code, set as LAMBDA_TASK_ROOT (an absolute path;
+	// default /var/task, as in Lambda).
+	// +optional
+	// +kubebuilder:validation:MaxLength=1024
+	// +kubebuilder:validation:Pattern=`^/`
+	TaskRoot string `json:"taskRoot,omitempty"`
 }
 
 // ScalingPolicyType is the unit of a rate policy.

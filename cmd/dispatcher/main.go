@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"crypto/subtle"
 	"errors"
 	"flag"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -59,9 +61,10 @@ func envBool(name string, def bool) bool {
 
 func main() {
 	var cfg dispatch.Config
-	var mode, handlerURL, runtimeAddr, endpoint, healthAddr, callbackURL string
+	var mode, handlerURL, runtimeAddr, endpoint, healthAddr, callbackURL, drainToken string
 	flag.StringVar(&cfg.QueueURL, "queue-url", env(consumer.EnvQueueURL, ""), "Queue URL ($"+consumer.EnvQueueURL+").")
 	flag.StringVar(&cfg.QueueARN, "queue-arn", env(consumer.EnvQueueARN, ""), "Queue ARN, sent as eventSourceARN ($"+consumer.EnvQueueARN+").")
+	flag.StringVar(&cfg.FunctionName, "function-name", env(consumer.EnvFunctionName, consumerName(os.Getenv(consumer.EnvConsumer))), "Function name in the invokedFunctionArn a Lambda runtime gets ($"+consumer.EnvFunctionName+"; default: the Consumer's name, else the queue's).")
 	flag.BoolVar(&cfg.FIFO, "fifo", envBool(consumer.EnvQueueFIFO, false), "The queue is FIFO ($"+consumer.EnvQueueFIFO+").")
 	flag.StringVar(&cfg.Region, "region", env(consumer.EnvRegion, ""), "AWS region ($AWS_REGION).")
 	flag.StringVar(&endpoint, "sqs-endpoint", env(consumer.EnvSQSEndpoint, ""), "SQS endpoint override ($"+consumer.EnvSQSEndpoint+").")
@@ -76,7 +79,8 @@ func main() {
 	flag.DurationVar(&cfg.FailureBackoff, "failure-backoff", envDuration("MILLRACE_FAILURE_BACKOFF", 0), "Make failed messages visible again after this long instead of the visibility timeout ($MILLRACE_FAILURE_BACKOFF).")
 	flag.DurationVar(&cfg.WaitTime, "wait-time", envDuration("MILLRACE_WAIT_TIME", 20*time.Second), "Long-poll wait per receive ($MILLRACE_WAIT_TIME).")
 	flag.StringVar(&callbackURL, "callback-url", env(consumer.EnvCallbackURL, ""), "Manager callback API for workflow task results ($MILLRACE_CALLBACK_URL).")
-	flag.StringVar(&healthAddr, "health-address", env("MILLRACE_HEALTH_ADDRESS", ":9090"), "Address of /healthz, /readyz and /metrics ($MILLRACE_HEALTH_ADDRESS).")
+	flag.StringVar(&healthAddr, "health-address", env("MILLRACE_HEALTH_ADDRESS", ":9090"), "Address of /healthz, /healthz/handler, /readyz, /drain and /metrics ($MILLRACE_HEALTH_ADDRESS).")
+	drainToken = os.Getenv(consumer.EnvDrainToken) // not a flag: flags show in the process list
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -85,13 +89,21 @@ func main() {
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	if err := run(ctx, log, cfg, mode, handlerURL, runtimeAddr, endpoint, healthAddr, callbackURL); err != nil {
+	if err := run(ctx, log, cfg, mode, handlerURL, runtimeAddr, endpoint, healthAddr, callbackURL, drainToken); err != nil {
 		fmt.Fprintln(os.Stderr, "dispatcher:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, log logr.Logger, cfg dispatch.Config, mode, handlerURL, runtimeAddr, endpoint, healthAddr, callbackURL string) error {
+// consumerName is the name part of $MILLRACE_CONSUMER (namespace/name).
+func consumerName(nsName string) string {
+	if i := strings.LastIndexByte(nsName, '/'); i >= 0 {
+		return nsName[i+1:]
+	}
+	return nsName
+}
+
+func run(ctx context.Context, log logr.Logger, cfg dispatch.Config, mode, handlerURL, runtimeAddr, endpoint, healthAddr, callbackURL, drainToken string) error {
 	if cfg.QueueURL == "" {
 		return errors.New("no queue URL: set --queue-url or $" + consumer.EnvQueueURL)
 	}
@@ -105,16 +117,22 @@ func run(ctx context.Context, log logr.Logger, cfg dispatch.Config, mode, handle
 		cfg.Region = client.Options().Region
 	}
 	var invoker dispatch.Invoker
+	var api *dispatch.RuntimeAPI
 	switch mode {
 	case "HTTP":
 		invoker = &dispatch.HTTPInvoker{URL: handlerURL}
 	case "LambdaRuntime":
-		api := &dispatch.RuntimeAPI{FunctionARN: cfg.QueueARN}
+		api = &dispatch.RuntimeAPI{Log: log.WithName("runtime-api")}
 		addr, err := api.Listen(runtimeAddr)
 		if err != nil {
 			return fmt.Errorf("serving the Lambda Runtime API: %w", err)
 		}
-		defer api.Close()
+		defer func() {
+			if n := api.Polling(); n > 0 {
+				log.Info("closing the Lambda Runtime API: the runtime waiting on it will exit (expected at shutdown, also when it exits with an error)", "pollingRuntimes", n)
+			}
+			_ = api.Close()
+		}()
 		log.Info("serving the Lambda Runtime API", "address", addr)
 		invoker = api
 	default:
@@ -125,9 +143,47 @@ func run(ctx context.Context, log logr.Logger, cfg dispatch.Config, mode, handle
 		callback = &dispatch.CallbackClient{BaseURL: callbackURL}
 	}
 	d := dispatch.New(cfg, client, invoker, callback, dispatch.NewMetrics(reg), log)
+	// dispatching ends on SIGTERM or on a drain request (the handler container's preStop hook).
+	dispatching, drain := context.WithCancel(ctx)
+	defer drain()
+	drained := make(chan struct{})
 
 	mux := http.NewServeMux()
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) })
+	// The handler container's liveness probe: fails once after an invocation timed out, so that
+	// the kubelet restarts the handler as Lambda starts a fresh environment.
+	mux.HandleFunc("/healthz/handler", func(w http.ResponseWriter, _ *http.Request) {
+		if api != nil {
+			if err := api.CheckHandler(); err != nil {
+				http.Error(w, err.Error(), http.StatusServiceUnavailable)
+				return
+			}
+		}
+		_, _ = w.Write([]byte("ok"))
+	})
+	// The handler container's preStop hook: stop receiving, finish in-flight batches, release the
+	// rest, and answer when done, so the handler gets SIGTERM only when it has nothing left to do.
+	mux.HandleFunc("/drain", func(w http.ResponseWriter, req *http.Request) {
+		if drainToken != "" && subtle.ConstantTimeCompare([]byte(req.Header.Get(consumer.DrainTokenHeader)), []byte(drainToken)) != 1 {
+			http.Error(w, "forbidden", http.StatusForbidden)
+			return
+		}
+		if api != nil && api.DrainIsRestart() {
+			log.Info("drain request from the preStop hook of the handler's restart after a timeout; not draining")
+			_, _ = w.Write([]byte("restarting the handler; not draining"))
+			return
+		}
+		// No deadline while draining: the kubelet bounds the hook by the termination grace period.
+		answering := httpserver.LongPoll(w, 5*time.Second)
+		log.Info("drain requested")
+		drain()
+		select {
+		case <-drained:
+			answering()
+			_, _ = w.Write([]byte("drained"))
+		case <-req.Context().Done():
+		}
+	})
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
 		if !d.Ready() {
 			http.Error(w, "SQS unreachable", http.StatusServiceUnavailable)
@@ -141,13 +197,21 @@ func run(ctx context.Context, log logr.Logger, cfg dispatch.Config, mode, handle
 		return err
 	}
 	// Probes and scrapes are quick; anything in the pod's network can connect, so every phase of a
-	// connection is bounded.
-	server := httpserver.New("", mux, httpserver.Limits{})
+	// connection is bounded (only /drain, which needs the token, lifts its deadlines while it waits).
+	server := httpserver.New("", mux, httpserver.Limits{Handler: -1})
 	go func() { _ = server.Serve(ln) }()
 	defer server.Close()
 
 	log.Info("dispatching", "queue", cfg.QueueURL, "mode", mode, "batchSize", cfg.BatchSize, "concurrency", cfg.Concurrency, "health", ln.Addr().String())
-	err = d.Run(ctx)
+	err = d.Run(dispatching)
+	close(drained)
+	if ctx.Err() == nil {
+		// Drained on request: the pod is terminating. Keep serving the probes and the Runtime API
+		// (a runtime still polling must not see it go) until SIGTERM, which comes once the handler
+		// container has stopped.
+		log.Info("drained on request; waiting for SIGTERM")
+		<-ctx.Done()
+	}
 	log.Info("drained; exiting")
 	return err
 }

@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"slices"
 	"strconv"
 	"time"
 
@@ -49,9 +50,38 @@ const (
 	EnvFailureBackoff          = "MILLRACE_FAILURE_BACKOFF"
 	EnvRegion                  = "AWS_REGION"
 	// EnvSQSEndpoint is the AWS SDKs' standard service-specific endpoint override.
-	EnvSQSEndpoint = "AWS_ENDPOINT_URL_SQS"
-	EnvLambdaAPI   = "AWS_LAMBDA_RUNTIME_API"
-	EnvLambdaName  = "AWS_LAMBDA_FUNCTION_NAME"
+	EnvSQSEndpoint  = "AWS_ENDPOINT_URL_SQS"
+	EnvFunctionName = "MILLRACE_FUNCTION_NAME"
+	// EnvDrainToken is the secret the dispatcher's /drain endpoint wants in DrainTokenHeader.
+	EnvDrainToken    = "MILLRACE_DRAIN_TOKEN"
+	DrainTokenHeader = "Millrace-Drain-Token"
+	// DrainPath and HandlerHealthPath are the dispatcher's endpoints for the handler container's
+	// preStop hook and liveness probe, on DispatcherHealthPort.
+	DrainPath         = "/drain"
+	HandlerHealthPath = "/healthz/handler"
+
+	// Lambda's reserved environment variables that a runtime reads (Lambda's "defined runtime
+	// environment variables").
+	EnvLambdaAPI            = "AWS_LAMBDA_RUNTIME_API"
+	EnvLambdaName           = "AWS_LAMBDA_FUNCTION_NAME"
+	EnvLambdaVersion        = "AWS_LAMBDA_FUNCTION_VERSION"
+	EnvLambdaMemory         = "AWS_LAMBDA_FUNCTION_MEMORY_SIZE"
+	EnvLambdaLogGroup       = "AWS_LAMBDA_LOG_GROUP_NAME"
+	EnvLambdaLogStream      = "AWS_LAMBDA_LOG_STREAM_NAME"
+	EnvLambdaInitType       = "AWS_LAMBDA_INITIALIZATION_TYPE"
+	EnvLambdaMaxConcurrency = "AWS_LAMBDA_MAX_CONCURRENCY"
+	EnvLambdaHandler        = "_HANDLER"
+	EnvLambdaTaskRoot       = "LAMBDA_TASK_ROOT"
+	EnvDefaultRegion        = "AWS_DEFAULT_REGION"
+	EnvTZ                   = "TZ"
+
+	// LambdaVersion is the function version a runtime sees (an unpublished function's).
+	LambdaVersion = "$LATEST"
+	// LambdaMemoryDefault is the memory size, in MiB, reported to a container without a memory
+	// limit (Lambda's default function memory).
+	LambdaMemoryDefault = 128
+	// LambdaTaskRootDefault is Lambda's LAMBDA_TASK_ROOT.
+	LambdaTaskRootDefault = "/var/task"
 )
 
 // DrainMargin is added to the handler timeout for the pod's termination grace period: an in-flight
@@ -96,10 +126,15 @@ func Render(c *millracev1.Consumer, replicas int32, t Target, o Options) *appsv1
 	default:
 		if d.Mode == millracev1.DeliveryLambdaRuntime {
 			for i := range tmpl.Spec.Containers {
-				tmpl.Spec.Containers[i].Env = setEnv(tmpl.Spec.Containers[i].Env,
-					corev1.EnvVar{Name: EnvLambdaAPI, Value: RuntimeAPIAddress},
-					corev1.EnvVar{Name: EnvLambdaName, Value: c.Name},
-					corev1.EnvVar{Name: EnvRegion, Value: t.Region})
+				lambdaEnv(c, t, &tmpl.Spec.Containers[i])
+			}
+			if len(tmpl.Spec.Containers) > 0 && tmpl.Spec.Containers[0].LivenessProbe == nil {
+				tmpl.Spec.Containers[0].LivenessProbe = handlerLiveness()
+			}
+		}
+		for i := range tmpl.Spec.Containers {
+			if ctr := &tmpl.Spec.Containers[i]; ctr.Lifecycle == nil || ctr.Lifecycle.PreStop == nil {
+				ctr.Lifecycle = preStopDrain(ctr.Lifecycle, drainToken(c))
 			}
 		}
 		tmpl.Spec.InitContainers = append(removeContainer(tmpl.Spec.InitContainers, DispatcherName), dispatcher(c, t, o))
@@ -148,9 +183,94 @@ func queueEnv(c *millracev1.Consumer, t Target) []corev1.EnvVar {
 	return env
 }
 
+// lambdaEnv sets on a handler container the environment Lambda gives a runtime: Lambda's reserved
+// variables that mean something on Kubernetes replace the template's (as on Lambda, where they
+// cannot be set), and TZ, _HANDLER and LAMBDA_TASK_ROOT are defaults the template may set itself.
+// Left out: credentials (the pod's identity provides them), AWS_EXECUTION_ENV and
+// LAMBDA_RUNTIME_DIR (set by the image's runtime), _X_AMZN_TRACE_ID (per invocation, sent in
+// Lambda-Runtime-Trace-Id).
+func lambdaEnv(c *millracev1.Consumer, t Target, ctr *corev1.Container) {
+	d := c.Spec.Delivery
+	memory := int64(LambdaMemoryDefault)
+	if limit, ok := ctr.Resources.Limits[corev1.ResourceMemory]; ok && limit.Value() >= 1<<20 {
+		memory = limit.Value() >> 20
+	}
+	vars := []corev1.EnvVar{
+		{Name: EnvLambdaAPI, Value: RuntimeAPIAddress},
+		{Name: EnvLambdaName, Value: c.Name},
+		{Name: EnvLambdaVersion, Value: LambdaVersion},
+		{Name: EnvLambdaMemory, Value: strconv.FormatInt(memory, 10)},
+		{Name: EnvLambdaLogGroup, Value: "/aws/lambda/" + c.Name},
+		// One stream per pod, as Lambda has one per execution environment.
+		{Name: EnvLambdaLogStream, ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}},
+		{Name: EnvLambdaInitType, Value: "on-demand"},
+		{Name: EnvRegion, Value: t.Region},
+		{Name: EnvDefaultRegion, Value: t.Region},
+	}
+	if d.Concurrency > 1 {
+		// A runtime that supports it polls /next with this many workers (Lambda Managed
+		// Instances' multi-concurrency); one that does not serves one invocation at a time, and
+		// the dispatcher warns.
+		vars = append(vars, corev1.EnvVar{Name: EnvLambdaMaxConcurrency, Value: strconv.Itoa(int(d.Concurrency))})
+	}
+	ctr.Env = setEnv(ctr.Env, vars...)
+	if d.Concurrency <= 1 {
+		ctr.Env = slices.DeleteFunc(ctr.Env, func(e corev1.EnvVar) bool { return e.Name == EnvLambdaMaxConcurrency })
+	}
+	if l := d.Lambda; l != nil && l.Handler != "" {
+		ctr.Env = setEnv(ctr.Env, corev1.EnvVar{Name: EnvLambdaHandler, Value: l.Handler})
+	}
+	if l := d.Lambda; l != nil && l.TaskRoot != "" {
+		ctr.Env = setEnv(ctr.Env, corev1.EnvVar{Name: EnvLambdaTaskRoot, Value: l.TaskRoot})
+	}
+	for _, v := range []corev1.EnvVar{{Name: EnvTZ, Value: ":UTC"}, {Name: EnvLambdaTaskRoot, Value: LambdaTaskRootDefault}} {
+		if !slices.ContainsFunc(ctr.Env, func(e corev1.EnvVar) bool { return e.Name == v.Name }) {
+			ctr.Env = append(ctr.Env, v)
+		}
+	}
+}
+
+// handlerLiveness is the handler container's liveness probe in mode LambdaRuntime: the dispatcher
+// fails it once after an invocation timed out, and the kubelet restarts the container as Lambda
+// starts a fresh environment. One failure is enough (the dispatcher reports it once); the old
+// runtime gets a short grace period, as it may be stuck in the timed-out invocation.
+func handlerLiveness() *corev1.Probe {
+	return &corev1.Probe{
+		ProbeHandler:                  corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: HandlerHealthPath, Port: intstr.FromInt32(DispatcherHealthPort)}},
+		PeriodSeconds:                 5,
+		FailureThreshold:              1,
+		TerminationGracePeriodSeconds: ptr.To[int64](2),
+	}
+}
+
+// preStopDrain adds a preStop hook that asks the dispatcher to drain: the kubelet stops the
+// handler containers before the dispatcher (a native sidecar stops last), so without it the
+// handler would get SIGTERM in the middle of a batch. The hook returns once in-flight batches are
+// settled and the rest released, within the pod's termination grace period.
+func preStopDrain(l *corev1.Lifecycle, token string) *corev1.Lifecycle {
+	if l == nil {
+		l = &corev1.Lifecycle{}
+	}
+	l.PreStop = &corev1.LifecycleHandler{HTTPGet: &corev1.HTTPGetAction{
+		Path: DrainPath, Port: intstr.FromInt32(DispatcherHealthPort),
+		HTTPHeaders: []corev1.HTTPHeader{{Name: DrainTokenHeader, Value: token}},
+	}}
+	return l
+}
+
+// drainToken is what the dispatcher's /drain endpoint wants: derived from the Consumer's UID, which
+// only readers of the namespace see, so that a pod of another namespace that can reach the
+// dispatcher's port cannot stop it consuming.
+func drainToken(c *millracev1.Consumer) string {
+	sum := sha256.Sum256([]byte("millrace-drain/" + string(c.UID)))
+	return hex.EncodeToString(sum[:16])
+}
+
 func dispatcher(c *millracev1.Consumer, t Target, o Options) corev1.Container {
 	d := c.Spec.Delivery
 	env := append(queueEnv(c, t),
+		corev1.EnvVar{Name: EnvFunctionName, Value: c.Name},
+		corev1.EnvVar{Name: EnvDrainToken, Value: drainToken(c)},
 		corev1.EnvVar{Name: EnvDeliveryMode, Value: string(d.Mode)},
 		corev1.EnvVar{Name: EnvBatchSize, Value: strconv.Itoa(int(d.BatchSize))},
 		corev1.EnvVar{Name: EnvConcurrency, Value: strconv.Itoa(int(d.Concurrency))},

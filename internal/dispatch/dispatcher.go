@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -32,9 +33,14 @@ type SQSAPI interface {
 // Config are the dispatcher's settings.
 type Config struct {
 	QueueURL string
+	// QueueARN is sent as eventSourceARN; empty: read from the queue's attributes at start.
 	QueueARN string
 	FIFO     bool
 	Region   string
+	// FunctionName names the function in the invokedFunctionArn a Lambda runtime gets
+	// (arn:aws:lambda:<region>:<account of the queue>:function:<FunctionName>); empty: the queue's
+	// name.
+	FunctionName string
 	// BatchSize is the most messages per event (default 10).
 	BatchSize int
 	// BatchWindow gathers messages for up to this long before delivering a batch smaller than
@@ -101,7 +107,8 @@ type Dispatcher struct {
 	done     chan batchResult
 	ready    atomic.Bool
 	failures atomic.Int32
-	settling sync.WaitGroup // deliveries not yet settled (deleted, reported)
+	settling sync.WaitGroup  // deliveries not yet settled (deleted, reported)
+	running  context.Context // Run's context: ends when draining starts
 }
 
 // message is a received message while the dispatcher holds it.
@@ -110,7 +117,9 @@ type message struct {
 	group    string
 	deadline time.Time // when its visibility ends, as far as the dispatcher knows
 	inFlight bool
-	stopAt   time.Time // in flight: no extension beyond the handler's deadline
+	// stopAt (Unix nanoseconds) is the handler's deadline once the batch was handed over: its
+	// visibility is not extended beyond it. 0: not handed over yet (waiting for a runtime).
+	stopAt atomic.Int64
 }
 
 type batch struct {
@@ -152,9 +161,11 @@ func (d *Dispatcher) Ready() bool { return d.ready.Load() }
 // unstarted message visible again at once, and lets in-flight batches finish (their own deadline
 // is the handler timeout). It returns when nothing is left in hand.
 func (d *Dispatcher) Run(ctx context.Context) error {
-	if d.cfg.VisibilityTimeout <= 0 {
-		d.cfg.VisibilityTimeout = d.readVisibility(ctx)
+	d.resolve(ctx)
+	if s, ok := d.invoker.(FunctionARNSetter); ok {
+		s.SetFunctionARN(FunctionARN(d.cfg.QueueARN, d.cfg.Region, d.cfg.FunctionName))
 	}
+	d.running = ctx
 	d.ready.Store(true)
 	var pollers sync.WaitGroup
 	for i := 0; i < d.cfg.Pollers; i++ {
@@ -171,16 +182,57 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	return err
 }
 
-func (d *Dispatcher) readVisibility(ctx context.Context) time.Duration {
-	out, err := d.sqs.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: aws.String(d.cfg.QueueURL),
-		AttributeNames: []types.QueueAttributeName{types.QueueAttributeNameVisibilityTimeout}})
+// resolve reads what the configuration leaves out from the queue's attributes, in one call: its
+// visibility timeout and its ARN (eventSourceARN, and the account of the function's ARN).
+func (d *Dispatcher) resolve(ctx context.Context) {
+	var names []types.QueueAttributeName
+	if d.cfg.VisibilityTimeout <= 0 {
+		names = append(names, types.QueueAttributeNameVisibilityTimeout)
+	}
+	if d.cfg.QueueARN == "" {
+		names = append(names, types.QueueAttributeNameQueueArn)
+	}
+	if len(names) == 0 {
+		return
+	}
+	out, err := d.sqs.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: aws.String(d.cfg.QueueURL), AttributeNames: names})
+	var attrs map[string]string
 	if err == nil {
-		if s, err := strconv.Atoi(out.Attributes[string(types.QueueAttributeNameVisibilityTimeout)]); err == nil && s > 0 {
-			return time.Duration(s) * time.Second
+		attrs = out.Attributes
+	}
+	if d.cfg.QueueARN == "" {
+		d.cfg.QueueARN = attrs[string(types.QueueAttributeNameQueueArn)]
+		if d.cfg.QueueARN == "" {
+			d.log.Info("could not read the queue's ARN; eventSourceARN will be empty", "error", err)
 		}
 	}
-	d.log.Info("could not read the queue's visibility timeout; assuming 30s", "error", err)
-	return 30 * time.Second
+	if d.cfg.VisibilityTimeout <= 0 {
+		if s, err := strconv.Atoi(attrs[string(types.QueueAttributeNameVisibilityTimeout)]); err == nil && s > 0 {
+			d.cfg.VisibilityTimeout = time.Duration(s) * time.Second
+		} else {
+			d.log.Info("could not read the queue's visibility timeout; assuming 30s", "error", err)
+			d.cfg.VisibilityTimeout = 30 * time.Second
+		}
+	}
+}
+
+// FunctionARN is the Lambda function ARN a handler sees as invokedFunctionArn for a consumer of the
+// queue: arn:<partition>:lambda:<region>:<account>:function:<name>, with the partition, region and
+// account of the queue's ARN (region, then 000000000000, when the ARN is unknown) and the queue's
+// name when name is empty.
+func FunctionARN(queueARN, region, name string) string {
+	partition, account := "aws", "000000000000"
+	// arn:partition:sqs:region:account:queue
+	if parts := strings.SplitN(queueARN, ":", 6); len(parts) == 6 && parts[0] == "arn" {
+		partition, account = parts[1], parts[4]
+		if parts[3] != "" {
+			region = parts[3]
+		}
+		if name == "" {
+			name = strings.TrimSuffix(parts[5], ".fifo")
+		}
+	}
+	return "arn:" + partition + ":lambda:" + region + ":" + account + ":function:" + name
 }
 
 // poll receives messages while there is room for them. A receive in progress when ctx ends is
@@ -260,9 +312,13 @@ func (d *Dispatcher) coordinate(ctx context.Context, pollersDone <-chan struct{}
 	start := func(b batch) {
 		active++
 		busy[b.group] = d.cfg.FIFO
-		stopAt := time.Now().Add(d.cfg.HandlerTimeout)
+		var stopAt int64 // set at hand-over for a HandOverInvoker
+		if !d.handsOver() {
+			stopAt = time.Now().Add(d.cfg.HandlerTimeout).UnixNano()
+		}
 		for _, m := range b.msgs {
-			m.inFlight, m.stopAt = true, stopAt
+			m.inFlight = true
+			m.stopAt.Store(stopAt)
 			inFlight[m] = true
 		}
 		d.metrics.InFlight.Inc()
@@ -384,6 +440,11 @@ func leaseTick(visibility time.Duration) time.Duration {
 	return min(max(visibility/6, 200*time.Millisecond), 5*time.Second)
 }
 
+func (d *Dispatcher) handsOver() bool {
+	_, ok := d.invoker.(HandOverInvoker)
+	return ok
+}
+
 // extend renews the visibility of messages in hand whose lease has less than half of the visibility
 // timeout left; in-flight messages are not extended past their handler deadline.
 func (d *Dispatcher) extend(pending []*message, groups map[string][]*message, inFlight map[*message]bool) {
@@ -394,7 +455,7 @@ func (d *Dispatcher) extend(pending []*message, groups map[string][]*message, in
 		if m.deadline.Sub(now) > half {
 			return
 		}
-		if m.inFlight && !m.stopAt.After(m.deadline) {
+		if stop := m.stopAt.Load(); m.inFlight && stop != 0 && stop <= m.deadline.UnixNano() {
 			return
 		}
 		due = append(due, m)
@@ -463,57 +524,84 @@ func (d *Dispatcher) changeVisibility(msgs []*message, seconds int32) []*message
 // deliver hands one batch to the handler and settles it: deletes what succeeded, keeps (or backs
 // off) what failed, reports workflow tasks, then tells the coordinator.
 func (d *Dispatcher) deliver(b batch) {
-	ctx, cancel := context.WithTimeout(context.Background(), d.cfg.HandlerTimeout)
-	defer cancel()
 	records := make([]events.SQSMessage, len(b.msgs))
 	keys := make([]string, len(b.msgs))
 	for i, m := range b.msgs {
 		records[i] = toRecord(m.m, d.cfg.QueueARN, d.cfg.Region)
 		keys[i] = idempotencyKey(m.m)
-		if n, err := strconv.Atoi(m.m.Attributes[string(types.MessageSystemAttributeNameApproximateReceiveCount)]); err == nil {
-			d.metrics.ReceiveCount.Observe(float64(n))
-		}
 	}
-	d.metrics.Delivered.Add(float64(len(b.msgs)))
-	d.metrics.BatchSize.Observe(float64(len(b.msgs)))
-	stopBeats := d.heartbeats(b)
-	started := time.Now()
-	outcome, err := d.invoker.Invoke(ctx, events.SQSEvent{Records: records}, keys)
+	event := events.SQSEvent{Records: records}
+	var (
+		outcome   Outcome
+		err       error
+		started   time.Time
+		stopBeats = func() {}
+	)
+	begin := func() {
+		started = time.Now()
+		d.metrics.Delivered.Add(float64(len(b.msgs)))
+		d.metrics.BatchSize.Observe(float64(len(b.msgs)))
+		for _, m := range b.msgs {
+			if n, err := strconv.Atoi(m.m.Attributes[string(types.MessageSystemAttributeNameApproximateReceiveCount)]); err == nil {
+				d.metrics.ReceiveCount.Observe(float64(n))
+			}
+		}
+		stopBeats = d.heartbeats(b)
+	}
+	if h, ok := d.invoker.(HandOverInvoker); ok {
+		outcome, err = h.HandOver(d.running, event, d.cfg.HandlerTimeout, func(deadline time.Time) {
+			for _, m := range b.msgs {
+				m.stopAt.Store(deadline.UnixNano())
+			}
+			begin()
+		})
+		if errors.Is(err, ErrNotHandedOver) {
+			d.unstarted(b)
+			return
+		}
+	} else {
+		ctx, cancel := context.WithTimeout(context.Background(), d.cfg.HandlerTimeout)
+		begin()
+		outcome, err = d.invoker.Invoke(ctx, event, keys)
+		cancel()
+	}
 	stopBeats()
 	elapsed := time.Since(started)
 	d.metrics.HandlerTime.Observe(elapsed.Seconds())
 
 	failed := map[string]bool{}
 	var cause string
-	switch {
-	case err != nil:
-		cause = err.Error()
+	failAll := func(why string) {
+		cause = why
 		for _, k := range keys {
 			failed[k] = true
 		}
+	}
+	if err != nil {
+		failAll(err.Error())
 		d.log.Info("batch failed", "messages", len(keys), "error", cause)
-	case d.cfg.ReportBatchItemFailures && len(outcome.Failed) > 0:
-		cause = "reported in batchItemFailures"
+	} else if d.cfg.ReportBatchItemFailures {
+		ids, perr := batchItemFailures(outcome.Output)
+		if perr != nil {
+			// As in Lambda: an answer that cannot be read fails the whole batch.
+			failAll(perr.Error())
+			d.log.Info("batch failed", "messages", len(keys), "error", cause)
+		}
 		known := map[string]bool{}
 		for _, k := range keys {
 			known[k] = true
 		}
-		stop := false
-		for _, k := range keys {
-			// FIFO: after the first failure, every later message of the group fails too, as in Lambda.
-			if slices.Contains(outcome.Failed, k) || stop {
-				failed[k] = true
-				stop = d.cfg.FIFO
-			}
-		}
-		for _, f := range outcome.Failed {
-			if !known[f] {
+		for _, id := range ids {
+			if !known[id] {
 				// An identifier that is not in the batch makes Lambda treat the whole batch as failed.
-				cause = fmt.Sprintf("batchItemFailures names %q, which is not in the batch", f)
-				for _, k := range keys {
-					failed[k] = true
-				}
+				failAll(fmt.Sprintf("batchItemFailures names %q, which is not in the batch", id))
+				break
 			}
+			// Only what the handler names fails, in FIFO groups too: Lambda deletes the messages
+			// reported done even after a failed one of the same group (stopping at the first
+			// failure is the function's job).
+			failed[id] = true
+			cause = "reported in batchItemFailures"
 		}
 	}
 	var succeeded, failing []*message
@@ -527,6 +615,9 @@ func (d *Dispatcher) deliver(b batch) {
 	d.metrics.Succeeded.Add(float64(len(succeeded)))
 	d.metrics.Failed.Add(float64(len(failing)))
 	result := batchResult{b: b, failed: failed, whole: err != nil, elapsed: elapsed}
+	if len(failing) == 0 {
+		result.failed = nil
+	}
 	if !d.cfg.FIFO {
 		// The handler is free: its concurrency slot goes back now, and settling (deletes, reports)
 		// overlaps the next delivery. The messages stay in hand (capacity) until settled.
@@ -544,6 +635,19 @@ func (d *Dispatcher) deliver(b batch) {
 	d.letGo(len(b.msgs))
 	if d.cfg.FIFO {
 		// FIFO: a group's next batch starts only once this one is settled.
+		d.done <- result
+	}
+}
+
+// unstarted gives back a batch no runtime took before the dispatcher began draining: its messages
+// are released at once, like every other unstarted message.
+func (d *Dispatcher) unstarted(b batch) {
+	result := batchResult{b: b}
+	if !d.cfg.FIFO {
+		d.done <- result
+	}
+	d.release(b.msgs)
+	if d.cfg.FIFO {
 		d.done <- result
 	}
 }

@@ -10,8 +10,9 @@ import (
 
 // appendEvent appends the JSON of a Lambda SQS event to buf. It writes what encoding/json writes
 // for events.SQSEvent (same field names, omitempty rules and sorted map keys; strings escaped the
-// same way, invalid UTF-8 replaced by U+FFFD) except that a record's nil attribute maps are
-// written as {} (Lambda never sends null there), and it does so without reflection: the dispatcher encodes one
+// same way, invalid UTF-8 replaced by U+FFFD) except where Lambda differs: a record's nil attribute
+// maps are written as {} (Lambda never sends null there), and an empty md5OfMessageAttributes (a
+// message without message attributes) as null, as Lambda does. It does so without reflection: the dispatcher encodes one
 // event per batch, and on a busy consumer this is most of its CPU outside the SDK.
 func appendEvent(buf []byte, e events.SQSEvent) []byte {
 	if e.Records == nil {
@@ -37,7 +38,11 @@ func appendRecord(buf []byte, r events.SQSMessage) []byte {
 	buf = append(buf, `,"md5OfBody":`...)
 	buf = appendString(buf, r.Md5OfBody)
 	buf = append(buf, `,"md5OfMessageAttributes":`...)
-	buf = appendString(buf, r.Md5OfMessageAttributes)
+	if r.Md5OfMessageAttributes == "" {
+		buf = append(buf, "null"...) // Lambda's value for a message without attributes
+	} else {
+		buf = appendString(buf, r.Md5OfMessageAttributes)
+	}
 	var scratch [16]string // map keys, sorted; on the stack for ordinary records
 	buf = append(buf, `,"attributes":{`...)
 	for i, k := range sortedKeys(scratch[:0], r.Attributes) {

@@ -52,10 +52,33 @@ func TestAppendEventMatchesEncodingJSON(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			// Lambda writes null for a message without message attributes; encoding/json "".
+			want = bytes.ReplaceAll(want, []byte(`"md5OfMessageAttributes":""`), []byte(`"md5OfMessageAttributes":null`))
 			if got := appendEvent(nil, stripEmptyMaps(e)); !bytes.Equal(got, want) {
 				t.Errorf("appendEvent:\n got %s\nwant %s", got, want)
 			}
 		})
+	}
+}
+
+// Lambda sends "md5OfMessageAttributes": null for a message without message attributes, and the
+// digest for one with them.
+func TestMd5OfMessageAttributesIsNullWithoutAttributes(t *testing.T) {
+	plain := toRecord(sampleMessages(1)[0], "arn", "us-east-1")
+	plain.MessageAttributes, plain.Md5OfMessageAttributes = nil, ""
+	with := plain
+	with.Md5OfMessageAttributes = "0123456789abcdef0123456789abcdef"
+	var got struct {
+		Records []map[string]any
+	}
+	if err := json.Unmarshal(appendEvent(nil, events.SQSEvent{Records: []events.SQSMessage{plain, with}}), &got); err != nil {
+		t.Fatal(err)
+	}
+	if v, ok := got.Records[0]["md5OfMessageAttributes"]; !ok || v != nil {
+		t.Errorf("without attributes: md5OfMessageAttributes = %#v (present %v), want null", v, ok)
+	}
+	if v := got.Records[1]["md5OfMessageAttributes"]; v != with.Md5OfMessageAttributes {
+		t.Errorf("with attributes: md5OfMessageAttributes = %#v", v)
 	}
 }
 

@@ -19,15 +19,30 @@ import (
 
 // Outcome is what a handler said about a batch.
 type Outcome struct {
-	// Failed are the message ids the handler reported in batchItemFailures.
-	Failed []string
-	// Output is the handler's response body (reported as the output of workflow tasks).
+	// Output is the handler's response body: with reportBatchItemFailures, its batchItemFailures
+	// (see batchItemFailures); the output of workflow tasks.
 	Output []byte
 }
 
 // Invoker delivers one event to the handler. An error fails the whole batch.
 type Invoker interface {
 	Invoke(ctx context.Context, event events.SQSEvent, keys []string) (Outcome, error)
+}
+
+// HandOverInvoker is an Invoker whose handler asks for work (the Lambda Runtime API: a runtime
+// waiting on /next). The dispatcher uses HandOver instead of Invoke: a batch waits without a
+// deadline until a runtime takes it, its timeout counts from then (as in Lambda, where an
+// invocation's timeout starts when the runtime gets it), and a batch no runtime took before the
+// dispatcher drains is released, not failed.
+type HandOverInvoker interface {
+	Invoker
+	HandOver(wait context.Context, event events.SQSEvent, timeout time.Duration, handedOver func(deadline time.Time)) (Outcome, error)
+}
+
+// FunctionARNSetter is an Invoker that passes the function's ARN to the handler (the Runtime API's
+// Lambda-Runtime-Invoked-Function-Arn); the dispatcher sets it once it knows the queue's ARN.
+type FunctionARNSetter interface {
+	SetFunctionARN(arn string)
 }
 
 // IdempotencyKeyHeader carries one message's idempotency key; it is repeated once per record, in
@@ -47,13 +62,6 @@ type HTTPInvoker struct {
 	client   *http.Client // Client, or a default one for https handlers
 	setupErr error
 	sizeHint atomic.Int64 // the last event's size, to allocate the next one's buffer once
-}
-
-// batchResponse is the Lambda partial-batch response.
-type batchResponse struct {
-	BatchItemFailures []struct {
-		ItemIdentifier string `json:"itemIdentifier"`
-	} `json:"batchItemFailures"`
 }
 
 // handlerResponseLimit bounds what is read of a handler's answer (Lambda's response payload limit).
@@ -99,7 +107,7 @@ func (h *HTTPInvoker) Invoke(ctx context.Context, event events.SQSEvent, keys []
 	if code < 200 || code > 299 {
 		return Outcome{Output: out}, fmt.Errorf("handler answered %s: %s", status, truncate(out, 256))
 	}
-	return parseOutcome(out), nil
+	return Outcome{Output: out}, nil
 }
 
 func (h *HTTPInvoker) setup() {
@@ -148,16 +156,40 @@ func (h *HTTPInvoker) viaClient(ctx context.Context, body []byte, keys []string)
 	return resp.StatusCode, resp.Status, out, nil
 }
 
-// parseOutcome reads batchItemFailures from a response body; any other body means full success.
-func parseOutcome(body []byte) Outcome {
-	o := Outcome{Output: body}
-	var br batchResponse
-	if len(bytes.TrimSpace(body)) > 0 && json.Unmarshal(body, &br) == nil {
-		for _, f := range br.BatchItemFailures {
-			o.Failed = append(o.Failed, f.ItemIdentifier)
-		}
+// batchItemFailures reads the message ids a handler reported in a Lambda partial batch response.
+// As in Lambda, an empty answer, null, an object without batchItemFailures and an empty or null
+// list mean full success; an answer that is not valid JSON, is not an object, or has a
+// batchItemFailures that is not a list of objects each with a non-empty itemIdentifier string (key
+// names are case-sensitive) is an error, which fails the whole batch.
+func batchItemFailures(body []byte) ([]string, error) {
+	body = bytes.TrimSpace(body)
+	if len(body) == 0 || string(body) == "null" {
+		return nil, nil
 	}
-	return o
+	if !json.Valid(body) {
+		return nil, fmt.Errorf("the handler's answer is not valid JSON: %s", truncate(body, 64))
+	}
+	var answer map[string]json.RawMessage
+	if err := json.Unmarshal(body, &answer); err != nil {
+		return nil, fmt.Errorf("the handler's answer is not a JSON object: %s", truncate(body, 64))
+	}
+	raw, ok := answer["batchItemFailures"]
+	if !ok || string(raw) == "null" {
+		return nil, nil
+	}
+	var items []map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &items); err != nil {
+		return nil, fmt.Errorf("batchItemFailures is not a list of objects: %s", truncate(raw, 64))
+	}
+	ids := make([]string, 0, len(items))
+	for i, item := range items {
+		var id string
+		if err := json.Unmarshal(item["itemIdentifier"], &id); err != nil || id == "" {
+			return nil, fmt.Errorf("batchItemFailures[%d] has no itemIdentifier (a non-empty string)", i)
+		}
+		ids = append(ids, id)
+	}
+	return ids, nil
 }
 
 func truncate(b []byte, n int) string {

@@ -295,9 +295,12 @@ func (r *WorkflowRunReconciler) start(ctx context.Context, original, run *millra
 }
 
 func (r *WorkflowRunReconciler) options(run *millracev1.WorkflowRun) asl.Options {
-	return asl.Options{TaskToken: func(state string, path []int, attempt int, visit string) string {
+	// A token is issued at its attempt's start, not now: issued again after a crash between
+	// persist and send, it is the same token (the task's message is the same message), and it
+	// expires with the attempt's TimeoutSeconds.
+	return asl.Options{TaskToken: func(state string, path []int, attempt int, visit string, entered time.Time) string {
 		tok, _ := r.Signer.Issue(tasktoken.Claims{Namespace: run.Namespace, Run: run.Name, RunUID: string(run.UID), Visit: visit,
-			State: state, Path: path, Attempt: attempt})
+			State: state, Path: path, Attempt: attempt, IssuedAt: entered.UTC().Truncate(time.Second)})
 		return tok
 	}}
 }

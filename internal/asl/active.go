@@ -109,7 +109,7 @@ func (m *Machine) TaskInput(run Run, path []int, opt Options) (any, error) {
 	}
 	ctx := s.contextMap().(map[string]any)
 	if opt.TaskToken != nil {
-		ctx["Task"] = map[string]any{"Token": opt.TaskToken(st.Name, path, sub.Attempt, visitOf(visit, sub))}
+		ctx["Task"] = map[string]any{"Token": opt.TaskToken(st.Name, path, sub.Attempt, visitOf(visit, sub), sub.Entered)}
 	}
 	return st.Parameters.Resolve(effective, ctx)
 }

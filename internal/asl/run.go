@@ -170,8 +170,9 @@ type Options struct {
 	// Jitter returns a number in [0,1) for FULL jitter; nil uses no randomness (the full delay).
 	Jitter func() float64
 	// TaskToken returns the token of a task attempt, offered to its Parameters as $$.Task.Token
-	// (for waitForTaskToken integrations); nil offers none.
-	TaskToken func(state string, path []int, attempt int, visit string) string
+	// (for waitForTaskToken integrations); nil offers none. entered is when the attempt started,
+	// so a token issued again for the same attempt can be the same token.
+	TaskToken func(state string, path []int, attempt int, visit string, entered time.Time) string
 	// MaxMapConcurrency caps the iterations a Map state runs at once, whatever its
 	// MaxConcurrency (0: DefaultMaxMapConcurrency).
 	MaxMapConcurrency int
@@ -645,7 +646,7 @@ func (s *stepper) startTask(st *State) {
 	if st.Parameters != nil {
 		ctx := s.contextMap().(map[string]any)
 		if s.opt.TaskToken != nil {
-			ctx["Task"] = map[string]any{"Token": s.opt.TaskToken(st.Name, s.opt.path, s.run.Attempt, visitOf(s.opt.visit, s.run))}
+			ctx["Task"] = map[string]any{"Token": s.opt.TaskToken(st.Name, s.opt.path, s.run.Attempt, visitOf(s.opt.visit, s.run), s.run.Entered)}
 		}
 		if input, err = s.resolve(st.Parameters, "Parameters", effective, ctx); err != nil {
 			s.run.Attempt = 0

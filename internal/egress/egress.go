@@ -173,6 +173,11 @@ func (c *Client) allowedAddress(ctx context.Context, g tenancy.Grants, host stri
 		return netip.Addr{}, &ForbiddenError{Destination: dest, Reason: fmt.Sprintf("no cidr rule of namespace %s admits it", g.Namespace)}
 	}
 	byName := g.HostAllowed(host, port)
+	if !byName && !g.HasRanges() {
+		// Not even resolved: a name no rule admits must not make the manager's resolver ask
+		// anything (a DNS query can carry data out).
+		return netip.Addr{}, &ForbiddenError{Destination: dest, Reason: fmt.Sprintf("no rule of namespace %s admits this host and port", g.Namespace)}
+	}
 	addrs, err := c.o.Resolver.LookupNetIP(ctx, "ip", host)
 	if err != nil {
 		return netip.Addr{}, err

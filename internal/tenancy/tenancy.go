@@ -128,6 +128,11 @@ func (g Grants) HostAllowed(host string, port int) bool {
 	return false
 }
 
+// HasRanges says whether any cidr rule is granted (a name may then resolve into one).
+func (g Grants) HasRanges() bool {
+	return slices.ContainsFunc(g.Destinations, func(d Destination) bool { return d.Host == "" })
+}
+
 // AddressAllowed says whether a cidr rule admits addr on port.
 func (g Grants) AddressAllowed(addr netip.Addr, port int) bool {
 	addr = addr.Unmap()

@@ -290,6 +290,18 @@ func TestTheAPIServerRejectsInvalidConsumers(t *testing.T) {
 			c.Spec.Delivery.Mode = millracev1.DeliveryNone
 			c.Spec.Delivery.BatchWindow = dur("1s")
 		}, "not valid with mode None"},
+		{"lambda settings with mode HTTP are rejected", func(c *millracev1.Consumer) {
+			c.Spec.Delivery.Mode = millracev1.DeliveryHTTP
+			c.Spec.Delivery.Lambda = &millracev1.LambdaSpec{Handler: "index.handler"}
+		}, "lambda is only valid with mode LambdaRuntime"},
+		{"a relative lambda task root is rejected", func(c *millracev1.Consumer) {
+			c.Spec.Delivery.Mode = millracev1.DeliveryLambdaRuntime
+			c.Spec.Delivery.Lambda = &millracev1.LambdaSpec{TaskRoot: "var/task"}
+		}, "spec.delivery.lambda.taskRoot"},
+		{"a lambda handler with spaces is rejected", func(c *millracev1.Consumer) {
+			c.Spec.Delivery.Mode = millracev1.DeliveryLambdaRuntime
+			c.Spec.Delivery.Lambda = &millracev1.LambdaSpec{Handler: "index handler"}
+		}, "spec.delivery.lambda.handler"},
 		{"a rate policy without a period is rejected", func(c *millracev1.Consumer) {
 			c.Spec.Scaling.Behavior.ScaleUp.Policies = []millracev1.ScalingPolicy{{Type: "Pods", Value: 1}}
 		}, "period"},

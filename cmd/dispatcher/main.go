@@ -128,9 +128,10 @@ func run(ctx context.Context, log logr.Logger, cfg dispatch.Config, mode, handle
 			return fmt.Errorf("serving the Lambda Runtime API: %w", err)
 		}
 		defer func() {
-			if n := api.Polling(); n > 0 {
-				log.Info("closing the Lambda Runtime API: the runtime waiting on it will exit (expected at shutdown, also when it exits with an error)", "pollingRuntimes", n)
-			}
+			// The AWS runtime clients have no way to stop but to exit, most with an error, when the
+			// Runtime API goes away; in a pod the handler container stops first (preStop, then
+			// SIGTERM), so this concerns the dispatcher run as a plain process.
+			log.Info("closing the Lambda Runtime API: a runtime still using it exits now, with an error or not; that is expected at shutdown", "pollingRuntimes", api.Polling())
 			_ = api.Close()
 		}()
 		log.Info("serving the Lambda Runtime API", "address", addr)

@@ -1,11 +1,13 @@
 package consumer
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
@@ -189,5 +191,140 @@ func TestPolicyDefaultsAndBehavior(t *testing.T) {
 	}
 	if len(p.ScaleUp.Policies) != 2 {
 		t.Fatal("an unset direction must keep the HPA default")
+	}
+}
+
+// Point 2: the environment a Lambda runtime needs, as Lambda defines it, on the handler container.
+func TestRenderGivesALambdaRuntimeLambdasEnvironment(t *testing.T) {
+	const absent = "<absent>"
+	cases := []struct {
+		name   string
+		change func(*millracev1.Consumer)
+		want   map[string]string
+	}{
+		{"lambda's reserved variables are set", nil, map[string]string{
+			EnvLambdaAPI: RuntimeAPIAddress, EnvLambdaName: "billing", EnvLambdaVersion: "$LATEST",
+			EnvLambdaMemory: "128", EnvLambdaLogGroup: "/aws/lambda/billing", EnvLambdaInitType: "on-demand",
+			EnvRegion: "us-east-1", EnvDefaultRegion: "us-east-1", EnvTZ: ":UTC", EnvLambdaTaskRoot: "/var/task",
+			EnvLambdaHandler: absent, EnvLambdaMaxConcurrency: "2", "KEEP": "1",
+		}},
+		{"the memory size is the container's memory limit in MiB", func(c *millracev1.Consumer) {
+			c.Spec.Template.Spec.Containers[0].Resources.Limits = corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("1536Mi")}
+		}, map[string]string{EnvLambdaMemory: "1536"}},
+		{"a memory limit in other units is converted", func(c *millracev1.Consumer) {
+			c.Spec.Template.Spec.Containers[0].Resources.Limits = corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("1G")}
+		}, map[string]string{EnvLambdaMemory: "953"}},
+		{"the handler and task root come from delivery.lambda", func(c *millracev1.Consumer) {
+			c.Spec.Delivery.Lambda = &millracev1.LambdaSpec{Handler: "index.handler", TaskRoot: "/app"}
+			c.Spec.Template.Spec.Containers[0].Env = append(c.Spec.Template.Spec.Containers[0].Env, corev1.EnvVar{Name: EnvLambdaTaskRoot, Value: "/old"})
+		}, map[string]string{EnvLambdaHandler: "index.handler", EnvLambdaTaskRoot: "/app"}},
+		{"the template's TZ, task root and handler are kept when delivery.lambda says nothing", func(c *millracev1.Consumer) {
+			c.Spec.Template.Spec.Containers[0].Env = append(c.Spec.Template.Spec.Containers[0].Env,
+				corev1.EnvVar{Name: EnvTZ, Value: "Europe/Paris"}, corev1.EnvVar{Name: EnvLambdaTaskRoot, Value: "/srv"}, corev1.EnvVar{Name: EnvLambdaHandler, Value: "app.handler"})
+		}, map[string]string{EnvTZ: "Europe/Paris", EnvLambdaTaskRoot: "/srv", EnvLambdaHandler: "app.handler"}},
+		{"the platform's variables replace the template's", func(c *millracev1.Consumer) {
+			c.Spec.Template.Spec.Containers[0].Env = append(c.Spec.Template.Spec.Containers[0].Env,
+				corev1.EnvVar{Name: EnvLambdaVersion, Value: "7"}, corev1.EnvVar{Name: EnvLambdaName, Value: "other"})
+		}, map[string]string{EnvLambdaVersion: "$LATEST", EnvLambdaName: "billing", EnvRegion: "us-east-1"}},
+		{"concurrency 1 asks for no multi-concurrency", func(c *millracev1.Consumer) {
+			c.Spec.Delivery.Concurrency = 1
+			c.Spec.Template.Spec.Containers[0].Env = append(c.Spec.Template.Spec.Containers[0].Env, corev1.EnvVar{Name: EnvLambdaMaxConcurrency, Value: "8"})
+		}, map[string]string{EnvLambdaMaxConcurrency: absent}},
+		{"mode HTTP sets none of them", func(c *millracev1.Consumer) { c.Spec.Delivery.Mode = millracev1.DeliveryHTTP }, map[string]string{
+			EnvLambdaAPI: absent, EnvLambdaVersion: absent, EnvLambdaMemory: absent, EnvTZ: absent, EnvLambdaTaskRoot: absent, EnvLambdaMaxConcurrency: absent, EnvRegion: "stale",
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c := sample(millracev1.DeliveryLambdaRuntime)
+			if tc.change != nil {
+				tc.change(c)
+			}
+			h := Render(c, 1, target, Options{DispatcherImage: "d"}).Spec.Template.Spec.Containers[0]
+			got := env(h)
+			for k, want := range tc.want {
+				v, ok := got[k]
+				if !ok {
+					v = absent
+				}
+				if v != want {
+					t.Errorf("%s = %q, want %q", k, v, want)
+				}
+			}
+			if c.Spec.Delivery.Mode == millracev1.DeliveryLambdaRuntime {
+				stream := slices.IndexFunc(h.Env, func(e corev1.EnvVar) bool { return e.Name == EnvLambdaLogStream })
+				if stream < 0 || h.Env[stream].ValueFrom == nil || h.Env[stream].ValueFrom.FieldRef.FieldPath != "metadata.name" {
+					t.Errorf("%s must be the pod's name: %+v", EnvLambdaLogStream, h.Env)
+				}
+			}
+		})
+	}
+}
+
+// Points 1 and 3: the handler container's liveness probe (LambdaRuntime) and preStop hook (every
+// mode with a dispatcher) point at the dispatcher.
+func TestRenderPointsTheHandlersProbeAndPreStopAtTheDispatcher(t *testing.T) {
+	cases := []struct {
+		name          string
+		mode          millracev1.DeliveryMode
+		change        func(*millracev1.Consumer)
+		liveness      string // path, "" for none rendered, "user" for the user's
+		preStop       string // path, "" for none, "user" for the user's
+		sidecarInject bool
+	}{
+		{"a lambda runtime is restarted after a timeout and drains first", millracev1.DeliveryLambdaRuntime, nil, HandlerHealthPath, DrainPath, true},
+		{"an HTTP handler drains first and keeps its own liveness", millracev1.DeliveryHTTP, nil, "", DrainPath, true},
+		{"mode None has neither", millracev1.DeliveryNone, func(c *millracev1.Consumer) {
+			c.Spec.Delivery.BatchWindow, c.Spec.Delivery.ReportBatchItemFailures, c.Spec.Delivery.FailureBackoff = nil, nil, nil
+		}, "", "", false},
+		{"the user's own probe and hook are kept", millracev1.DeliveryLambdaRuntime, func(c *millracev1.Consumer) {
+			h := &c.Spec.Template.Spec.Containers[0]
+			h.LivenessProbe = &corev1.Probe{ProbeHandler: corev1.ProbeHandler{Exec: &corev1.ExecAction{Command: []string{"true"}}}}
+			h.Lifecycle = &corev1.Lifecycle{PreStop: &corev1.LifecycleHandler{Exec: &corev1.ExecAction{Command: []string{"true"}}}}
+		}, "user", "user", true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c := sample(tc.mode)
+			if tc.change != nil {
+				tc.change(c)
+			}
+			spec := Render(c, 1, target, Options{DispatcherImage: "d"}).Spec.Template.Spec
+			h := spec.Containers[0]
+			switch p := h.LivenessProbe; {
+			case tc.liveness == "" && p != nil, tc.liveness == "user" && (p == nil || p.Exec == nil):
+				t.Fatalf("liveness probe %+v, want %q", p, tc.liveness)
+			case tc.liveness != "" && tc.liveness != "user":
+				if p == nil || p.HTTPGet == nil || p.HTTPGet.Path != tc.liveness || p.HTTPGet.Port.IntValue() != DispatcherHealthPort || p.FailureThreshold != 1 {
+					t.Fatalf("liveness probe %+v, want GET %s on the dispatcher's port, failing at once", p, tc.liveness)
+				}
+			}
+			var hook *corev1.LifecycleHandler
+			if h.Lifecycle != nil {
+				hook = h.Lifecycle.PreStop
+			}
+			switch {
+			case tc.preStop == "" && hook != nil, tc.preStop == "user" && (hook == nil || hook.Exec == nil):
+				t.Fatalf("preStop %+v, want %q", hook, tc.preStop)
+			case tc.preStop != "" && tc.preStop != "user":
+				if hook == nil || hook.HTTPGet == nil || hook.HTTPGet.Path != tc.preStop || hook.HTTPGet.Port.IntValue() != DispatcherHealthPort {
+					t.Fatalf("preStop %+v, want GET %s on the dispatcher's port", hook, tc.preStop)
+				}
+				side := env(spec.InitContainers[len(spec.InitContainers)-1])
+				if len(hook.HTTPGet.HTTPHeaders) != 1 || hook.HTTPGet.HTTPHeaders[0].Name != DrainTokenHeader || hook.HTTPGet.HTTPHeaders[0].Value == "" ||
+					hook.HTTPGet.HTTPHeaders[0].Value != side[EnvDrainToken] {
+					t.Fatalf("preStop headers %+v, dispatcher token %q: the hook must carry the dispatcher's drain token", hook.HTTPGet.HTTPHeaders, side[EnvDrainToken])
+				}
+				if side[EnvFunctionName] != "billing" {
+					t.Fatalf("dispatcher %s = %q", EnvFunctionName, side[EnvFunctionName])
+				}
+			}
+		})
+	}
+	a, b := sample(millracev1.DeliveryHTTP), sample(millracev1.DeliveryHTTP)
+	b.UID = "uid-2"
+	if env(Render(a, 1, target, Options{}).Spec.Template.Spec.InitContainers[1])[EnvDrainToken] ==
+		env(Render(b, 1, target, Options{}).Spec.Template.Spec.InitContainers[1])[EnvDrainToken] {
+		t.Fatal("two Consumers share a drain token")
 	}
 }

@@ -59,6 +59,12 @@ test-e2e: test-deps ## Run only the end-to-end demo test (the manager binary, th
 bench: test-deps bench-deps ## Run the benchmarks (each figure is printed against a baseline of the same run).
 	KUBEBUILDER_ASSETS="$$(hack/k8s-bins.sh kube-apiserver etcd)" go test -run '^$$' -bench . -benchtime 2s ./...
 
+##@ Images and the real node
+
+.PHONY: images
+images: ## Build the manager, dispatcher, gateway, example handler and pause images into build/images/*.tar (no Docker).
+	hack/images.sh >/dev/null
+
 ##@ Dependencies
 
 .PHONY: deps

@@ -3,7 +3,10 @@
 //
 //   - An order ({"order": n}) is handled in --work time (per batch) and recorded.
 //   - A poison message ({"poison": true}) fails, alone: it is reported in batchItemFailures and
-//     comes back until the queue's redrive policy moves it to the dead-letter queue.
+//     comes back until the queue's redrive policy moves it to the dead-letter queue. From a FIFO
+//     queue (records with a MessageGroupId), the rest of its group in the batch is reported too,
+//     unhandled: as on Lambda, what a handler does not report is deleted, so a FIFO handler stops a
+//     group at its first failure to keep the group's order.
 //   - A workflow task ({"id": ..., "amount": ...}, sent by a WorkflowRun's Charge state) is charged:
 //     the answer {"charged": amount, "for": id} becomes the task's output.
 //
@@ -97,7 +100,12 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	time.Sleep(h.work)
 	answer := map[string]any{}
 	var failed []failure
+	stopped := map[string]bool{} // FIFO message groups with a failure in this batch
 	for _, rec := range e.Records {
+		if group := rec.Attributes["MessageGroupId"]; group != "" && stopped[group] {
+			failed = append(failed, failure{rec.MessageId}) // after a failure of its group: left for later
+			continue
+		}
 		var body struct {
 			Order  *float64 `json:"order"`
 			Poison bool     `json:"poison"`
@@ -109,6 +117,9 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		case body.Poison:
 			log.Printf("poison message %s (receive %s): failing it", rec.MessageId, rec.Attributes["ApproximateReceiveCount"])
 			failed = append(failed, failure{rec.MessageId})
+			if group := rec.Attributes["MessageGroupId"]; group != "" {
+				stopped[group] = true
+			}
 			continue
 		case body.Amount != nil:
 			answer["charged"], answer["for"] = *body.Amount, body.ID

@@ -65,6 +65,20 @@ bench: test-deps bench-deps ## Run the benchmarks (each figure is printed agains
 images: ## Build the manager, dispatcher, gateway, example handler and pause images into build/images/*.tar (no Docker).
 	hack/images.sh >/dev/null
 
+.PHONY: realnode-up
+realnode-up: images ## Run a real kubelet + containerd node with our images (Linux, root) until Ctrl-C; exit 3 where it cannot run.
+	go build -o bin/realnode ./hack/realnode/cmd/realnode
+	bin/realnode up
+
+.PHONY: realnode-down
+realnode-down: ## Remove what a killed `make realnode-up` left behind (processes, pods, mounts, rules, the bridge).
+	go build -o bin/realnode ./hack/realnode/cmd/realnode
+	bin/realnode down
+
+.PHONY: test-realnode
+test-realnode: images ## Start the real node, run a pod of the example handler under Pod Security "restricted", tear it down.
+	MILLRACE_REALNODE=1 go test -count=1 -v -timeout 15m ./test/realnode
+
 ##@ Dependencies
 
 .PHONY: deps

@@ -2,6 +2,8 @@
 # Builds the Kubernetes control plane used by envtest and `make dev` from the Go module proxy:
 # kube-apiserver, kube-controller-manager and kubectl (k8s.io/kubernetes) and etcd, version-stamped,
 # cached outside the clone keyed by version. A no-op when the binaries are already there.
+# Also the node binaries of the real node (hack/realnode): kubelet, kube-scheduler and kube-proxy,
+# built only when asked for by name (cold: ~3.5 min for the kubelet, seconds more for the others).
 # Prints the folder holding the binaries on stdout (everything else goes to stderr).
 #
 # Usage: hack/k8s-bins.sh [binary...]   (default: all of kube-apiserver kube-controller-manager
@@ -13,9 +15,11 @@ ETCD_VERSION="${ETCD_VERSION:-v3.7.3}"
 CACHE_ROOT="${MILLRACE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/millrace}"
 DEST="$CACHE_ROOT/k8s-${K8S_VERSION}-etcd-${ETCD_VERSION}"
 ALL=(kube-apiserver kube-controller-manager kubectl etcd)
+NODE=(kubelet kube-scheduler kube-proxy)
+KNOWN=("${ALL[@]}" "${NODE[@]}")
 if (($#)); then BINS=("$@"); else BINS=("${ALL[@]}"); fi
 for b in "${BINS[@]}"; do
-  [[ " ${ALL[*]} " == *" $b "* ]] || { echo "k8s-bins: unknown binary $b (one of: ${ALL[*]})" >&2; exit 2; }
+  [[ " ${KNOWN[*]} " == *" $b "* ]] || { echo "k8s-bins: unknown binary $b (one of: ${KNOWN[*]})" >&2; exit 2; }
 done
 
 have_all() {
@@ -41,12 +45,13 @@ trap 'rm -rf "$WORK"' EXIT
 export GOFLAGS="${GOFLAGS:-} -mod=mod"
 export CGO_ENABLED=0
 
-# --- kube-apiserver, kube-controller-manager, kubectl -------------------------------------------
-read -r -a K8S_BINS <<<"$(missing kube-apiserver kube-controller-manager kubectl)"
+# --- kube-apiserver, kube-controller-manager, kubectl, and the node's binaries ------------------
+# The kubelet first: the largest, and the others reuse most of its compiled packages.
+read -r -a K8S_BINS <<<"$(missing kubelet kube-apiserver kube-controller-manager kubectl kube-scheduler kube-proxy)"
 if ((${#K8S_BINS[@]})); then
 log "building Kubernetes ${K8S_VERSION}: ${K8S_BINS[*]} (cold: several minutes)"
 K8S="$WORK/k8s"
-mkdir -p "$K8S/kube-apiserver" "$K8S/kube-controller-manager" "$K8S/kubectl"
+mkdir -p "$K8S/kube-apiserver" "$K8S/kube-controller-manager" "$K8S/kubectl" "$K8S/tools"
 gomod_path="$(cd "$WORK" && go mod download -json "k8s.io/kubernetes@${K8S_VERSION}" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')"
 minor="${K8S_VERSION#v1.}"; minor="${minor%%.*}"
 staging_version="v0.${K8S_VERSION#v1.}"
@@ -109,6 +114,20 @@ func main() {
 }
 GO
 
+# The node's binaries are upstream's main packages, built as they are (their mains change between
+# releases); this file only keeps their dependencies in go.mod when `go mod tidy` runs.
+cat > "$K8S/tools/tools.go" <<'GO'
+//go:build tools
+
+package tools
+
+import (
+	_ "k8s.io/kubernetes/cmd/kube-proxy"
+	_ "k8s.io/kubernetes/cmd/kube-scheduler"
+	_ "k8s.io/kubernetes/cmd/kubelet"
+)
+GO
+
 build_date="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
 stamp=""
 for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
@@ -122,7 +141,9 @@ done
   go mod tidy >&2
   for b in "${K8S_BINS[@]}"; do
     log "go build $b"
-    go build -trimpath -ldflags "-s -w ${stamp}" -o "$DEST/$b.tmp" "./$b" >&2
+    pkg="./$b"
+    [[ " ${NODE[*]} " == *" $b "* ]] && pkg="k8s.io/kubernetes/cmd/$b"
+    go build -trimpath -ldflags "-s -w ${stamp}" -o "$DEST/$b.tmp" "$pkg" >&2
     mv "$DEST/$b.tmp" "$DEST/$b"
   done
 )

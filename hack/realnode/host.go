@@ -85,10 +85,12 @@ func (h hostState) save() error {
 	}
 	tables, _ := exec.Command("nft", "list", "tables").Output()
 	counters, _ := exec.Command("nfacct", "list").Output()
-	_, kubeletDirErr := os.Stat("/var/lib/kubelet")
 	files := map[string]string{"nft-tables": string(tables), "nfacct": string(counters)}
-	if kubeletDirErr == nil {
-		files["var-lib-kubelet"] = "existed\n"
+	// Folders the kubelet and containerd's shims make outside run/ (their paths are fixed).
+	for name, dir := range map[string]string{"var-lib-kubelet": "/var/lib/kubelet", "run-containerd": "/run/containerd"} {
+		if _, err := os.Stat(dir); err == nil {
+			files[name] = "existed\n"
+		}
 	}
 	for name, content := range files {
 		if err := os.WriteFile(h.file(name), []byte(content), 0o644); err != nil {
@@ -112,7 +114,7 @@ func (h hostState) restore(log func(string, ...any)) {
 		}
 	}
 	f.Close()
-	for _, name := range []string{"nft-tables", "nfacct", "var-lib-kubelet", "sysctl"} {
+	for _, name := range []string{"nft-tables", "nfacct", "var-lib-kubelet", "run-containerd", "sysctl"} {
 		_ = os.Remove(h.file(name))
 	}
 	log("sysctls restored")

@@ -120,6 +120,7 @@ func (n *Node) start(ctx context.Context) error {
 		"--authorization-kubeconfig", kc("controller-manager"), "--bind-address", "127.0.0.1", "--secure-port", "10257",
 		"--leader-elect=false", "--use-service-account-credentials", "--service-account-private-key-file", pk("sa.key"),
 		"--root-ca-file", pk("ca.crt"), "--service-cluster-ip-range", svcCIDR, "--cluster-name", "realnode",
+		"--flex-volume-plugin-dir", filepath.Join(n.run, "kubelet", "volume-plugins"), // else under /usr/libexec
 		"--profiling=false"); err != nil {
 		return err
 	}

@@ -285,7 +285,8 @@ func cachedBinaries() string {
 }
 
 // removeHostFiles removes what the kubelet and the CNI plugins write outside run: the log
-// symlinks under /var/log/containers, the device-plugin socket, the CNI result cache.
+// symlinks under /var/log/containers, the device-plugin socket, the shims' socket folder, the CNI
+// result cache; folders only where they did not exist before the first start, and only if empty.
 func removeHostFiles(dir, run string) {
 	links, _ := filepath.Glob("/var/log/containers/*")
 	for _, l := range links {
@@ -300,6 +301,10 @@ func removeHostFiles(dir, run string) {
 		_ = syscall.Rmdir("/var/lib/kubelet/plugins_registry")
 		_ = syscall.Rmdir("/var/lib/kubelet/plugins")
 		_ = syscall.Rmdir("/var/lib/kubelet")
+	}
+	if _, err := os.Stat(filepath.Join(dir, "host.run-containerd")); err != nil {
+		_ = syscall.Rmdir("/run/containerd/s") // the shims' sockets (fixed in containerd 1.6)
+		_ = syscall.Rmdir("/run/containerd")
 	}
 	results, _ := filepath.Glob("/var/lib/cni/results/millrace-realnode-*")
 	for _, r := range results {

@@ -549,13 +549,20 @@ func (d *Dispatcher) deliver(b batch) {
 		stopBeats = d.heartbeats(b)
 	}
 	if h, ok := d.invoker.(HandOverInvoker); ok {
-		outcome, err = h.HandOver(d.running, event, d.cfg.HandlerTimeout, func(deadline time.Time) {
+		// A batch waits for a runtime until draining starts, and at most maxHandOverWait: a
+		// runtime that is gone (crashing, restarting) must not keep messages from other pods.
+		wait, cancel := context.WithTimeout(d.running, d.maxHandOverWait())
+		outcome, err = h.HandOver(wait, event, d.cfg.HandlerTimeout, func(deadline time.Time) {
 			for _, m := range b.msgs {
 				m.stopAt.Store(deadline.UnixNano())
 			}
 			begin()
 		})
+		cancel()
 		if errors.Is(err, ErrNotHandedOver) {
+			if d.running.Err() == nil {
+				d.log.Info("no runtime asked for a batch; released it", "waited", d.maxHandOverWait().String(), "messages", len(b.msgs))
+			}
 			d.unstarted(b)
 			return
 		}
@@ -639,8 +646,14 @@ func (d *Dispatcher) deliver(b batch) {
 	}
 }
 
-// unstarted gives back a batch no runtime took before the dispatcher began draining: its messages
-// are released at once, like every other unstarted message.
+// maxHandOverWait is how long a batch waits for a runtime to take it: the handler timeout, at least
+// 30s.
+func (d *Dispatcher) maxHandOverWait() time.Duration {
+	return max(d.cfg.HandlerTimeout, 30*time.Second)
+}
+
+// unstarted gives back a batch no runtime took (the dispatcher began draining, or none asked in
+// time): its messages are released at once, like every other unstarted message.
 func (d *Dispatcher) unstarted(b batch) {
 	result := batchResult{b: b}
 	if !d.cfg.FIFO {

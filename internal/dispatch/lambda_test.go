@@ -240,3 +240,26 @@ func TestTheRuntimeSeesLambdaShapedARNsAndTraceIDs(t *testing.T) {
 		t.Errorf("trace id %q: time field %s is not now in epoch seconds", line[3], at)
 	}
 }
+
+// Point 6: a batch waiting for a runtime has not started: when the dispatcher drains, it is
+// released at once with the other unstarted messages instead of failing after the handler timeout.
+func TestABatchNoRuntimeTookIsReleasedWhenDraining(t *testing.T) {
+	api := &dispatch.RuntimeAPI{}
+	listen(t, api) // no runtime ever polls
+	url, arn := newQueue(t, false, 300)
+	sendBodies(t, url, "", "waiting")
+	r := start(t, dispatch.Config{QueueURL: url, QueueARN: arn, BatchSize: 1, HandlerTimeout: time.Minute}, nil, api)
+	eventually(t, 10*time.Second, func() error {
+		if v, f := counts(t, url); v != 0 || f != 1 {
+			return fmt.Errorf("%d visible, %d in flight", v, f)
+		}
+		return nil
+	})
+	r.stop(t)
+	if v, f := counts(t, url); v != 1 || f != 0 {
+		t.Fatalf("after draining: %d visible, %d in flight; want the batch no runtime took released", v, f)
+	}
+	if d := testutil.ToFloat64(r.metrics.Delivered); d != 0 {
+		t.Fatalf("%v delivered, want none: no runtime took the batch", d)
+	}
+}

@@ -256,6 +256,7 @@ func (r *RuntimeAPI) handOver(wait context.Context, inv *invocation) bool {
 				warn = false
 			}
 			r.mu.Unlock()
+			slow.Reset(slowAfter)
 			if warn {
 				r.Log.Info("WARNING: a batch waited for the Lambda runtime while it was busy: the runtime takes fewer invocations at once than delivery.concurrency, so batches queue behind each other (their timeout counts from hand-over). Use a runtime that honours AWS_LAMBDA_MAX_CONCURRENCY, or lower delivery.concurrency",
 					"waited", time.Since(waited).Round(time.Millisecond).String(), "runningInvocations", busy)

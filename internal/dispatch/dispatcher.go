@@ -167,6 +167,14 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	}
 	d.running = ctx
 	d.ready.Store(true)
+	if s, ok := d.invoker.(Starter); ok {
+		d.log.Info("waiting for the handler to ask for work before receiving")
+		select {
+		case <-s.Started():
+		case <-ctx.Done():
+			return nil
+		}
+	}
 	var pollers sync.WaitGroup
 	for i := 0; i < d.cfg.Pollers; i++ {
 		pollers.Add(1)
@@ -549,19 +557,17 @@ func (d *Dispatcher) deliver(b batch) {
 		stopBeats = d.heartbeats(b)
 	}
 	if h, ok := d.invoker.(HandOverInvoker); ok {
-		// A batch waits for a runtime until draining starts, and at most maxHandOverWait: a
-		// runtime that is gone (crashing, restarting) must not keep messages from other pods.
-		wait, cancel := context.WithTimeout(d.running, d.maxHandOverWait())
-		outcome, err = h.HandOver(wait, event, d.cfg.HandlerTimeout, func(deadline time.Time) {
+		// A batch waits for a runtime until draining starts (or the invoker gives up: no runtime
+		// connected for a while).
+		outcome, err = h.HandOver(d.running, event, d.cfg.HandlerTimeout, func(deadline time.Time) {
 			for _, m := range b.msgs {
 				m.stopAt.Store(deadline.UnixNano())
 			}
 			begin()
 		})
-		cancel()
 		if errors.Is(err, ErrNotHandedOver) {
 			if d.running.Err() == nil {
-				d.log.Info("no runtime asked for a batch; released it", "waited", d.maxHandOverWait().String(), "messages", len(b.msgs))
+				d.log.Info("no runtime took the batch; released it", "messages", len(b.msgs))
 			}
 			d.unstarted(b)
 			return
@@ -644,12 +650,6 @@ func (d *Dispatcher) deliver(b batch) {
 		// FIFO: a group's next batch starts only once this one is settled.
 		d.done <- result
 	}
-}
-
-// maxHandOverWait is how long a batch waits for a runtime to take it: the handler timeout, at least
-// 30s.
-func (d *Dispatcher) maxHandOverWait() time.Duration {
-	return max(d.cfg.HandlerTimeout, 30*time.Second)
 }
 
 // unstarted gives back a batch no runtime took (the dispatcher began draining, or none asked in

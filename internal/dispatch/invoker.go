@@ -39,6 +39,12 @@ type HandOverInvoker interface {
 	HandOver(wait context.Context, event events.SQSEvent, timeout time.Duration, handedOver func(deadline time.Time)) (Outcome, error)
 }
 
+// Starter is an Invoker whose handler has to show up first (a Lambda runtime asks for its first
+// invocation once its init is done): the dispatcher receives nothing before Started is closed.
+type Starter interface {
+	Started() <-chan struct{}
+}
+
 // FunctionARNSetter is an Invoker that passes the function's ARN to the handler (the Runtime API's
 // Lambda-Runtime-Invoked-Function-Arn); the dispatcher sets it once it knows the queue's ARN.
 type FunctionARNSetter interface {

@@ -4,7 +4,9 @@ package dispatch_test
 // (testdata/lambdafn) run as a host process against the dispatcher's Runtime API.
 
 import (
+	"context"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,8 +14,11 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"github.com/go-logr/logr/funcr"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -54,8 +59,13 @@ func (f *lambdaFn) waitOutput(t *testing.T, substr string) {
 // startFn serves a Runtime API on 127.0.0.1 and starts the function against it.
 func startFn(t *testing.T, api *dispatch.RuntimeAPI, env ...string) *lambdaFn {
 	t.Helper()
+	return startFnOn(t, listen(t, api), env...)
+}
+
+// startFnOn starts the function against the Runtime API at addr.
+func startFnOn(t *testing.T, addr string, env ...string) *lambdaFn {
+	t.Helper()
 	bin := filepath.Join(testenv.Build(t, "./internal/dispatch/testdata/lambdafn"), "lambdafn")
-	addr := listen(t, api)
 	cmd := exec.Command(bin)
 	cmd.Env = append(os.Environ(), append([]string{"AWS_LAMBDA_RUNTIME_API=" + addr, "AWS_LAMBDA_FUNCTION_NAME=test"}, env...)...)
 	f := &lambdaFn{exited: make(chan struct{})}
@@ -245,7 +255,7 @@ func TestTheRuntimeSeesLambdaShapedARNsAndTraceIDs(t *testing.T) {
 // released at once with the other unstarted messages instead of failing after the handler timeout.
 func TestABatchNoRuntimeTookIsReleasedWhenDraining(t *testing.T) {
 	api := &dispatch.RuntimeAPI{}
-	listen(t, api) // no runtime ever polls
+	runtimeCameAndWent(t, listen(t, api))
 	url, arn := newQueue(t, false, 300)
 	sendBodies(t, url, "", "waiting")
 	r := start(t, dispatch.Config{QueueURL: url, QueueARN: arn, BatchSize: 1, HandlerTimeout: time.Minute}, nil, api)
@@ -262,4 +272,74 @@ func TestABatchNoRuntimeTookIsReleasedWhenDraining(t *testing.T) {
 	if d := testutil.ToFloat64(r.metrics.Delivered); d != 0 {
 		t.Fatalf("%v delivered, want none: no runtime took the batch", d)
 	}
+}
+
+// Point 6: a pod whose runtime is gone (crashing, restarting) does not keep a batch from the
+// other pods: with no runtime connected for NoRuntimeAfter, the batch is released.
+func TestABatchIsReleasedWhenNoRuntimeIsConnected(t *testing.T) {
+	api := &dispatch.RuntimeAPI{NoRuntimeAfter: 500 * time.Millisecond, SlowRuntimeAfter: 100 * time.Millisecond}
+	runtimeCameAndWent(t, listen(t, api))
+	url, arn := newQueue(t, false, 300)
+	sendBodies(t, url, "", "waiting")
+	r := start(t, dispatch.Config{QueueURL: url, QueueARN: arn, BatchSize: 1, HandlerTimeout: time.Minute}, nil, api)
+	waitMetric(t, "released", func() float64 { return testutil.ToFloat64(r.metrics.Released) }, 1)
+	if d := testutil.ToFloat64(r.metrics.Delivered); d != 0 {
+		t.Fatalf("%v delivered, want none", d)
+	}
+}
+
+// runtimeCameAndWent is a runtime that asked for work once and is gone (crashed, restarting).
+func runtimeCameAndWent(t *testing.T, addr string) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/2018-06-01/runtime/invocation/next", nil)
+	go func() {
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			resp.Body.Close()
+		}
+	}()
+	time.Sleep(100 * time.Millisecond) // the poll arrives (only then does the dispatcher receive)
+	cancel()
+}
+
+// countingSQS counts receives.
+type countingSQS struct {
+	dispatch.SQSAPI
+	receives atomic.Int32
+}
+
+func (c *countingSQS) ReceiveMessage(ctx context.Context, in *sqs.ReceiveMessageInput, opts ...func(*sqs.Options)) (*sqs.ReceiveMessageOutput, error) {
+	c.receives.Add(1)
+	return c.SQSAPI.ReceiveMessage(ctx, in, opts...)
+}
+
+// Lambda invokes an environment only after its init: nothing is received before a runtime first
+// asks for work, so a pod whose runtime never comes up takes no messages from the others.
+func TestNothingIsReceivedBeforeTheRuntimeAsksForWork(t *testing.T) {
+	var mu sync.Mutex
+	var logs strings.Builder
+	log := funcr.New(func(prefix, args string) { mu.Lock(); defer mu.Unlock(); logs.WriteString(args + "\n") }, funcr.Options{})
+	api := &dispatch.RuntimeAPI{}
+	url, arn := newQueue(t, false, 300)
+	sendBodies(t, url, "", "early")
+	counting := &countingSQS{SQSAPI: sqsClient}
+	addr := listen(t, api)
+	d := dispatch.New(dispatch.Config{QueueURL: url, QueueARN: arn, BatchSize: 1, WaitTime: time.Second, Region: "us-east-1"}, counting, api, nil, nil, log)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	eventually(t, 10*time.Second, func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		if !strings.Contains(logs.String(), "waiting for the handler to ask for work") {
+			return fmt.Errorf("log %q", logs.String())
+		}
+		return nil
+	})
+	if n := counting.receives.Load(); n != 0 {
+		t.Fatalf("%d receives before any runtime asked for work", n)
+	}
+	fn := startFnOn(t, addr)
+	fn.waitOutput(t, "handled early")
 }

@@ -24,8 +24,9 @@ import (
 // RuntimeAPI serves the AWS Lambda Runtime API (2018-06-01) on a local address, so that a Lambda
 // container image (AWS base images, the runtime interface clients, aws-lambda-go) runs as the
 // handler unchanged: the runtime asks for the next invocation, gets a Lambda SQS event, and posts
-// its response or error. It implements Invoker and HandOverInvoker: a batch is handed to a runtime
-// only when one waits on /next, and its timeout counts from that moment.
+// its response or error. It implements Invoker, Starter and HandOverInvoker: the dispatcher
+// receives nothing before a runtime first asks for work (its init is done), a batch is handed to a
+// runtime only when one waits on /next, and its timeout counts from that moment.
 //
 // After an invocation timed out, Lambda discards the execution environment; here the handler
 // container is restarted instead: CheckHandler (the handler container's liveness probe) fails
@@ -45,11 +46,18 @@ type RuntimeAPI struct {
 	// before the dispatcher warns that the runtime serves fewer invocations at once than its
 	// concurrency (default 1s).
 	SlowRuntimeAfter time.Duration
+	// NoRuntimeAfter is how long a batch waits while no runtime is connected at all (none polling,
+	// none running an invocation) before it is given back (ErrNotHandedOver), so that a pod whose
+	// runtime crashed or is restarting does not keep messages from the others (default 30s). A
+	// busy runtime is waited for.
+	NoRuntimeAfter time.Duration
 	// RestartWindow is how long after CheckHandler reported a timeout a drain request is taken as
 	// the preStop hook of the restart it caused, not as the pod's termination (default 60s).
 	RestartWindow time.Duration
 
 	functionARN atomic.Pointer[string]
+	startOnce   sync.Once
+	started     chan struct{} // closed at the first /next
 
 	mu       sync.Mutex
 	queue    chan *invocation
@@ -99,6 +107,7 @@ var ErrNotHandedOver = errors.New("no runtime took the batch")
 // Listen starts serving on addr (e.g. 127.0.0.1:9001) and returns the bound address.
 func (r *RuntimeAPI) Listen(addr string) (string, error) {
 	r.queue = make(chan *invocation)
+	r.started = make(chan struct{})
 	r.pending = map[string]*invocation{}
 	r.expired = map[string]bool{}
 	if r.Log.GetSink() == nil {
@@ -230,17 +239,22 @@ func (r *RuntimeAPI) HandOver(wait context.Context, event events.SQSEvent, timeo
 	}
 }
 
-// handOver waits until a runtime on /next takes inv or wait ends. A batch that waits long while
-// every runtime is busy means the runtime serves fewer invocations at once than the dispatcher's
-// concurrency: that is logged once.
+// handOver waits until a runtime on /next takes inv, wait ends, or no runtime has been connected
+// for NoRuntimeAfter. A batch that waits long while every runtime is busy means the runtime serves
+// fewer invocations at once than the dispatcher's concurrency: that is logged once.
 func (r *RuntimeAPI) handOver(wait context.Context, inv *invocation) bool {
 	slowAfter := r.SlowRuntimeAfter
 	if slowAfter <= 0 {
 		slowAfter = time.Second
 	}
-	slow := time.NewTimer(slowAfter)
+	noRuntimeAfter := r.NoRuntimeAfter
+	if noRuntimeAfter <= 0 {
+		noRuntimeAfter = 30 * time.Second
+	}
+	slow := time.NewTimer(min(slowAfter, noRuntimeAfter))
 	defer slow.Stop()
 	waited := time.Now()
+	var alone time.Time // since when no runtime is connected
 	for {
 		select {
 		case r.queue <- inv:
@@ -250,13 +264,21 @@ func (r *RuntimeAPI) handOver(wait context.Context, inv *invocation) bool {
 		case <-slow.C:
 			r.mu.Lock()
 			busy, polling, warn := r.running, r.polling, !r.warned
-			if busy > 0 && polling == 0 {
+			if busy > 0 && polling == 0 && time.Since(waited) >= slowAfter {
 				r.warned = true
 			} else {
 				warn = false
 			}
 			r.mu.Unlock()
-			slow.Reset(slowAfter)
+			switch {
+			case busy > 0 || polling > 0:
+				alone = time.Time{}
+			case alone.IsZero():
+				alone = time.Now()
+			case time.Since(alone) >= noRuntimeAfter:
+				return false
+			}
+			slow.Reset(min(slowAfter, noRuntimeAfter))
 			if warn {
 				r.Log.Info("WARNING: a batch waited for the Lambda runtime while it was busy: the runtime takes fewer invocations at once than delivery.concurrency, so batches queue behind each other (their timeout counts from hand-over). Use a runtime that honours AWS_LAMBDA_MAX_CONCURRENCY, or lower delivery.concurrency",
 					"waited", time.Since(waited).Round(time.Millisecond).String(), "runningInvocations", busy)
@@ -288,8 +310,12 @@ func (r *RuntimeAPI) forget(inv *invocation, timedOut bool) {
 	r.Log.Info("invocation timed out; the handler container's liveness probe fails once so that it is restarted", "requestId", inv.id, "timeout", inv.timeout.String())
 }
 
+// Started is closed when a runtime first asks for an invocation: its init is done.
+func (r *RuntimeAPI) Started() <-chan struct{} { return r.started }
+
 func (r *RuntimeAPI) next(w http.ResponseWriter, req *http.Request) {
 	answering := httpserver.LongPoll(w, r.Limits.Write)
+	r.startOnce.Do(func() { close(r.started) })
 	r.mu.Lock()
 	r.polling++
 	r.mu.Unlock()

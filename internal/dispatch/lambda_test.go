@@ -343,3 +343,20 @@ func TestNothingIsReceivedBeforeTheRuntimeAsksForWork(t *testing.T) {
 	fn := startFnOn(t, addr)
 	fn.waitOutput(t, "handled early")
 }
+
+// A runtime whose init failed exits, and its container is restarted: once a new runtime asks for
+// work, the old init error no longer fails every batch.
+func TestAnInitErrorEndsWhenARestartedRuntimeAsksForWork(t *testing.T) {
+	api := &dispatch.RuntimeAPI{}
+	addr := listen(t, api)
+	resp, err := http.Post("http://"+addr+"/2018-06-01/runtime/init/error", "application/json", strings.NewReader(`{"errorType":"Runtime.ImportModuleError","errorMessage":"no such module"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	fn := startFnOn(t, addr) // the restarted container
+	url, arn := newQueue(t, false, 30)
+	sendBodies(t, url, "", "one")
+	start(t, dispatch.Config{QueueURL: url, QueueARN: arn, BatchSize: 1, HandlerTimeout: 5 * time.Second}, nil, api)
+	fn.waitOutput(t, "handled one")
+}

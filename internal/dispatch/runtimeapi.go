@@ -318,6 +318,7 @@ func (r *RuntimeAPI) next(w http.ResponseWriter, req *http.Request) {
 	r.startOnce.Do(func() { close(r.started) })
 	r.mu.Lock()
 	r.polling++
+	r.initErr = nil // a runtime that asks for work has initialised (a restarted container's, say)
 	r.mu.Unlock()
 	select {
 	case inv := <-r.queue:

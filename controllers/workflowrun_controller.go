@@ -634,7 +634,7 @@ func resourceKind(resource string) string {
 // sendMessage integration.
 func (r *WorkflowRunReconciler) dispatch(ctx context.Context, run *millracev1.WorkflowRun, a asl.Active, input any) error {
 	token, _ := r.Signer.Issue(tasktoken.Claims{Namespace: run.Namespace, Run: run.Name, RunUID: string(run.UID), Visit: a.Visit,
-		State: a.State.Name, Path: a.Path, Attempt: a.Attempt})
+		State: a.State.Name, Path: a.Path, Attempt: a.Attempt, IssuedAt: a.Entered.UTC().Truncate(time.Second)})
 	sum := sha256.Sum256([]byte(string(run.UID) + "/" + a.Key()))
 	dedup := hex.EncodeToString(sum[:])
 	resource := a.State.Resource

@@ -43,6 +43,10 @@ type Options struct {
 	OutDir    string
 	Out       io.Writer
 	Timeout   time.Duration
+	// Running and Handled observe the replicas where they are not Runner's processes (real pods):
+	// how many replicas of a Consumer run now, and message id -> times handled. Default: Runner's.
+	Running func(namespace, consumer string) int
+	Handled func() map[string]int
 }
 
 // Result is what the demo observed.
@@ -56,6 +60,9 @@ type Result struct {
 	Run           *millracev1.WorkflowRun
 	Samples       []Sample
 	Files         []string
+	// Burst is when the first message was sent; Drained when the queue was first seen empty (no
+	// message visible or in flight) with every order sent and handled.
+	Burst, Drained time.Time
 
 	mu sync.Mutex // Sent and Poison while the orders are being sent
 }
@@ -76,6 +83,13 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	ctx, cancel := context.WithTimeout(ctx, o.Timeout)
 	defer cancel()
 	res := &Result{Handled: map[string]int{}}
+	if o.Running == nil {
+		o.Running = o.Runner.Running
+	}
+	if o.Handled == nil {
+		record := filepath.Join(o.Runner.LogDir, consumerName+".handled")
+		o.Handled = func() map[string]int { return readHandled(record) }
+	}
 	say := func(format string, a ...any) { fmt.Fprintf(o.Out, "\n\033[1m== "+format+"\033[0m\n", a...) }
 
 	queueURL, err := o.queueURL(ctx, queueName)
@@ -96,9 +110,9 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 
 	say("a burst: %d orders in %d seconds, and one poison message, arrive on queue %s", o.Orders, o.Waves, queueName)
 	start := time.Now()
+	res.Burst = start
 	sent := make(chan error, 1)
 	go func() { sent <- o.send(ctx, queueURL, res) }()
-	record := filepath.Join(o.Runner.LogDir, consumerName+".handled")
 	fmt.Fprintln(o.Out, "   time  backlog  dead-letter  desired  running  handled                        the Consumer's last scaling decision")
 	sample := func() (Sample, int, error) {
 		backlog, err := o.depth(ctx, queueURL, true)
@@ -110,7 +124,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 			return Sample{}, 0, err
 		}
 		_ = o.Client.Get(ctx, client.ObjectKeyFromObject(c), c)
-		res.Handled = readHandled(record)
+		res.Handled = o.Handled()
 		handled := 0
 		res.mu.Lock()
 		for _, id := range res.Sent {
@@ -120,7 +134,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		}
 		total := o.Orders
 		res.mu.Unlock()
-		running := o.Runner.Running(o.Namespace, consumerName)
+		running := o.Running(o.Namespace, consumerName)
 		res.MaxReplicas = max(res.MaxReplicas, running)
 		s := Sample{T: time.Since(start).Seconds(), Backlog: backlog, Replicas: running, Processed: handled}
 		res.Samples = append(res.Samples, s)
@@ -143,6 +157,9 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		s, dlq, err := sample()
 		if err != nil {
 			return res, err
+		}
+		if !sending && s.Processed == o.Orders && s.Backlog == 0 && res.Drained.IsZero() {
+			res.Drained = time.Now()
 		}
 		if !sending && s.Processed == o.Orders && dlq >= 1 && s.Backlog == 0 && s.Replicas == 0 {
 			break
@@ -177,7 +194,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		}
 		finished := run.Status.Phase == millracev1.RunSucceeded || run.Status.Phase == millracev1.RunFailed ||
 			run.Status.Phase == millracev1.RunTimedOut || run.Status.Phase == millracev1.RunAborted
-		if finished && o.Runner.Running(o.Namespace, consumerName) == 0 {
+		if finished && o.Running(o.Namespace, consumerName) == 0 {
 			break
 		}
 		if err := sleep(ctx, time.Second); err != nil {
@@ -185,7 +202,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		}
 	}
 	res.Run = run
-	res.FinalReplicas = o.Runner.Running(o.Namespace, consumerName)
+	res.FinalReplicas = o.Running(o.Namespace, consumerName)
 	for _, h := range run.Status.History {
 		fmt.Fprintf(o.Out, "   %-8s %-10s %s\n", h.State, h.Type, h.Info)
 	}

@@ -52,7 +52,7 @@ func RepoRoot() (string, error) {
 
 // Fauxqs is a running SQS emulator.
 type Fauxqs struct {
-	// Endpoint is the emulator's base URL, http://127.0.0.1:<port>.
+	// Endpoint is the emulator's base URL, http://127.0.0.1:<port> (or the host of StartFauxqsOn).
 	Endpoint string
 	cmd      *exec.Cmd
 	done     chan struct{}
@@ -73,9 +73,16 @@ func UseLocalCredentials() {
 	}
 }
 
-// StartFauxqs starts the emulator installed under hack/fauxqs (make fauxqs) and waits until it
-// accepts connections.
-func StartFauxqs() (*Fauxqs, error) {
+// StartFauxqs starts the emulator installed under hack/fauxqs (make fauxqs) on 127.0.0.1 and
+// waits until it accepts connections.
+func StartFauxqs() (*Fauxqs, error) { return StartFauxqsOn("127.0.0.1") }
+
+// StartFauxqsOn is StartFauxqs listening on host, one local address: the real node's bridge
+// address (10.244.0.1) when pods must reach the emulator. Never a wildcard address.
+func StartFauxqsOn(host string) (*Fauxqs, error) {
+	if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
+		return nil, fmt.Errorf("fauxqs: listen host %q is not one IP address", host)
+	}
 	root, err := RepoRoot()
 	if err != nil {
 		return nil, err
@@ -85,7 +92,7 @@ func StartFauxqs() (*Fauxqs, error) {
 	if _, err := os.Stat(node); err != nil {
 		return nil, fmt.Errorf("the SQS emulator is not installed (run `make fauxqs`): %w", err)
 	}
-	cmd := exec.Command(node, "--no-warnings", filepath.Join(dir, "launch.mjs"), "0")
+	cmd := exec.Command(node, "--no-warnings", filepath.Join(dir, "launch.mjs"), "0", host)
 	cmd.Dir = dir
 	cmd.Stderr = os.Stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
@@ -110,7 +117,7 @@ func StartFauxqs() (*Fauxqs, error) {
 	go func() { _ = cmd.Wait(); close(f.done) }()
 	select {
 	case port := <-portCh:
-		f.Endpoint = "http://127.0.0.1:" + port
+		f.Endpoint = "http://" + net.JoinHostPort(host, port)
 	case <-f.done:
 		return nil, errors.New("fauxqs exited before listening")
 	case <-time.After(30 * time.Second):

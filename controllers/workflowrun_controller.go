@@ -117,6 +117,7 @@ type WorkflowRunReconciler struct {
 	HTTP *egress.Client
 
 	wake     chan event.TypedGenericEvent[*millracev1.WorkflowRun]
+	local    localTasks
 	writes   atomic.Int64
 	sent     sentTasks
 	beats    heartbeatMemory
@@ -662,7 +663,7 @@ func (r *WorkflowRunReconciler) dispatch(ctx context.Context, run *millracev1.Wo
 			return err
 		}
 		if problem != nil {
-			go r.reportLater(run, a, func() callback.Result { return *problem })
+			r.reportLater(run, a, constant(*problem))
 			return nil
 		}
 		body, ok := params["MessageBody"].(string)
@@ -680,7 +681,7 @@ func (r *WorkflowRunReconciler) dispatch(ctx context.Context, run *millracev1.Wo
 		}
 		if attrs, ok := params["MessageAttributes"].(map[string]any); ok {
 			if in.MessageAttributes, err = messageAttributes(attrs); err != nil {
-				go r.reportLater(run, a, failure("Parameters.MessageAttributes: "+err.Error()))
+				r.reportLater(run, a, failure("Parameters.MessageAttributes: "+err.Error()))
 				return nil
 			}
 		}
@@ -692,7 +693,7 @@ func (r *WorkflowRunReconciler) dispatch(ctx context.Context, run *millracev1.Wo
 			return nil
 		}
 		result, _ := json.Marshal(map[string]any{"MessageId": aws.ToString(out.MessageId), "MD5OfMessageBody": aws.ToString(out.MD5OfMessageBody)})
-		go r.reportLater(run, a, func() callback.Result { return callback.Result{Kind: callback.Success, Output: result} })
+		r.reportLater(run, a, constant(callback.Result{Kind: callback.Success, Output: result}))
 		return nil
 	case resource == "millrace:http":
 		params, _ := input.(map[string]any)
@@ -701,10 +702,10 @@ func (r *WorkflowRunReconciler) dispatch(ctx context.Context, run *millracev1.Wo
 			timeout = time.Duration(a.State.TimeoutSeconds) * time.Second
 		}
 		ns := run.Namespace
-		go r.reportLater(run, a, func() callback.Result { return r.httpTask(ns, params, timeout) })
+		r.reportLater(run, a, func(ctx context.Context) callback.Result { return r.httpTask(ctx, ns, params, timeout) })
 		return nil
 	default:
-		go r.reportLater(run, a, failure(fmt.Sprintf("resource %q is not supported (millrace:consumer/<name>, millrace:http, arn:aws:states:::sqs:sendMessage[.waitForTaskToken])", resource)))
+		r.reportLater(run, a, failure(fmt.Sprintf("resource %q is not supported (millrace:consumer/<name>, millrace:http, arn:aws:states:::sqs:sendMessage[.waitForTaskToken])", resource)))
 		return nil
 	}
 }
@@ -724,17 +725,23 @@ func (r *WorkflowRunReconciler) consumerQueue(ctx context.Context, ns, name stri
 	return q.Status.QueueURL, q.Spec.Type == millracev1.QueueTypeFIFO, nil
 }
 
-// reportLater records the result of a task the manager performs itself (run as a goroutine after
-// the dispatch was recorded), through the same path as the callback API, retrying on conflicts.
-func (r *WorkflowRunReconciler) reportLater(run *millracev1.WorkflowRun, a asl.Active, result func() callback.Result) {
-	res := result()
+// reportLater performs a task the manager runs itself and records its result through the same
+// path as the callback API, retrying on conflicts. It runs after the dispatch was recorded, on
+// the manager's context (cancelled at shutdown), not on one that outlives the manager.
+func (r *WorkflowRunReconciler) reportLater(run *millracev1.WorkflowRun, a asl.Active, result func(context.Context) callback.Result) {
 	claims := tasktoken.Claims{Namespace: run.Namespace, Run: run.Name, RunUID: string(run.UID), State: a.State.Name, Path: a.Path, Attempt: a.Attempt, Visit: a.Visit}
-	for i := 0; i < 10; i++ {
-		if err := r.Report(context.Background(), claims, res); err == nil || errors.Is(err, callback.ErrStale) {
-			return
+	r.local.Go(func(ctx context.Context) {
+		res := result(ctx)
+		for i := 0; i < 10 && ctx.Err() == nil; i++ {
+			if err := r.Report(ctx, claims, res); err == nil || errors.Is(err, callback.ErrStale) {
+				return
+			}
+			select {
+			case <-ctx.Done():
+			case <-time.After(100 * time.Millisecond):
+			}
 		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	})
 }
 
 // ErrForbidden is the task error for a QueueUrl that is not a Queue of the run's namespace.
@@ -803,10 +810,12 @@ func messageAttributes(in map[string]any) (map[string]sqstypes.MessageAttributeV
 	return out, nil
 }
 
-func failure(cause string) func() callback.Result {
-	return func() callback.Result {
-		return callback.Result{Kind: callback.Failure, Error: asl.ErrRuntime, Cause: cause}
-	}
+func failure(cause string) func(context.Context) callback.Result {
+	return constant(callback.Result{Kind: callback.Failure, Error: asl.ErrRuntime, Cause: cause})
+}
+
+func constant(res callback.Result) func(context.Context) callback.Result {
+	return func(context.Context) callback.Result { return res }
 }
 
 // Report records a task result from the callback API (callback.Sink).
@@ -960,6 +969,9 @@ func (r *WorkflowRunReconciler) SetupWithManager(ctx context.Context, mgr ctrl.M
 		r.Metrics = NewWorkflowRunMetrics(nil)
 	}
 	r.wake = make(chan event.TypedGenericEvent[*millracev1.WorkflowRun], 4096)
+	if err := mgr.Add(&r.local); err != nil {
+		return err
+	}
 	if err := mgr.GetFieldIndexer().IndexField(ctx, &millracev1.WorkflowRun{}, workflowRefKey, func(o client.Object) []string {
 		return []string{o.(*millracev1.WorkflowRun).Spec.WorkflowRef.Name}
 	}); err != nil {

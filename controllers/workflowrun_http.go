@@ -22,7 +22,7 @@ import (
 // {StatusCode, Headers, Body} with a JSON body parsed; a non-2xx answer fails with
 // States.Http.StatusCode.<code>. The call goes through the egress client, to a destination the
 // namespace's TenantPolicies grant, or fails with Millrace.Forbidden having sent nothing.
-func (r *WorkflowRunReconciler) httpTask(ns string, params map[string]any, timeout time.Duration) callback.Result {
+func (r *WorkflowRunReconciler) httpTask(ctx context.Context, ns string, params map[string]any, timeout time.Duration) callback.Result {
 	if r.HTTP == nil {
 		return forbiddenResult("millrace:http tasks are disabled on this cluster (the manager runs without --http-tasks)")
 	}
@@ -30,7 +30,6 @@ func (r *WorkflowRunReconciler) httpTask(ns string, params map[string]any, timeo
 	if problem != nil {
 		return *problem
 	}
-	ctx := context.Background()
 	grants, err := grantsFor(ctx, r.Client, ns)
 	if err != nil {
 		return callback.Result{Kind: callback.Failure, Error: asl.ErrRuntime, Cause: "reading TenantPolicies: " + err.Error()}

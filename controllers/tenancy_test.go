@@ -13,6 +13,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -99,6 +100,9 @@ func TestHTTPTaskCannotReachTheMetadataService(t *testing.T) {
 	}
 	if n := hits.Load(); n != 0 {
 		t.Fatalf("the metadata stand-in was reached %d times", n)
+	}
+	if n := testutil.ToFloat64(runs.Metrics.HTTPCalls.WithLabelValues(ns, "forbidden")); n != 2 {
+		t.Fatalf("millrace_http_task_calls_total{result=forbidden} = %v, want 2", n)
 	}
 }
 

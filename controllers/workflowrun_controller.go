@@ -74,6 +74,7 @@ type WorkflowRunMetrics struct {
 	Transitions  *prometheus.CounterVec
 	Tasks        *prometheus.CounterVec
 	StatusWrites *prometheus.CounterVec
+	HTTPCalls    *prometheus.CounterVec
 }
 
 // NewWorkflowRunMetrics creates the WorkflowRun metrics and registers them with reg (when not nil).
@@ -88,9 +89,11 @@ func NewWorkflowRunMetrics(reg prometheus.Registerer) *WorkflowRunMetrics {
 		Tasks: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "millrace_workflowrun_tasks_sent_total", Help: "Task attempts sent, by resource kind (consumer, sqs, http) and result."},
 			append(labels, "kind", "result")),
 		StatusWrites: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "millrace_workflowrun_status_writes_total", Help: "Status patches sent, by result (ok, conflict, error)."}, []string{"result"}),
+		HTTPCalls: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "millrace_http_task_calls_total",
+			Help: "millrace:http task calls, by namespace and result (ok, status, forbidden, timeout, too_large, error); forbidden counts destinations refused by the namespace's grants."}, []string{"namespace", "result"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.Started, m.Finished, m.Duration, m.Transitions, m.Tasks, m.StatusWrites)
+		reg.MustRegister(m.Started, m.Finished, m.Duration, m.Transitions, m.Tasks, m.StatusWrites, m.HTTPCalls)
 	}
 	return m
 }

@@ -23,6 +23,29 @@ import (
 // States.Http.StatusCode.<code>. The call goes through the egress client, to a destination the
 // namespace's TenantPolicies grant, or fails with Millrace.Forbidden having sent nothing.
 func (r *WorkflowRunReconciler) httpTask(ctx context.Context, ns string, params map[string]any, timeout time.Duration) callback.Result {
+	res := r.callHTTP(ctx, ns, params, timeout)
+	r.Metrics.HTTPCalls.WithLabelValues(ns, httpResult(res)).Inc()
+	return res
+}
+
+// httpResult names a call's outcome for the metric.
+func httpResult(res callback.Result) string {
+	switch {
+	case res.Kind == callback.Success:
+		return "ok"
+	case res.Error == ErrForbidden:
+		return "forbidden"
+	case res.Error == asl.ErrTimeout:
+		return "timeout"
+	case res.Error == asl.ErrDataLimitExceeded:
+		return "too_large"
+	case strings.HasPrefix(res.Error, "States.Http.StatusCode."):
+		return "status"
+	}
+	return "error"
+}
+
+func (r *WorkflowRunReconciler) callHTTP(ctx context.Context, ns string, params map[string]any, timeout time.Duration) callback.Result {
 	if r.HTTP == nil {
 		return forbiddenResult("millrace:http tasks are disabled on this cluster (the manager runs without --http-tasks)")
 	}

@@ -40,4 +40,4 @@ the cases is described in \`TESTSUITE.md\` (also from jsonata-js).
 Used by \`internal/jsonatasuite\` to measure JSONata implementations; see docs/design.md,
 "JSONata: which implementation, by measurement".
 README
-echo "pinned $(find "$dest/groups" -type f | wc -l) case files and $(ls "$dest/datasets" | wc -l) datasets at $commit (v$version) into $dest"
+echo "pinned $(find "$dest/groups" -type f | wc -l) files of cases and $(ls "$dest/datasets" | wc -l) datasets at $commit (v$version) into $dest"

@@ -328,3 +328,30 @@ func TestRenderPointsTheHandlersProbeAndPreStopAtTheDispatcher(t *testing.T) {
 		t.Fatal("two Consumers share a drain token")
 	}
 }
+
+// Without IRSA or Pod Identity (kind, a real node with an emulator) the dispatcher needs an
+// identity from the template: its env and envFrom carry over, the platform's settings win, and
+// nothing else of it does (image, command, security context).
+func TestATemplateDispatcherGivesTheInjectedOneItsCredentials(t *testing.T) {
+	c := sample(millracev1.DeliveryHTTP)
+	c.Spec.Template.Spec.InitContainers = append(c.Spec.Template.Spec.InitContainers, corev1.Container{
+		Name: DispatcherName, Image: "evil:1", Command: []string{"/bin/sh"},
+		EnvFrom: []corev1.EnvFromSource{{SecretRef: &corev1.SecretEnvSource{LocalObjectReference: corev1.LocalObjectReference{Name: "aws-keys"}}}},
+		Env:     []corev1.EnvVar{{Name: "AWS_EC2_METADATA_DISABLED", Value: "true"}, {Name: EnvQueueURL, Value: "http://elsewhere/q"}},
+	})
+	d := Render(c, 1, target, Options{DispatcherImage: "dispatcher:v1"})
+	inits := d.Spec.Template.Spec.InitContainers
+	if len(inits) != 2 || inits[1].Name != DispatcherName {
+		t.Fatalf("init containers %v: one dispatcher, after the user's", inits)
+	}
+	side := inits[1]
+	if side.Image != "dispatcher:v1" || side.Command != nil || side.SecurityContext == nil || !*side.SecurityContext.ReadOnlyRootFilesystem {
+		t.Fatalf("the template's dispatcher changed more than its environment: %+v", side)
+	}
+	if len(side.EnvFrom) != 1 || side.EnvFrom[0].SecretRef.Name != "aws-keys" {
+		t.Fatalf("envFrom %+v, want the template's Secret", side.EnvFrom)
+	}
+	if e := env(side); e["AWS_EC2_METADATA_DISABLED"] != "true" || e[EnvQueueURL] != target.QueueURL || e[EnvDrainToken] == "" {
+		t.Fatalf("env %v: the template's variables with the platform's winning", e)
+	}
+}

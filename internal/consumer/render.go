@@ -137,7 +137,16 @@ func Render(c *millracev1.Consumer, replicas int32, t Target, o Options) *appsv1
 				ctr.Lifecycle = preStopDrain(ctr.Lifecycle, drainToken(c))
 			}
 		}
-		tmpl.Spec.InitContainers = append(removeContainer(tmpl.Spec.InitContainers, DispatcherName), dispatcher(c, t, o))
+		dispatcher := dispatcher(c, t, o)
+		if i := slices.IndexFunc(tmpl.Spec.InitContainers, func(c corev1.Container) bool { return c.Name == DispatcherName }); i >= 0 {
+			// The template's own millrace-dispatcher gives the injected one its identity where no
+			// IRSA or Pod Identity webhook does (e.g. envFrom a Secret of AWS keys); the
+			// platform's variables win.
+			own := tmpl.Spec.InitContainers[i]
+			dispatcher.EnvFrom = own.EnvFrom
+			dispatcher.Env = setEnv(own.Env, dispatcher.Env...)
+		}
+		tmpl.Spec.InitContainers = append(removeContainer(tmpl.Spec.InitContainers, DispatcherName), dispatcher)
 	}
 	grace := int64((d.Timeout.Duration() + DrainMargin) / time.Second)
 	if tmpl.Spec.TerminationGracePeriodSeconds == nil || *tmpl.Spec.TerminationGracePeriodSeconds < grace {

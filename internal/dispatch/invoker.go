@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/aws/aws-lambda-go/events"
@@ -70,6 +71,9 @@ type HTTPInvoker struct {
 	sizeHint atomic.Int64 // the last event's size, to allocate the next one's buffer once
 }
 
+// handlerStartPoll is the first wait before trying a handler that refused the connection again.
+const handlerStartPoll = 20 * time.Millisecond
+
 // handlerResponseLimit bounds what is read of a handler's answer (Lambda's response payload limit).
 const handlerResponseLimit = 6 << 20
 
@@ -87,10 +91,9 @@ func (h *HTTPInvoker) Invoke(ctx context.Context, event events.SQSEvent, keys []
 	if h.setupErr != nil {
 		return Outcome{}, h.setupErr
 	}
-	if h.client != nil {
-		code, status, out, err = h.viaClient(ctx, body, keys)
-	} else {
-		header := make([]byte, 0, 64+len(keys)*(len(IdempotencyKeyHeader)+40))
+	var header []byte
+	if h.client == nil {
+		header = make([]byte, 0, 64+len(keys)*(len(IdempotencyKeyHeader)+40))
 		header = append(header, "Content-Type: application/json\r\n"...)
 		for _, k := range keys {
 			header = append(header, IdempotencyKeyHeader+": "...)
@@ -102,7 +105,26 @@ func (h *HTTPInvoker) Invoke(ctx context.Context, event events.SQSEvent, keys []
 			header = strconv.AppendInt(header, deadline.UnixMilli(), 10)
 			header = append(header, "\r\n"...)
 		}
-		code, status, out, err = h.local.post(ctx, header, body, handlerResponseLimit)
+	}
+	// A refused connection never reached the handler: in a new pod the dispatcher (a native
+	// sidecar, started first) is up before the handler listens. The batch waits for it within its
+	// deadline, as a Lambda invocation waits for its function's init, instead of failing and
+	// spending a receive of maxReceiveCount on every message.
+	for wait := handlerStartPoll; ; wait = min(2*wait, 500*time.Millisecond) {
+		if h.client != nil {
+			code, status, out, err = h.viaClient(ctx, body, keys)
+		} else {
+			code, status, out, err = h.local.post(ctx, header, body, handlerResponseLimit)
+		}
+		if !errors.Is(err, syscall.ECONNREFUSED) {
+			break
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(wait):
+			continue
+		}
+		break
 	}
 	if err != nil {
 		if errors.Is(err, context.DeadlineExceeded) || errors.Is(ctx.Err(), context.DeadlineExceeded) {

@@ -111,6 +111,7 @@ type consumerState struct {
 	applied     int32
 	watchingURL string
 	fast        bool
+	interval    time.Duration // the pollInterval subscribed with
 }
 
 // +kubebuilder:rbac:groups=millrace.io,resources=consumers,verbs=get;list;watch;update;patch
@@ -235,16 +236,17 @@ func (r *ConsumerReconciler) decide(url string, p scaling.Policy, current int32,
 
 // watch subscribes the Consumer to its queue's depth; a sample triggers a reconcile.
 func (r *ConsumerReconciler) watch(key k8stypes.NamespacedName, url string, c *millracev1.Consumer, st *consumerState, fast bool) {
-	if st.watchingURL == url && st.fast == fast {
+	interval := c.Spec.Scaling.PollInterval.Duration()
+	if st.watchingURL == url && st.fast == fast && st.interval == interval {
 		return
 	}
 	if st.watchingURL != "" && st.watchingURL != url {
 		r.Monitor.Unwatch(st.watchingURL, consumerMonitorID(key))
 	}
-	st.watchingURL, st.fast = url, fast
+	st.watchingURL, st.fast, st.interval = url, fast, interval
 	obj := &millracev1.Consumer{ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name}}
 	r.Monitor.Watch(url, consumerMonitorID(key), depth.Subscription{
-		Interval: c.Spec.Scaling.PollInterval.Duration(),
+		Interval: interval,
 		Fast:     fast,
 		Notify: func(depth.Sample) {
 			select {

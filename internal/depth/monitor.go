@@ -128,10 +128,12 @@ func (m *Monitor) Watch(queueURL, id string, sub Subscription) {
 	p.subs[id] = sub
 	last := p.last
 	p.mu.Unlock()
-	if existed && ((sub.Fast && !old.Fast) || sub.Interval < old.Interval) {
-		// A subscriber that now needs samples sooner (a Consumer that just reached zero replicas
-		// and must wake on the first message) must not wait out the slow interval the poller
-		// grew into while the queue was steady: read within one of its intervals.
+	if !existed || (sub.Fast && !old.Fast) || sub.Interval < old.Interval {
+		// A subscriber that joins, or now needs samples sooner (a Consumer that just reached zero
+		// replicas and must wake on the first message), must not wait out the slow interval the
+		// poller grew into while the queue was steady, nor the slower interval of the subscribers
+		// it joins: read within one of its intervals. Subscribers joining at once cost one read:
+		// their pokes coalesce.
 		if wait := sub.Interval - time.Since(last.At); last.At.IsZero() || wait <= 0 {
 			p.poke()
 		} else {
@@ -139,12 +141,7 @@ func (m *Monitor) Watch(queueURL, id string, sub Subscription) {
 		}
 	}
 	if !existed {
-		// A new subscriber gets the newest sample at once; the queue is read again right away only
-		// if that sample is older than the subscriber's interval (so N subscribers joining at once
-		// cost one read, not N).
-		if last.At.IsZero() || time.Since(last.At) > sub.Interval {
-			p.poke()
-		}
+		// A new subscriber gets the newest sample at once.
 		if !last.At.IsZero() && sub.Notify != nil {
 			sub.Notify(last)
 		}

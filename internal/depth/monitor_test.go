@@ -235,3 +235,42 @@ func TestASubscriberTurningFastJustAfterAReadIsNotKeptWaiting(t *testing.T) {
 		t.Errorf("the message was seen %v after the subscriber turned fast", d)
 	}
 }
+
+// A subscriber joining a poller that other, slower subscribers keep on a long interval (a new
+// Consumer at zero replicas on a Queue polled every 10 s) gets samples within its own interval,
+// also when it joins right after a read.
+func TestANewSubscriberIsNotKeptWaitingByASlowerOne(t *testing.T) {
+	url := newQueue(t, "join")
+	m := depth.NewMonitor(sqsClient, depth.Options{MaxInterval: time.Minute, SteadyAfter: 1, Registerer: prometheus.NewRegistry()})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { _ = m.Start(ctx) }()
+	var queue, consumer recorder
+	joined := make(chan time.Time, 1)
+	var once sync.Once
+	notify := func(s depth.Sample) {
+		queue.notify(s)
+		if _, n := queue.last(); n == 2 { // right after a read (the start and the first Watch make two); the next is 10 s away
+			once.Do(func() {
+				go func() {
+					m.Watch(url, "consumer", depth.Subscription{Interval: 50 * time.Millisecond, Fast: true, Notify: consumer.notify})
+					joined <- time.Now()
+				}()
+			})
+		}
+	}
+	m.Watch(url, "queue", depth.Subscription{Interval: 10 * time.Second, Notify: notify})
+	at := <-joined
+	if _, err := sqsClient.SendMessage(context.Background(), &sqs.SendMessageInput{QueueUrl: aws.String(url), MessageBody: aws.String("m")}); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 15*time.Second, func() error {
+		if s, _ := consumer.last(); s.Visible != 1 {
+			return fmt.Errorf("last sample %+v", s)
+		}
+		return nil
+	})
+	if d := time.Since(at); d > time.Second {
+		t.Errorf("the message was seen %v after the subscriber joined", d)
+	}
+}

@@ -79,6 +79,10 @@ realnode-down: ## Remove what a killed `make realnode-up` left behind (processes
 test-realnode: images ## Start the real node, run a pod of the example handler under Pod Security "restricted", tear it down.
 	MILLRACE_REALNODE=1 go test -count=1 -v -timeout 15m ./test/realnode
 
+.PHONY: test-e2e-realnode
+test-e2e-realnode: test-deps ## Run the end-to-end demo on a real node: images, the chart installed with Helm, real pods (Linux, root).
+	MILLRACE_REALNODE=1 HELM="$$(hack/helm.sh)" go test -count=1 -v -timeout 20m -run TestTheDemoOnARealNode ./test/realnode
+
 ##@ Dependencies
 
 .PHONY: deps

@@ -1,0 +1,102 @@
+package jsonata
+
+import (
+	"context"
+	"time"
+)
+
+// Options bound one evaluation. A zero field takes its default; there is no unlimited setting.
+type Options struct {
+	// MaxSteps is how many expression nodes an evaluation may evaluate (default 5,000,000).
+	MaxSteps int
+	// MaxDepth is how deeply evaluations may nest, function calls included (default 2,000);
+	// calls in tail position do not nest.
+	MaxDepth int
+	// MaxSize is the largest string (bytes), array (items) or object (keys) an evaluation may
+	// build (default 1,048,576).
+	MaxSize int
+	// Now fixes the time $now() and $millis() report (default: when the evaluation starts).
+	Now time.Time
+}
+
+const (
+	defaultMaxSteps = 5_000_000
+	defaultMaxDepth = 2_000
+	defaultMaxSize  = 1 << 20
+)
+
+func (o Options) withDefaults() Options {
+	if o.MaxSteps <= 0 {
+		o.MaxSteps = defaultMaxSteps
+	}
+	if o.MaxDepth <= 0 {
+		o.MaxDepth = defaultMaxDepth
+	}
+	if o.MaxSize <= 0 {
+		o.MaxSize = defaultMaxSize
+	}
+	if o.Now.IsZero() {
+		o.Now = time.Now()
+	}
+	return o
+}
+
+// Expression is a compiled JSONata expression. It is immutable and safe for concurrent use.
+type Expression struct {
+	source string
+	root   *node
+}
+
+// Compile parses an expression. Syntax errors are *Error values with JSONata's S0xxx codes.
+func Compile(expr string) (*Expression, error) {
+	raw, err := parse(expr)
+	if err != nil {
+		return nil, err
+	}
+	root, err := process(raw)
+	if err != nil {
+		return nil, err
+	}
+	return &Expression{source: expr, root: root}, nil
+}
+
+// String is the expression's source text.
+func (e *Expression) String() string { return e.source }
+
+// Evaluate evaluates the expression against input (a JSON value as encoding/json decodes it:
+// map[string]any, []any, float64, string, bool or nil) with the variables vars bound (without
+// their $). It returns ErrUndefined when the expression has no value, and an *Error for
+// JSONata's errors and for exceeding opts or ctx.
+func (e *Expression) Evaluate(ctx context.Context, input any, vars map[string]any, opts Options) (any, error) {
+	return e.evaluate(ctx, input, false, vars, opts)
+}
+
+// EvaluateUndefined evaluates the expression with no input at all (JSONata's undefined input,
+// which is not null).
+func (e *Expression) EvaluateUndefined(ctx context.Context, vars map[string]any, opts Options) (any, error) {
+	return e.evaluate(ctx, nil, true, vars, opts)
+}
+
+func (e *Expression) evaluate(ctx context.Context, input any, noInput bool, vars map[string]any, opts Options) (any, error) {
+	if noInput {
+		input = undef
+	}
+	ev := &evaluator{ctx: ctx, opts: opts.withDefaults(), root: input}
+	global := &env{vars: make(map[string]any, len(vars))}
+	for k, v := range vars {
+		global.vars[k] = v
+	}
+	v, err := ev.eval(e.root, input, global)
+	if err != nil {
+		return nil, err
+	}
+	if tc, ok := v.(*tailCall); ok {
+		if v, err = ev.apply(tc.fn, tc.args, input, tc.pos); err != nil {
+			return nil, err
+		}
+	}
+	if isUndef(v) {
+		return nil, ErrUndefined
+	}
+	return toJSON(v), nil
+}

@@ -42,7 +42,7 @@ type node struct {
 	val  any     // kValue
 	re   *regexp.Regexp
 
-	lhs, rhs, els *node // operands; kCondition: lhs ? rhs : els; kCall: lhs is the procedure
+	lhs, rhs, els *node   // operands; kCondition: lhs ? rhs : els; kCall: lhs is the procedure
 	items         []*node // kArray items, kBlock expressions, kCall arguments, kPath steps, kLambda params
 	pairs         [][2]*node
 	terms         []sortTerm

@@ -138,6 +138,9 @@ func (ev *evaluator) evalNode(n *node, input any, en *env) (any, error) {
 	case kVariable:
 		switch n.str {
 		case "":
+			if a, ok := input.(*array); ok && a.outer {
+				return a.items[0], nil
+			}
 			return input, nil
 		case "$":
 			return ev.root, nil
@@ -398,14 +401,28 @@ func (ev *evaluator) path(n *node, input any, en *env) (any, error) {
 			return ev.group(n.group, n.groupPos, nil, tuples, en)
 		}
 		out := newSeq()
+		last := n.items[len(n.items)-1]
 		for _, t := range tuples {
-			out.items = append(out.items, t.ctx)
+			if last.hasFocus {
+				out.items = append(out.items, t.vars[last.focus])
+			} else {
+				out.items = append(out.items, t.ctx)
+			}
 		}
 		result = out
 	}
 	if n.keepArray && !isUndef(result) {
-		items := arrayOrSelf(result)
-		result = &array{items: items, isSeq: true, keepSingleton: true}
+		switch a := result.(type) {
+		case *array:
+			if a.isSeq {
+				result = &array{items: a.items, isSeq: true, keepSingleton: true}
+			} else {
+				result = &array{items: []any{a}, isSeq: true, keepSingleton: true}
+			}
+		case []any:
+		default:
+			result = &array{items: []any{a}, isSeq: true, keepSingleton: true}
+		}
 	}
 	if n.group != nil {
 		return ev.group(n.group, n.groupPos, arrayify(result), nil, en)
@@ -476,6 +493,9 @@ func (ev *evaluator) filter(pred *node, v any, en *env) (any, error) {
 	}
 	if pred.kind == kNumber {
 		if i, ok := index(pred.num, len(items)); ok {
+			if _, isArr := asArray(items[i]); isArr {
+				return items[i], nil
+			}
 			out.items = append(out.items, items[i])
 		}
 		return out, nil
@@ -534,6 +554,16 @@ func (ev *evaluator) tupleStep(step *node, tuples []tuple, en *env) ([]tuple, er
 			return nil, err
 		}
 		out = sorted.(*tupleList).tuples
+		if step.hasIndex {
+			for j := range out {
+				vars := make(map[string]any, len(out[j].vars)+1)
+				for k, v := range out[j].vars {
+					vars[k] = v
+				}
+				vars[step.index] = float64(j)
+				out[j].vars = vars
+			}
+		}
 	} else {
 		for _, t := range tuples {
 			r, err := ev.eval(step, t.ctx, t.env(en))
@@ -676,6 +706,9 @@ func compareSortKeys(a, b any, pos int) (int, error) {
 		if y, ok := b.(string); ok {
 			return compareStrings(x, y), nil
 		}
+	}
+	if (isNumber(a) || isString(a)) && (isNumber(b) || isString(b)) {
+		return 0, &Error{Code: "T2007", Position: pos, Message: "type mismatch when comparing values in an order-by clause"}
 	}
 	return 0, &Error{Code: "T2008", Position: pos, Message: "the expressions within an order-by clause must evaluate to numeric or string values"}
 }
@@ -884,6 +917,9 @@ func arithmetic(op string, l, r any, pos int) (any, error) {
 	if !lok || !rok {
 		return undef, nil
 	}
+	if math.IsInf(lf, 0) || math.IsInf(rf, 0) {
+		return nil, &Error{Code: "D1001", Position: pos, Message: "number out of range"}
+	}
 	var v float64
 	switch op {
 	case "+":
@@ -896,9 +932,6 @@ func arithmetic(op string, l, r any, pos int) (any, error) {
 		v = lf / rf
 	case "%":
 		v = math.Mod(lf, rf)
-	}
-	if math.IsInf(v, 0) || math.IsNaN(v) {
-		return nil, &Error{Code: "D1001", Position: pos, Message: "number out of range"}
 	}
 	return v, nil
 }
@@ -915,7 +948,7 @@ func compare(op string, l, r any, pos int) (any, error) {
 		return nil, &Error{Code: "T2010", Position: pos, Token: op, Message: "the expressions either side of operator " + op + " must evaluate to numeric or string values"}
 	}
 	if isUndef(l) || isUndef(r) {
-		return false, nil
+		return undef, nil
 	}
 	var c int
 	switch x := l.(type) {
@@ -1055,6 +1088,15 @@ func (ev *evaluator) applyOperator(n *node, input any, en *env) (any, error) {
 		c.thunk = false
 		return ev.call(&c, input, en, l, true)
 	}
+	if p := n.rhs; p.kind == kPath && len(p.items) == 1 && p.items[0].kind == kCall && len(p.items[0].stages) == 0 && p.group == nil {
+		c := *p.items[0]
+		c.thunk = false
+		v, err := ev.call(&c, input, en, l, true)
+		if err != nil || !p.keepArray || isUndef(v) {
+			return v, err
+		}
+		return &array{items: arrayOrSelf(v), isSeq: true, keepSingleton: true}, nil
+	}
 	fn, err := ev.eval(n.rhs, input, en)
 	if err != nil {
 		return nil, err
@@ -1082,6 +1124,9 @@ func (ev *evaluator) apply(fn any, args []any, input any, pos int) (any, error) 
 		case *lambda:
 			v, err = ev.applyLambda(f, args, pos)
 		case *builtin:
+			if a, ok := input.(*array); ok && a.outer {
+				input = a.items[0]
+			}
 			if f.sig != nil {
 				if args, err = f.sig.validate(args, input, "$"+f.name, pos); err != nil {
 					return nil, err
@@ -1170,7 +1215,13 @@ func arity(fn any) int {
 		return len(f.def.items)
 	case *builtin:
 		if f.sig != nil {
-			return f.sig.arity()
+			n := 0
+			for _, p := range f.sig.params {
+				if !p.optional {
+					n++
+				}
+			}
+			return n
 		}
 		return 1
 	case *partial:

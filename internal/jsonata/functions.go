@@ -78,22 +78,22 @@ func defineStringFunctions() {
 		}
 		r := []rune(s)
 		start, _ := num(args, 1)
-		n := len(r)
-		st := int(math.Round(start))
-		if st < 0 {
-			st = max(0, n+st)
-		}
-		if st > n {
-			return "", nil
+		n := float64(len(r))
+		if n+start < 0 {
+			start = 0
 		}
 		end := n
 		if l, ok := num(args, 2); ok {
 			if l <= 0 {
 				return "", nil
 			}
-			end = min(n, st+int(math.Round(l)))
+			if start >= 0 {
+				end = start + l
+			} else {
+				end = n + start + l
+			}
 		}
-		return string(r[st:end]), nil
+		return string(r[jsSliceIndex(start, n):max(jsSliceIndex(start, n), jsSliceIndex(end, n))]), nil
 	})
 	def("substringBefore", "<s-s:s>", func(_ *evaluator, args []any, _ any, _ int) (any, error) {
 		s, ok := str(args, 0)
@@ -666,7 +666,7 @@ func parseNumber(s string) (float64, bool) {
 	return f, err == nil && !math.IsInf(f, 0)
 }
 
-var jsonNumber = regexp.MustCompile(`^-?(0|[1-9][0-9]*)(\.[0-9]+)?([Ee][-+]?[0-9]+)?$`)
+var jsonNumber = regexp.MustCompile(`^-?([0-9]+(\.[0-9]*)?|\.[0-9]+)([Ee][-+]?[0-9]+)?$`)
 
 // roundHalfEven rounds to prec decimal places, halves to even (banker's rounding), as $round does.
 func roundHalfEven(x float64, prec int) float64 {
@@ -709,7 +709,7 @@ func defineArrayFunctions() {
 		if !ok {
 			return undef, nil
 		}
-		out := &array{items: make([]any, len(items)), isSeq: true}
+		out := &array{items: make([]any, len(items))}
 		for i, it := range items {
 			out.items[len(items)-1-i] = it
 		}
@@ -720,7 +720,7 @@ func defineArrayFunctions() {
 		if !ok {
 			return undef, nil
 		}
-		out := &array{items: append([]any(nil), items...), isSeq: true}
+		out := &array{items: append([]any(nil), items...)}
 		rand.Shuffle(len(out.items), func(i, j int) { out.items[i], out.items[j] = out.items[j], out.items[i] })
 		return out, nil
 	})
@@ -730,7 +730,7 @@ func defineArrayFunctions() {
 		if !ok {
 			return v, nil
 		}
-		out := &array{isSeq: true}
+		out := &array{}
 		for _, it := range items {
 			dup := false
 			for _, o := range out.items {
@@ -769,7 +769,7 @@ func defineArrayFunctions() {
 			return undef, nil
 		}
 		fn := argAt(args, 1)
-		out := &array{items: append([]any(nil), items...), isSeq: true}
+		out := &array{items: append([]any(nil), items...)}
 		var sortErr error
 		if isUndef(fn) {
 			allNum, allStr := true, true
@@ -1068,4 +1068,14 @@ func defineHigherOrderFunctions() {
 		}
 		return acc, nil
 	})
+}
+
+// jsSliceIndex is how JavaScript's slice reads an index: truncated, counted from the end when
+// negative, clamped to the length.
+func jsSliceIndex(i, n float64) int {
+	i = math.Trunc(i)
+	if i < 0 {
+		i = math.Max(0, n+i)
+	}
+	return int(math.Min(i, n))
 }

@@ -81,6 +81,9 @@ func (e *Expression) evaluate(ctx context.Context, input any, noInput bool, vars
 	if noInput {
 		input = undef
 	}
+	if a, ok := input.([]any); ok {
+		input = &array{items: []any{a}, isSeq: true, outer: true}
+	}
 	ev := &evaluator{ctx: ctx, opts: opts.withDefaults(), root: input}
 	global := &env{vars: make(map[string]any, len(vars))}
 	for k, v := range vars {

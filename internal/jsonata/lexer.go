@@ -118,6 +118,9 @@ func (l *lexer) next(prefix bool) (token, error) {
 		l.i = end + 1
 		return token{typ: tokName, value: name, pos: l.i, start: start}, nil
 	}
+	if c == '!' && !l.hasPrefix("!=") {
+		return token{}, newErr("S0204", l.i, "unknown operator: !")
+	}
 	for _, op := range operators {
 		if l.hasPrefix(op) {
 			l.i += len(op)

@@ -119,6 +119,8 @@ func (p *parser) prefix(t token) (*node, error) {
 		return regexNode(t)
 	}
 	switch t.value {
+	case "and", "or", "in":
+		return &node{kind: kName, str: t.value, pos: t.pos}, nil
 	case "-":
 		operand, err := p.expression(70)
 		if err != nil {

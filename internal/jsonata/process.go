@@ -178,6 +178,9 @@ func processDot(n *node) (*node, error) {
 		return nil, err
 	}
 	res := &node{kind: kPath, pos: n.pos}
+	if lstep.kind == kString {
+		lstep = &node{kind: kName, str: lstep.str, pos: lstep.pos}
+	}
 	if lstep.kind == kPath && lstep.group == nil && len(lstep.predicates) == 0 {
 		res.items = append(res.items, lstep.items...)
 		res.keepArray = lstep.keepArray
@@ -271,7 +274,7 @@ func processBinding(n *node) (*node, error) {
 			return nil, &Error{Code: "S0215", Position: n.pos, Message: "a context variable binding must precede any predicates on a step"}
 		}
 		if last.kind == kSort {
-			return nil, &Error{Code: "S0215", Position: n.pos, Message: "a context variable binding must precede any predicates on a step"}
+			return nil, &Error{Code: "S0216", Position: n.pos, Message: "a context variable binding must precede any predicates on a step"}
 		}
 		last.focus, last.hasFocus = n.rhs.str, true
 	} else {

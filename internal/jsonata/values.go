@@ -28,6 +28,9 @@ type array struct {
 	isSeq         bool
 	cons          bool
 	keepSingleton bool
+	// outer wraps an input array as the single item of the evaluation's input sequence, so that
+	// a path applies to the array as a whole; $ unwraps it.
+	outer bool
 }
 
 func newSeq(items ...any) *array { return &array{items: items, isSeq: true} }
@@ -126,6 +129,8 @@ func isFunction(v any) bool {
 }
 
 func isNumber(v any) bool { _, ok := v.(float64); return ok }
+
+func isString(v any) bool { _, ok := v.(string); return ok }
 
 // truthy is JSONata's boolean cast ($boolean).
 func truthy(v any) bool {
@@ -227,7 +232,7 @@ func jsNumber(f float64) string {
 		return "0"
 	}
 	abs := math.Abs(f)
-	if abs >= 1e-7 && abs < 1e21 {
+	if abs >= 1e-6 && abs < 1e21 {
 		return strconv.FormatFloat(f, 'f', -1, 64)
 	}
 	s := strconv.FormatFloat(f, 'e', -1, 64) // 1.5e-07
@@ -266,7 +271,7 @@ func writeJSON(b *strings.Builder, v any, pretty bool, indent string) error {
 		b.WriteString(strconv.FormatBool(x))
 	case float64:
 		if math.IsInf(x, 0) || math.IsNaN(x) {
-			return newErr("D3001", 0, "attempting to invoke string function on Infinity or NaN")
+			return newErr("D1001", 0, "number out of range")
 		}
 		b.WriteString(formatNumber(x))
 	case string:

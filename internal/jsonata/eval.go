@@ -361,7 +361,7 @@ func (ev *evaluator) path(n *node, input any, en *env) (any, error) {
 	}
 	var result any = undef
 	var tuples []tuple
-	inTuples := false
+	inTuples, started := false, false
 	for i, step := range n.items {
 		if step.tuple {
 			inTuples = true
@@ -371,7 +371,8 @@ func (ev *evaluator) path(n *node, input any, en *env) (any, error) {
 		case i == 0 && step.consArray:
 			result, err = ev.eval(step, newSeq(inputSeq...), en)
 		case inTuples:
-			if tuples == nil {
+			if !started {
+				started = true
 				tuples = make([]tuple, 0, len(inputSeq))
 				for _, it := range inputSeq {
 					tuples = append(tuples, tuple{ctx: it})

@@ -9,19 +9,13 @@ import (
 	xiatechs "github.com/xiatechs/jsonata-go"
 )
 
-// candidate is one JSONata implementation the Go module proxy serves here.
-type candidate struct {
-	name string
-	eval Evaluator
-	// bench compiles once and returns an evaluation of that expression with $states bound.
-	bench func(expr string) (func(states map[string]any) (any, error), error)
-}
+func init() { candidates = append(candidates, external...) }
 
-// candidates: github.com/blues/jsonata-go v1.5.4 and its fork github.com/xiatechs/jsonata-go
+// external: github.com/blues/jsonata-go v1.5.4 and its fork github.com/xiatechs/jsonata-go
 // v1.8.8 (github.com/sandrolain/gosonata and github.com/siyul-park/jsonata-go are refused by the
 // proxy). Both compile and evaluate in two calls and bind variables with RegisterVars on the
 // compiled expression; neither takes a context.
-var candidates = []candidate{
+var external = []candidate{
 	{
 		name: "blues-v1.5.4",
 		eval: func(expr string, input any, undefined bool, bindings map[string]any) (any, error) {
@@ -90,13 +84,4 @@ var candidates = []candidate{
 			}, nil
 		},
 	},
-}
-
-func candidateNamed(name string) *candidate {
-	for i := range candidates {
-		if candidates[i].name == name {
-			return &candidates[i]
-		}
-	}
-	return nil
 }

@@ -690,7 +690,7 @@ func gatewayTakesAPodsToken(ctx context.Context, t *testing.T, k8s client.Client
 		}
 		return nil
 	})
-	t.Logf("the gateway took a pod's ServiceAccount token (202, message %s), refused none (401); the message was handled", answer.MessageID)
+	t.Logf("the gateway took a pod's ServiceAccount token (202, message %s) and refused a request without one (401); the message was handled", answer.MessageID)
 }
 
 func dumpPods(t *testing.T, cs *kubernetes.Clientset) {

@@ -81,6 +81,16 @@ func (ev *evaluator) enter(pos int) error {
 	return nil
 }
 
+// charge counts building n items (or bytes) against the step budget, so that an expression
+// that builds many values, each under MaxSize, is still bounded in time and memory.
+func (ev *evaluator) charge(n, pos int) error {
+	ev.steps += n
+	if ev.steps > ev.opts.MaxSteps {
+		return newErr(CodeSteps, pos, "the expression took more than %d evaluation steps", ev.opts.MaxSteps)
+	}
+	return nil
+}
+
 // checkSize refuses a value of n items or bytes over the evaluation's MaxSize.
 func (ev *evaluator) checkSize(n, pos int) error {
 	if n > ev.opts.MaxSize {
@@ -325,6 +335,9 @@ func (ev *evaluator) arrayConstructor(n *node, input any, en *env) (any, error) 
 		if it.kind == kArray {
 			out.items = append(out.items, v)
 		} else if items, ok := asArray(v); ok {
+			if err := ev.charge(len(items), n.pos); err != nil {
+				return nil, err
+			}
 			out.items = append(out.items, items...)
 		} else {
 			out.items = append(out.items, v)
@@ -462,6 +475,9 @@ func (ev *evaluator) step(step *node, inputSeq []any, en *env, last bool) (any, 
 		if a, ok := r.(*array); ok && a.cons && !a.isSeq {
 			out.items = append(out.items, r)
 		} else if items, ok := asArray(r); ok {
+			if err := ev.charge(len(items), step.pos); err != nil {
+				return nil, err
+			}
 			out.items = append(out.items, items...)
 		} else {
 			out.items = append(out.items, r)
@@ -882,6 +898,9 @@ func (ev *evaluator) binary(n *node, input any, en *env) (any, error) {
 		if err := ev.checkSize(len(ls)+len(rs), n.pos); err != nil {
 			return nil, err
 		}
+		if err := ev.charge((len(ls)+len(rs))/64, n.pos); err != nil {
+			return nil, err
+		}
 		return ls + rs, nil
 	case "in":
 		if isUndef(l) || isUndef(r) {
@@ -1002,6 +1021,9 @@ func (ev *evaluator) rangeOf(l, r any, pos int) (any, error) {
 		return nil, &Error{Code: "D2014", Position: pos, Message: "the size of the sequence allocated by the range operator (..) must not exceed 1e7"}
 	}
 	if err := ev.checkSize(int(size), pos); err != nil {
+		return nil, err
+	}
+	if err := ev.charge(int(size), pos); err != nil {
 		return nil, err
 	}
 	out := &array{items: make([]any, 0, int(size)), isSeq: true}

@@ -49,6 +49,7 @@ func init() {
 	defineObjectFunctions()
 	defineHigherOrderFunctions()
 	defineDateFunctions()
+	definePictureFunctions()
 }
 
 func defineStringFunctions() {

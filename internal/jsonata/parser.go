@@ -7,7 +7,7 @@ import (
 
 // maxParseDepth bounds the nesting of the expression text, so that no expression can make the
 // recursive-descent parser overflow the stack.
-const maxParseDepth = 500
+const maxParseDepth = 2000
 
 // binding powers of the infix operators (JSONata's precedence table).
 var infixPower = map[string]int{

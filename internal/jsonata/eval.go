@@ -218,6 +218,11 @@ func (ev *evaluator) evalNode(n *node, input any, en *env) (any, error) {
 		return ev.sortItems(n, arrayify(input), nil, en)
 	case kPlaceholder:
 		return undef, nil
+	case kParent:
+		if l := linkOf(en); l != nil && !isUndef(l.value) {
+			return l.value, nil
+		}
+		return nil, errNoParent(n.pos)
 	}
 	return nil, newErr("S0206", n.pos, "unknown expression type")
 }
@@ -354,13 +359,42 @@ func (ev *evaluator) arrayConstructor(n *node, input any, en *env) (any, error) 
 type tuple struct {
 	ctx  any
 	vars map[string]any
+	link *parentLink // the item's parent and its ancestors, for %
 }
 
+// parentLink is one ancestor of a tuple's context item.
+type parentLink struct {
+	value any
+	up    *parentLink
+}
+
+// parentVar is the name under which the current context's ancestry is bound; no JSONata
+// variable can have it.
+const parentVar = "%"
+
 func (t tuple) env(en *env) *env {
-	if len(t.vars) == 0 {
+	if len(t.vars) == 0 && t.link == nil {
 		return en
 	}
-	return &env{vars: t.vars, parent: en}
+	vars := t.vars
+	if t.link != nil {
+		vars = make(map[string]any, len(t.vars)+1)
+		for k, v := range t.vars {
+			vars[k] = v
+		}
+		vars[parentVar] = t.link
+	}
+	return &env{vars: vars, parent: en}
+}
+
+func errNoParent(pos int) error {
+	return &Error{Code: "S0217", Position: pos, Message: "the object representing the 'parent' cannot be derived from this expression"}
+}
+
+func linkOf(en *env) *parentLink {
+	v, _ := en.lookup(parentVar)
+	l, _ := v.(*parentLink)
+	return l
 }
 
 func (ev *evaluator) path(n *node, input any, en *env) (any, error) {
@@ -374,7 +408,7 @@ func (ev *evaluator) path(n *node, input any, en *env) (any, error) {
 	}
 	var result any = undef
 	var tuples []tuple
-	inTuples, started := false, false
+	inTuples, started := n.tuple, false
 	for i, step := range n.items {
 		if step.tuple {
 			inTuples = true
@@ -387,8 +421,9 @@ func (ev *evaluator) path(n *node, input any, en *env) (any, error) {
 			if !started {
 				started = true
 				tuples = make([]tuple, 0, len(inputSeq))
+				link := linkOf(en)
 				for _, it := range inputSeq {
-					tuples = append(tuples, tuple{ctx: it})
+					tuples = append(tuples, tuple{ctx: it, link: link})
 				}
 			}
 			tuples, err = ev.tupleStep(step, tuples, en)
@@ -581,6 +616,13 @@ func (ev *evaluator) tupleStep(step *node, tuples []tuple, en *env) ([]tuple, er
 				out[j].vars = vars
 			}
 		}
+	} else if step.kind == kParent {
+		for _, t := range tuples {
+			if t.link == nil || isUndef(t.link.value) {
+				return nil, errNoParent(step.pos)
+			}
+			out = append(out, tuple{ctx: t.link.value, vars: t.vars, link: t.link.up})
+		}
 	} else {
 		for _, t := range tuples {
 			r, err := ev.eval(step, t.ctx, t.env(en))
@@ -596,10 +638,12 @@ func (ev *evaluator) tupleStep(step *node, tuples []tuple, en *env) ([]tuple, er
 				for k, v := range t.vars {
 					vars[k] = v
 				}
-				nt := tuple{ctx: it, vars: vars}
+				nt := tuple{ctx: it, vars: vars, link: &parentLink{value: t.ctx, up: t.link}}
 				if step.hasFocus {
 					vars[step.focus] = it
 					nt.ctx = t.ctx
+				} else if step.kind == kVariable {
+					nt.link = t.link
 				}
 				if step.hasIndex {
 					vars[step.index] = float64(j)
@@ -1034,6 +1078,9 @@ func (ev *evaluator) rangeOf(l, r any, pos int) (any, error) {
 }
 
 func (ev *evaluator) callee(n *node, input any, en *env) (any, error) {
+	if n.lhs.kind == kPath && len(n.lhs.items) == 1 && n.lhs.items[0].kind == kParent {
+		return nil, &Error{Code: "T1006", Position: n.pos, Message: "attempted to invoke a non-function"}
+	}
 	fn, err := ev.eval(n.lhs, input, en)
 	if err != nil {
 		return nil, err

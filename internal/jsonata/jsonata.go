@@ -57,6 +57,7 @@ func Compile(expr string) (*Expression, error) {
 	if err != nil {
 		return nil, err
 	}
+	markParentPaths(root)
 	return &Expression{source: expr, root: root}, nil
 }
 

@@ -12,7 +12,7 @@ func process(n *node) (*node, error) {
 	case kName, kWildcard, kDescendant:
 		return &node{kind: kPath, items: []*node{n}, pos: n.pos}, nil
 	case kParent:
-		return nil, &Error{Code: "S0217", Position: n.pos, Message: "the parent operator % is not supported yet"}
+		return &node{kind: kPath, items: []*node{n}, pos: n.pos, tuple: true}, nil
 	case kBinary:
 		switch n.op {
 		case ".":
@@ -154,6 +154,48 @@ func process(n *node) (*node, error) {
 		return &out, nil
 	}
 	return n, nil
+}
+
+// usesParent reports whether % appears in an expression outside any lambda: a path whose steps
+// use it runs as a tuple stream that carries each item's ancestors.
+func usesParent(n *node) bool {
+	if n == nil || n.kind == kLambda {
+		return false
+	}
+	if n.kind == kParent {
+		return true
+	}
+	for _, c := range []*node{n.lhs, n.rhs, n.els, n.update, n.del} {
+		if usesParent(c) {
+			return true
+		}
+	}
+	for _, c := range n.items {
+		if usesParent(c) {
+			return true
+		}
+	}
+	for _, p := range append(append([][2]*node(nil), n.pairs...), n.group...) {
+		if usesParent(p[0]) || usesParent(p[1]) {
+			return true
+		}
+	}
+	for _, t := range n.terms {
+		if usesParent(t.expr) {
+			return true
+		}
+	}
+	for _, s := range n.stages {
+		if usesParent(s.filter) {
+			return true
+		}
+	}
+	for _, p := range n.predicates {
+		if usesParent(p) {
+			return true
+		}
+	}
+	return false
 }
 
 func processPairs(pairs [][2]*node) ([][2]*node, error) {
@@ -311,5 +353,44 @@ func markTailCalls(n *node) {
 		if len(n.items) > 0 && len(n.predicates) == 0 && n.group == nil {
 			markTailCalls(n.items[len(n.items)-1])
 		}
+	}
+}
+
+// markParentPaths makes every path that uses % (in a step or a step's predicates) a tuple stream.
+func markParentPaths(n *node) {
+	if n == nil {
+		return
+	}
+	if n.kind == kPath && !n.tuple {
+		for _, s := range n.items {
+			if usesParent(s) {
+				n.tuple = true
+				s.tuple = true
+				break
+			}
+		}
+	}
+	for _, c := range []*node{n.lhs, n.rhs, n.els, n.update, n.del, n.body} {
+		markParentPaths(c)
+	}
+	for _, c := range n.items {
+		markParentPaths(c)
+	}
+	for _, p := range n.pairs {
+		markParentPaths(p[0])
+		markParentPaths(p[1])
+	}
+	for _, p := range n.group {
+		markParentPaths(p[0])
+		markParentPaths(p[1])
+	}
+	for _, t := range n.terms {
+		markParentPaths(t.expr)
+	}
+	for _, s := range n.stages {
+		markParentPaths(s.filter)
+	}
+	for _, p := range n.predicates {
+		markParentPaths(p)
 	}
 }

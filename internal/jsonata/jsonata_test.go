@@ -156,10 +156,19 @@ func TestHostileExpressionsHitALimit(t *testing.T) {
 	}
 }
 
-func TestDeeplyNestedExpressionIsRefusedAtCompile(t *testing.T) {
-	expr := strings.Repeat("(", 100_000) + "1" + strings.Repeat(")", 100_000)
-	if _, err := Compile(expr); !IsLimit(err) {
-		t.Fatalf("got %v, want a depth limit error", err)
+func TestDeeplyNestedExpressionsAreRefusedAtCompile(t *testing.T) {
+	for name, expr := range map[string]string{
+		"nested parentheses":  strings.Repeat("(", 100_000) + "1" + strings.Repeat(")", 100_000),
+		"a long left chain":   "1" + strings.Repeat("+1", 1_000_000),
+		"nested arrays":       strings.Repeat("[", 100_000) + strings.Repeat("]", 100_000),
+		"a long chained path": "a" + strings.Repeat(".a", 100_000),
+	} {
+		if _, err := Compile(expr); !IsLimit(err) {
+			t.Errorf("%s: got %v, want a depth limit error", name, err)
+		}
+	}
+	if _, err := Compile(strings.Repeat("(", 500) + "1" + strings.Repeat(")", 500)); err != nil {
+		t.Errorf("500 nested parentheses: %v", err)
 	}
 }
 

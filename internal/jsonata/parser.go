@@ -65,7 +65,44 @@ func parse(expr string) (*node, error) {
 	if p.tok.typ != tokEnd {
 		return nil, &Error{Code: "S0201", Position: p.tok.pos, Token: p.tok.value, Message: "syntax error: " + p.tok.value}
 	}
+	// Left-associative chains (1+1+1+...) are parsed in a loop, not by recursion, so the tree
+	// can be deeper than the parser went; the passes over the tree recurse, so bound it here.
+	if treeDepth(n) > maxParseDepth {
+		return nil, newErr(CodeDepth, 0, "expression is nested more than %d deep", maxParseDepth)
+	}
 	return n, nil
+}
+
+// treeDepth measures a parse tree without recursion.
+func treeDepth(root *node) int {
+	type frame struct {
+		n     *node
+		depth int
+	}
+	deepest := 0
+	stack := []frame{{root, 1}}
+	for len(stack) > 0 {
+		f := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		if f.n == nil {
+			continue
+		}
+		deepest = max(deepest, f.depth)
+		n, d := f.n, f.depth+1
+		for _, c := range []*node{n.lhs, n.rhs, n.els, n.update, n.del, n.body} {
+			stack = append(stack, frame{c, d})
+		}
+		for _, c := range n.items {
+			stack = append(stack, frame{c, d})
+		}
+		for _, p := range n.pairs {
+			stack = append(stack, frame{p[0], d}, frame{p[1], d})
+		}
+		for _, t := range n.terms {
+			stack = append(stack, frame{t.expr, d})
+		}
+	}
+	return deepest
 }
 
 func (p *parser) expression(rbp int) (*node, error) {

@@ -88,6 +88,9 @@ func (e *Expression) evaluate(ctx context.Context, input any, noInput bool, vars
 	ev := &evaluator{ctx: ctx, opts: opts.withDefaults(), root: input}
 	global := &env{vars: make(map[string]any, len(vars))}
 	for k, v := range vars {
+		if f, ok := v.(*Function); ok {
+			v = f.b
+		}
 		global.vars[k] = v
 	}
 	v, err := ev.eval(e.root, input, global)

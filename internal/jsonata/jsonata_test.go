@@ -109,6 +109,25 @@ func TestErrors(t *testing.T) {
 	}
 }
 
+func TestHostFunctionsAreCalledWithCheckedArguments(t *testing.T) {
+	double, err := NewFunction("double", "<n-:n>", func(_ context.Context, args []any) (any, error) {
+		return args[0].(float64) * 2, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, _ := Compile("[$double(2), n.$double(), $map([1, 2], $double)]")
+	v, err := e.Evaluate(context.Background(), map[string]any{"n": 5.0}, map[string]any{"double": double}, Options{})
+	if err != nil || !reflect.DeepEqual(v, []any{4.0, 10.0, 2.0, 4.0}) {
+		t.Fatalf("got %v, %v", v, err)
+	}
+	e, _ = Compile("$double('x')")
+	var je *Error
+	if _, err := e.Evaluate(context.Background(), nil, map[string]any{"double": double}, Options{}); !errors.As(err, &je) || je.Code != "T0410" {
+		t.Fatalf("got %v, want T0410", err)
+	}
+}
+
 func TestUndefinedIsNotNull(t *testing.T) {
 	e, _ := Compile("missing")
 	if _, err := e.Evaluate(context.Background(), map[string]any{}, nil, Options{}); !errors.Is(err, ErrUndefined) {

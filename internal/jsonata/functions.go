@@ -161,18 +161,16 @@ func defineStringFunctions() {
 		}
 		return s + string(fill), nil
 	})
-	def("contains", "<s-(sf):b>", func(_ *evaluator, args []any, _ any, _ int) (any, error) {
+	def("contains", "<s-(sf):b>", func(ev *evaluator, args []any, _ any, pos int) (any, error) {
 		s, ok := str(args, 0)
 		if !ok {
 			return undef, nil
 		}
-		switch p := argAt(args, 1).(type) {
-		case string:
+		if p, ok := argAt(args, 1).(string); ok {
 			return strings.Contains(s, p), nil
-		case *regexMatcher:
-			return p.re.MatchString(s), nil
 		}
-		return false, nil
+		found, err := ev.matches(argAt(args, 1), s, 1, pos)
+		return len(found) > 0, err
 	})
 	def("split", "<s-(sf)n?:a<s>>", func(ev *evaluator, args []any, _ any, pos int) (any, error) {
 		s, ok := str(args, 0)
@@ -193,8 +191,17 @@ func defineStringFunctions() {
 			if sep == "" {
 				parts = strings.Split(s, "")
 			}
-		case *regexMatcher:
-			parts = sep.re.Split(s, -1)
+		default:
+			found, err := ev.matches(sep, s, -1, pos)
+			if err != nil {
+				return nil, err
+			}
+			last := 0
+			for _, m := range found {
+				parts = append(parts, s[last:m.start])
+				last = m.end
+			}
+			parts = append(parts, s[last:])
 		}
 		out := newSeq()
 		for _, p := range parts {
@@ -223,14 +230,10 @@ func defineStringFunctions() {
 		}
 		return strings.Join(parts, sep), nil
 	})
-	def("match", "<s-f<s:o>n?:a<o>>", func(_ *evaluator, args []any, _ any, pos int) (any, error) {
+	def("match", "<s-f<s:o>n?:a<o>>", func(ev *evaluator, args []any, _ any, pos int) (any, error) {
 		s, ok := str(args, 0)
 		if !ok {
 			return undef, nil
-		}
-		m, _ := argAt(args, 1).(*regexMatcher)
-		if m == nil {
-			return nil, &Error{Code: "T0410", Position: pos, Message: "argument 2 of function $match does not match function signature"}
 		}
 		limit := -1
 		if l, ok := num(args, 2); ok {
@@ -239,9 +242,13 @@ func defineStringFunctions() {
 			}
 			limit = int(l)
 		}
+		found, err := ev.matches(argAt(args, 1), s, limit, pos)
+		if err != nil {
+			return nil, err
+		}
 		out := newSeq()
-		for _, loc := range m.re.FindAllStringSubmatchIndex(s, limit) {
-			out.items = append(out.items, matchObject(s, loc))
+		for _, m := range found {
+			out.items = append(out.items, m.object(s))
 		}
 		return out, nil
 	})
@@ -423,6 +430,7 @@ func replace(ev *evaluator, args []any, _ any, pos int) (any, error) {
 		limit = int(l)
 	}
 	var locs [][]int
+	var groups [][]string
 	switch p := argAt(args, 1).(type) {
 	case string:
 		if p == "" {
@@ -434,25 +442,32 @@ func replace(ev *evaluator, args []any, _ any, pos int) (any, error) {
 				break
 			}
 			locs = append(locs, []int{i + j, i + j + len(p)})
+			groups = append(groups, nil)
 			i += j + len(p)
 		}
-	case *regexMatcher:
-		locs = p.re.FindAllStringSubmatchIndex(s, limit)
-		for _, l := range locs {
-			if l[0] == l[1] {
+	default:
+		found, err := ev.matches(p, s, limit, pos)
+		if err != nil {
+			return nil, err
+		}
+		for _, m := range found {
+			if m.start == m.end {
 				return nil, &Error{Code: "D1004", Position: pos, Message: "regular expression matches zero length string"}
 			}
+			groups = append(groups, m.groups)
+			locs = append(locs, []int{m.start, m.end})
 		}
 	}
 	var b strings.Builder
 	last := 0
-	for _, loc := range locs {
+	for k, loc := range locs {
 		b.WriteString(s[last:loc[0]])
+		m := matchResult{start: loc[0], end: loc[1], groups: groups[k]}
 		switch r := argAt(args, 2).(type) {
 		case string:
-			b.WriteString(expandReplacement(r, s, loc))
+			b.WriteString(expandReplacement(r, s[loc[0]:loc[1]], m.groups))
 		default:
-			v, err := ev.apply(r, []any{matchObject(s, loc)}, undef, pos)
+			v, err := ev.apply(r, []any{m.object(s)}, undef, pos)
 			if err != nil {
 				return nil, err
 			}
@@ -472,9 +487,9 @@ func replace(ev *evaluator, args []any, _ any, pos int) (any, error) {
 }
 
 // expandReplacement substitutes $0, $1... and $$ in a replacement string.
-func expandReplacement(r, s string, loc []int) string {
+func expandReplacement(r, match string, matched []string) string {
 	var b strings.Builder
-	groups := len(loc)/2 - 1
+	groups := len(matched)
 	for i := 0; i < len(r); i++ {
 		c := r[i]
 		if c != '$' || i+1 >= len(r) {
@@ -512,8 +527,10 @@ func expandReplacement(r, s string, loc []int) string {
 			continue
 		}
 		n, _ := strconv.Atoi(digits[:k])
-		if loc[2*n] >= 0 {
-			b.WriteString(s[loc[2*n]:loc[2*n+1]])
+		if n == 0 {
+			b.WriteString(match)
+		} else {
+			b.WriteString(matched[n-1])
 		}
 		b.WriteString(digits[k:])
 		i = j - 1
@@ -1079,4 +1096,72 @@ func jsSliceIndex(i, n float64) int {
 		i = math.Max(0, n+i)
 	}
 	return int(math.Min(i, n))
+}
+
+// matchResult is one match of a regular expression or of a custom matcher function, with byte
+// offsets into the subject string.
+type matchResult struct {
+	start, end int
+	groups     []string
+}
+
+func (m matchResult) object(s string) map[string]any {
+	groups := make([]any, len(m.groups))
+	for i, g := range m.groups {
+		groups[i] = g
+	}
+	return map[string]any{"match": s[m.start:m.end], "index": float64(utf8.RuneCountInString(s[:m.start])), "groups": groups}
+}
+
+// matches finds up to limit (all when negative) matches of a regular expression, or of a
+// function that behaves like one (returns {match, start, end, groups, next}).
+func (ev *evaluator) matches(pattern any, s string, limit, pos int) ([]matchResult, error) {
+	var out []matchResult
+	if m, ok := pattern.(*regexMatcher); ok {
+		for _, loc := range m.re.FindAllStringSubmatchIndex(s, limit) {
+			r := matchResult{start: loc[0], end: loc[1]}
+			for g := 2; g+1 < len(loc); g += 2 {
+				if loc[g] < 0 {
+					r.groups = append(r.groups, "")
+				} else {
+					r.groups = append(r.groups, s[loc[g]:loc[g+1]])
+				}
+			}
+			out = append(out, r)
+		}
+		return out, nil
+	}
+	byteAt := runeOffsets(s)
+	v, err := ev.apply(pattern, []any{s}, undef, pos)
+	for err == nil && !isUndef(v) && (limit < 0 || len(out) < limit) {
+		obj, ok := v.(map[string]any)
+		st, ok1 := obj["start"].(float64)
+		en, ok2 := obj["end"].(float64)
+		_, ok3 := obj["match"].(string)
+		groups, ok4 := asArray(obj["groups"])
+		if !ok || !ok1 || !ok2 || !ok3 || !ok4 || st < 0 || en < st || int(en) >= len(byteAt) {
+			return nil, &Error{Code: "T1010", Position: pos, Message: "the matcher function argument passed to a function does not return the correct object structure"}
+		}
+		r := matchResult{start: byteAt[int(st)], end: byteAt[int(en)]}
+		for _, g := range groups {
+			gs, _ := g.(string)
+			r.groups = append(r.groups, gs)
+		}
+		out = append(out, r)
+		next := obj["next"]
+		if !isFunction(next) {
+			break
+		}
+		v, err = ev.apply(next, nil, undef, pos)
+	}
+	return out, err
+}
+
+// runeOffsets maps character positions (as a matcher function counts them) to byte offsets.
+func runeOffsets(s string) []int {
+	out := make([]int, 0, len(s)+1)
+	for i := range s {
+		out = append(out, i)
+	}
+	return append(out, len(s))
 }

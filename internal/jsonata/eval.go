@@ -644,6 +644,8 @@ func (ev *evaluator) tupleStep(step *node, tuples []tuple, en *env) ([]tuple, er
 					nt.ctx = t.ctx
 				} else if step.kind == kVariable {
 					nt.link = t.link
+				} else if step.kind == kObject {
+					nt.link = nil // a constructed object has no parent
 				}
 				if step.hasIndex {
 					vars[step.index] = float64(j)

@@ -359,7 +359,8 @@ func (ev *evaluator) arrayConstructor(n *node, input any, en *env) (any, error) 
 type tuple struct {
 	ctx  any
 	vars map[string]any
-	link *parentLink // the item's parent and its ancestors, for %
+	link *parentLink // what % names: the parent of the last item reached, with its ancestors
+	anc  *parentLink // the context item's own parent and ancestors (differs from link after @)
 }
 
 // parentLink is one ancestor of a tuple's context item.
@@ -423,7 +424,7 @@ func (ev *evaluator) path(n *node, input any, en *env) (any, error) {
 				tuples = make([]tuple, 0, len(inputSeq))
 				link := linkOf(en)
 				for _, it := range inputSeq {
-					tuples = append(tuples, tuple{ctx: it, link: link})
+					tuples = append(tuples, tuple{ctx: it, link: link, anc: link})
 				}
 			}
 			tuples, err = ev.tupleStep(step, tuples, en)
@@ -621,7 +622,7 @@ func (ev *evaluator) tupleStep(step *node, tuples []tuple, en *env) ([]tuple, er
 			if t.link == nil || isUndef(t.link.value) {
 				return nil, errNoParent(step.pos)
 			}
-			out = append(out, tuple{ctx: t.link.value, vars: t.vars, link: t.link.up})
+			out = append(out, tuple{ctx: t.link.value, vars: t.vars, link: t.link.up, anc: t.link.up})
 		}
 	} else {
 		for _, t := range tuples {
@@ -638,14 +639,15 @@ func (ev *evaluator) tupleStep(step *node, tuples []tuple, en *env) ([]tuple, er
 				for k, v := range t.vars {
 					vars[k] = v
 				}
-				nt := tuple{ctx: it, vars: vars, link: &parentLink{value: t.ctx, up: t.link}}
+				parent := &parentLink{value: t.ctx, up: t.anc}
+				nt := tuple{ctx: it, vars: vars, link: parent, anc: parent}
 				if step.hasFocus {
 					vars[step.focus] = it
-					nt.ctx = t.ctx
+					nt.ctx, nt.anc = t.ctx, t.anc
 				} else if step.kind == kVariable {
-					nt.link = t.link
+					nt.link, nt.anc = t.link, t.anc
 				} else if step.kind == kObject {
-					nt.link = nil // a constructed object has no parent
+					nt.link, nt.anc = nil, nil // a constructed object has no parent
 				}
 				if step.hasIndex {
 					vars[step.index] = float64(j)

@@ -626,6 +626,22 @@ func (ev *evaluator) tupleStep(step *node, tuples []tuple, en *env) ([]tuple, er
 		}
 	} else {
 		for _, t := range tuples {
+			if inner := innerPath(step); inner != nil {
+				// a path in parentheses: its items keep their own ancestry, so % still names
+				// the parent they were reached from
+				res, err := ev.tuplesOf(inner, tuple{ctx: t.ctx, link: t.anc, anc: t.anc}, t.env(en))
+				if err != nil {
+					return nil, err
+				}
+				for _, rt := range res {
+					vars := make(map[string]any, len(t.vars))
+					for k, v := range t.vars {
+						vars[k] = v
+					}
+					out = append(out, tuple{ctx: rt.ctx, vars: vars, link: rt.anc, anc: rt.anc})
+				}
+				continue
+			}
 			r, err := ev.eval(step, t.ctx, t.env(en))
 			if err != nil {
 				return nil, err
@@ -1391,3 +1407,47 @@ func utf16Units(s string) []uint16 {
 
 var _ = strings.TrimSpace
 var _ = time.Now
+
+// innerPath is the plain path a step in parentheses holds, if any.
+func innerPath(step *node) *node {
+	switch step.kind {
+	case kBlock:
+		if len(step.items) == 1 && len(step.predicates) == 0 && step.group == nil {
+			if p := innerPath(step.items[0]); p != nil {
+				return p
+			}
+		}
+	case kPath:
+		if step.group == nil && !step.keepArray && len(step.predicates) == 0 && len(step.stages) == 0 {
+			for _, s := range step.items {
+				if s.consArray || s.hasFocus || s.hasIndex {
+					return nil
+				}
+			}
+			return step
+		}
+	}
+	return nil
+}
+
+// tuplesOf runs a path from one tuple as a tuple stream and returns the tuples it reaches.
+func (ev *evaluator) tuplesOf(p *node, start tuple, en *env) ([]tuple, error) {
+	if err := ev.enter(p.pos); err != nil {
+		return nil, err
+	}
+	defer func() { ev.depth-- }()
+	tuples := []tuple{start}
+	if items, ok := asArray(start.ctx); ok && p.items[0].kind != kVariable {
+		tuples = tuples[:0]
+		for _, it := range items {
+			tuples = append(tuples, tuple{ctx: it, link: start.link, anc: start.anc})
+		}
+	}
+	var err error
+	for _, step := range p.items {
+		if tuples, err = ev.tupleStep(step, tuples, en); err != nil {
+			return nil, err
+		}
+	}
+	return tuples, nil
+}

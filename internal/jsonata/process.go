@@ -228,6 +228,14 @@ func processDot(n *node) (*node, error) {
 		res.keepArray = lstep.keepArray
 		res.tuple = lstep.tuple
 	} else {
+		if len(lstep.predicates) > 0 && lstep.group == nil {
+			l := *lstep
+			for _, p := range lstep.predicates {
+				l.stages = append(l.stages, stage{filter: p})
+			}
+			l.predicates = nil
+			lstep = &l
+		}
 		res.items = []*node{lstep}
 	}
 	if len(res.items) > 0 && res.items[0].kind == kArray {

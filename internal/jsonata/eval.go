@@ -3,6 +3,7 @@ package jsonata
 import (
 	"context"
 	"math"
+	"reflect"
 	"sort"
 	"strings"
 	"time"
@@ -33,6 +34,36 @@ type evaluator struct {
 	root  any
 	steps int
 	depth int
+	// keyOrder remembers the order in which the evaluation built each object's keys (JSONata
+	// objects keep insertion order; Go maps do not). Objects from the input have lost theirs and
+	// list their keys sorted.
+	keyOrder map[uintptr][]string
+}
+
+func (ev *evaluator) remember(m map[string]any, keys []string) {
+	if ev.keyOrder == nil {
+		ev.keyOrder = map[uintptr][]string{}
+	}
+	ev.keyOrder[reflect.ValueOf(m).Pointer()] = keys
+}
+
+// keysOf lists an object's keys in the order they were built, or sorted.
+func (ev *evaluator) keysOf(m map[string]any) []string {
+	if ev != nil {
+		if keys, ok := ev.keyOrder[reflect.ValueOf(m).Pointer()]; ok && len(keys) == len(m) {
+			all := true
+			for _, k := range keys {
+				if _, ok := m[k]; !ok {
+					all = false
+					break
+				}
+			}
+			if all {
+				return keys
+			}
+		}
+	}
+	return sortedKeys(m)
 }
 
 // lambda is a function defined in the expression, with the scope and context it was defined in.
@@ -264,7 +295,7 @@ func (ev *evaluator) wildcard(input any, pos int) (any, error) {
 	}
 	switch x := input.(type) {
 	case map[string]any:
-		for _, k := range sortedKeys(x) {
+		for _, k := range ev.keysOf(x) {
 			add(x[k])
 		}
 	default:
@@ -309,7 +340,7 @@ func (ev *evaluator) descend(v any, out *array, pos int) error {
 		return err
 	}
 	if m, ok := v.(map[string]any); ok {
-		for _, k := range sortedKeys(m) {
+		for _, k := range ev.keysOf(m) {
 			if err := ev.descend(m[k], out, pos); err != nil {
 				return err
 			}
@@ -858,6 +889,7 @@ func (ev *evaluator) group(pairs [][2]*node, pos int, items []any, tuples []tupl
 	if err := ev.checkSize(len(order), pos); err != nil {
 		return nil, err
 	}
+	kept := make([]string, 0, len(order))
 	for _, key := range order {
 		g := groups[key]
 		ctx, scope := mergeTuples(g.members, en)
@@ -867,8 +899,10 @@ func (ev *evaluator) group(pairs [][2]*node, pos int, items []any, tuples []tupl
 		}
 		if !isUndef(v) {
 			out[key] = toJSON(v)
+			kept = append(kept, key)
 		}
 	}
+	ev.remember(out, kept)
 	return out, nil
 }
 
@@ -951,11 +985,11 @@ func (ev *evaluator) binary(n *node, input any, en *env) (any, error) {
 	case "<", "<=", ">", ">=":
 		return compare(n.op, l, r, n.pos)
 	case "&":
-		ls, err := concatOperand(l)
+		ls, err := ev.concatOperand(l)
 		if err != nil {
 			return nil, err
 		}
-		rs, err := concatOperand(r)
+		rs, err := ev.concatOperand(r)
 		if err != nil {
 			return nil, err
 		}
@@ -982,11 +1016,11 @@ func (ev *evaluator) binary(n *node, input any, en *env) (any, error) {
 	return nil, newErr("S0204", n.pos, "unknown operator: %s", n.op)
 }
 
-func concatOperand(v any) (string, error) {
+func (ev *evaluator) concatOperand(v any) (string, error) {
 	if isUndef(v) {
 		return "", nil
 	}
-	return stringify(v, false)
+	return ev.stringify(v, false)
 }
 
 func arithmetic(op string, l, r any, pos int) (any, error) {

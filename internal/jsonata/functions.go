@@ -59,7 +59,7 @@ func defineStringFunctions() {
 			return undef, nil
 		}
 		pretty, _ := argAt(args, 1).(bool)
-		s, err := stringify(v, pretty)
+		s, err := ev.stringify(v, pretty)
 		if err != nil {
 			return nil, err
 		}
@@ -874,12 +874,12 @@ func defineObjectFunctions() {
 		}
 		return typeOf(v), nil
 	})
-	def("keys", "<x-:a<s>>", func(_ *evaluator, args []any, _ any, _ int) (any, error) {
+	def("keys", "<x-:a<s>>", func(ev *evaluator, args []any, _ any, _ int) (any, error) {
 		out := newSeq()
 		seen := map[string]bool{}
 		for _, it := range arrayOrSelf(argAt(args, 0)) {
 			if m, ok := it.(map[string]any); ok {
-				for _, k := range sortedKeys(m) {
+				for _, k := range ev.keysOf(m) {
 					if !seen[k] {
 						seen[k] = true
 						out.items = append(out.items, k)
@@ -893,7 +893,7 @@ func defineObjectFunctions() {
 		k, _ := str(args, 1)
 		return lookupField(argAt(args, 0), k), nil
 	})
-	def("spread", "<x-:a<o>>", func(_ *evaluator, args []any, _ any, _ int) (any, error) {
+	def("spread", "<x-:a<o>>", func(ev *evaluator, args []any, _ any, _ int) (any, error) {
 		v := argAt(args, 0)
 		out := newSeq()
 		for _, it := range arrayOrSelf(v) {
@@ -905,23 +905,29 @@ func defineObjectFunctions() {
 				out.items = append(out.items, it)
 				continue
 			}
-			for _, k := range sortedKeys(m) {
+			for _, k := range ev.keysOf(m) {
 				out.items = append(out.items, map[string]any{k: m[k]})
 			}
 		}
 		return out, nil
 	})
-	def("merge", "<a<o>:o>", func(_ *evaluator, args []any, _ any, _ int) (any, error) {
+	def("merge", "<a<o>:o>", func(ev *evaluator, args []any, _ any, _ int) (any, error) {
 		items, ok := asArray(argAt(args, 0))
 		if !ok {
 			return undef, nil
 		}
 		out := map[string]any{}
+		var order []string
 		for _, it := range items {
-			for k, v := range it.(map[string]any) {
-				out[k] = v
+			m := it.(map[string]any)
+			for _, k := range ev.keysOf(m) {
+				if _, seen := out[k]; !seen {
+					order = append(order, k)
+				}
+				out[k] = m[k]
 			}
 		}
+		ev.remember(out, order)
 		return out, nil
 	})
 	def("sift", "<o-f?:o>", func(ev *evaluator, args []any, _ any, pos int) (any, error) {
@@ -931,7 +937,7 @@ func defineObjectFunctions() {
 		}
 		fn := argAt(args, 1)
 		out := map[string]any{}
-		for _, k := range sortedKeys(m) {
+		for _, k := range ev.keysOf(m) {
 			v, err := ev.apply(fn, hofArgs(fn, m[k], k, m), undef, pos)
 			if err != nil {
 				return nil, err
@@ -952,7 +958,7 @@ func defineObjectFunctions() {
 		}
 		fn := argAt(args, 1)
 		out := newSeq()
-		for _, k := range sortedKeys(m) {
+		for _, k := range ev.keysOf(m) {
 			v, err := ev.apply(fn, hofArgs(fn, m[k], k, m), undef, pos)
 			if err != nil {
 				return nil, err

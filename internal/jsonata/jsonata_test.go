@@ -54,6 +54,7 @@ func TestEvaluate(t *testing.T) {
 		{"$reduce folds from the first item", "$reduce([1, 2, 3, 4], function($a, $b){$a * $b})", "", `24`, nil},
 		{"ranges build arrays", "[1..3, 5]", "", `[1,2,3,5]`, nil},
 		{"in tests membership", `"b" in ["a", "b"]`, "", `true`, nil},
+		{"objects the expression builds keep their key order", `[$string({"b": 1, "a": [2, {"d": 3, "c": 4}]}), $keys({"z": 0, "y": 1})]`, "", `["{\"b\":1,\"a\":[2,{\"d\":3,\"c\":4}]}","z","y"]`, nil},
 		{"signatures take the context value", `$uppercase()`, `"abc"`, `"ABC"`, nil},
 	}
 	for _, tt := range tests {

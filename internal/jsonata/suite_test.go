@@ -17,8 +17,8 @@ import (
 // Floors of the official suite's applicable cases (1,614) that pass. They may only go up: raise
 // them when the count rises.
 const (
-	floorStrict  = 1608
-	floorLenient = 1608
+	floorStrict  = 1611
+	floorLenient = 1611
 )
 
 func evaluate(expr string, input any, undefined bool, bindings map[string]any) (any, error) {

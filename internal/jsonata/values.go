@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"math"
-	"sort"
 	"strconv"
 	"strings"
 )
@@ -243,7 +242,7 @@ func jsNumber(f float64) string {
 }
 
 // stringify is $string: strings as they are, everything else as JSON.
-func stringify(v any, pretty bool) (string, error) {
+func (ev *evaluator) stringify(v any, pretty bool) (string, error) {
 	if s, ok := v.(string); ok {
 		return s, nil
 	}
@@ -257,13 +256,13 @@ func stringify(v any, pretty bool) (string, error) {
 		return "", nil
 	}
 	var b strings.Builder
-	if err := writeJSON(&b, v, pretty, ""); err != nil {
+	if err := ev.writeJSON(&b, v, pretty, ""); err != nil {
 		return "", err
 	}
 	return b.String(), nil
 }
 
-func writeJSON(b *strings.Builder, v any, pretty bool, indent string) error {
+func (ev *evaluator) writeJSON(b *strings.Builder, v any, pretty bool, indent string) error {
 	switch x := v.(type) {
 	case nil:
 		b.WriteString("null")
@@ -278,13 +277,12 @@ func writeJSON(b *strings.Builder, v any, pretty bool, indent string) error {
 		enc, _ := json.Marshal(x)
 		b.Write(jsonUnescapeHTML(enc))
 	case map[string]any:
-		keys := make([]string, 0, len(x))
-		for k, v := range x {
-			if !isUndef(v) {
+		var keys []string
+		for _, k := range ev.keysOf(x) {
+			if !isUndef(x[k]) {
 				keys = append(keys, k)
 			}
 		}
-		sort.Strings(keys)
 		b.WriteByte('{')
 		inner := indent + "  "
 		for i, k := range keys {
@@ -300,7 +298,7 @@ func writeJSON(b *strings.Builder, v any, pretty bool, indent string) error {
 			if pretty {
 				b.WriteByte(' ')
 			}
-			if err := writeJSON(b, x[k], pretty, inner); err != nil {
+			if err := ev.writeJSON(b, x[k], pretty, inner); err != nil {
 				return err
 			}
 		}
@@ -328,7 +326,7 @@ func writeJSON(b *strings.Builder, v any, pretty bool, indent string) error {
 					b.WriteString(`""`)
 					continue
 				}
-				if err := writeJSON(b, it, pretty, inner); err != nil {
+				if err := ev.writeJSON(b, it, pretty, inner); err != nil {
 					return err
 				}
 			}

@@ -433,7 +433,7 @@ func parseWithPicture(s, picture string, now time.Time, pos int) (any, error) {
 		return undef, nil
 	}
 	values := map[byte]int{}
-	offset, hasOffset := 0, false
+	offset := 0
 	pm, hasPM := false, false
 	for i, m := range parts {
 		text := found[i+1]
@@ -446,7 +446,6 @@ func parseWithPicture(s, picture string, now time.Time, pos int) (any, error) {
 			if z != "Z" {
 				offset, _ = parseOffset(z)
 			}
-			hasOffset = true
 			continue
 		case 'F', 'C', 'E':
 			continue
@@ -457,7 +456,6 @@ func parseWithPicture(s, picture string, now time.Time, pos int) (any, error) {
 		}
 		values[m.component] = v
 	}
-	_ = hasOffset
 	if h, ok := values['h']; ok {
 		if hasPM && pm && h != 12 {
 			h += 12

@@ -5,8 +5,6 @@ import (
 	"math"
 	"reflect"
 	"sort"
-	"strings"
-	"time"
 )
 
 type env struct {
@@ -1320,12 +1318,8 @@ func (ev *evaluator) applyLambda(l *lambda, args []any, pos int) (any, error) {
 	for i, p := range l.def.items {
 		scope.vars[p.str] = argAt(args, i)
 	}
-	return ev.evalBody(l.def.body, l.input, scope)
-}
-
-// evalBody evaluates a lambda's body, leaving a call in tail position for apply's loop.
-func (ev *evaluator) evalBody(n *node, input any, en *env) (any, error) {
-	return ev.eval(n, input, en)
+	// a call in tail position comes back as a tailCall, for apply's loop
+	return ev.eval(l.def.body, l.input, scope)
 }
 
 // arity is how many arguments a function value wants, for the higher-order functions that pass
@@ -1438,9 +1432,6 @@ func utf16Units(s string) []uint16 {
 	}
 	return out
 }
-
-var _ = strings.TrimSpace
-var _ = time.Now
 
 // innerPath is the plain path a step in parentheses holds, if any.
 func innerPath(step *node) *node {

@@ -520,8 +520,6 @@ func expandReplacement(r, match string, matched []string) string {
 		}
 		if k == 0 {
 			// $n beyond the groups: nothing, keeping the following digits
-			n, _ := strconv.Atoi(digits[:1])
-			_ = n
 			b.WriteString(digits[1:])
 			i = j - 1
 			continue
@@ -788,7 +786,6 @@ func defineArrayFunctions() {
 		}
 		fn := argAt(args, 1)
 		out := &array{items: append([]any(nil), items...)}
-		var sortErr error
 		if isUndef(fn) {
 			allNum, allStr := true, true
 			for _, it := range items {
@@ -817,7 +814,7 @@ func defineArrayFunctions() {
 			return nil, err
 		}
 		out.items = sorted
-		return out, sortErr
+		return out, nil
 	})
 }
 

@@ -159,6 +159,18 @@ func TestTheDemoOnARealNode(t *testing.T) {
 		t.Fatalf("run %s: %s %s", res.Run.Status.Phase, res.Run.Status.Error, res.Run.Status.Cause)
 	}
 	checkCharged(t, res.Run, "order-1", 15)
+	// Scale-in (4 -> 1 -> 0 while handlers sleep a second per batch) cut no batch short: a batch cut
+	// short would come back after the visibility timeout and be handled twice.
+	twice := 0
+	for _, id := range res.Sent {
+		if res.Handled[id] > 1 {
+			twice++
+		}
+	}
+	if twice > 0 {
+		t.Errorf("%d orders were handled more than once: a scale-in cut a batch short?", twice)
+	}
+	t.Logf("scale-in: %d pods drained with batches in flight, none cut short (every order handled once)", pods.drainedMidBatch())
 	t.Logf("order-1 was handled %d times", pods.charges("order-1"))
 
 	// The Consumer was Ready with replicas running (from its Deployment), and pods came and went.
@@ -445,6 +457,20 @@ func (p *consumerPods) keep(ctx context.Context, cs *kubernetes.Clientset, pod, 
 	f, _ := os.Create(filepath.Join(p.logDir, pod+"."+container+".log"))
 	defer f.Close()
 	_, _ = io.Copy(f, stream)
+}
+
+var drainingLine = regexp.MustCompile(`"draining","inFlightBatches":([1-9][0-9]*)`)
+
+// drainedMidBatch counts the pods whose dispatcher began draining with batches in flight.
+func (p *consumerPods) drainedMidBatch() int {
+	files, _ := filepath.Glob(filepath.Join(p.logDir, "*."+consumer.DispatcherName+".log"))
+	n := 0
+	for _, f := range files {
+		if b, err := os.ReadFile(f); err == nil && drainingLine.Match(b) {
+			n++
+		}
+	}
+	return n
 }
 
 // dump logs the kept logs' tails.

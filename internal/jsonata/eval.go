@@ -256,7 +256,10 @@ func (ev *evaluator) evalNode(n *node, input any, en *env) (any, error) {
 	return nil, newErr("S0206", n.pos, "unknown expression type")
 }
 
-func lookupField(input any, name string) any {
+func lookupField(input any, name string) any { return lookupFieldAt(input, name, 0) }
+
+func lookupFieldAt(input any, name string, depth int) any {
+	checkNesting(depth)
 	switch x := input.(type) {
 	case map[string]any:
 		if v, ok := x[name]; ok {
@@ -267,7 +270,7 @@ func lookupField(input any, name string) any {
 		items, _ := asArray(x)
 		out := newSeq()
 		for _, it := range items {
-			r := lookupField(it, name)
+			r := lookupFieldAt(it, name, depth+1)
 			if isUndef(r) {
 				continue
 			}
@@ -306,10 +309,13 @@ func (ev *evaluator) wildcard(input any, pos int) (any, error) {
 	return out, ev.checkSize(len(out.items), pos)
 }
 
-func flatten(items []any, out []any) []any {
+func flatten(items []any, out []any) []any { return flattenAt(items, out, 0) }
+
+func flattenAt(items []any, out []any, depth int) []any {
+	checkNesting(depth)
 	for _, it := range items {
 		if sub, ok := asArray(it); ok {
-			out = flatten(sub, out)
+			out = flattenAt(sub, out, depth+1)
 		} else {
 			out = append(out, it)
 		}
@@ -1358,7 +1364,7 @@ func (ev *evaluator) transform(t *transformer, obj any, pos int) (any, error) {
 	if isUndef(obj) {
 		return undef, nil
 	}
-	clone := deepClone(toJSON(obj))
+	clone := deepClone(toJSON(obj), 0)
 	matches, err := ev.eval(t.def.lhs, clone, t.env)
 	if err != nil {
 		return nil, err
@@ -1402,18 +1408,19 @@ func (ev *evaluator) transform(t *transformer, obj any, pos int) (any, error) {
 	return clone, nil
 }
 
-func deepClone(v any) any {
+func deepClone(v any, depth int) any {
+	checkNesting(depth)
 	switch x := v.(type) {
 	case map[string]any:
 		out := make(map[string]any, len(x))
 		for k, val := range x {
-			out[k] = deepClone(val)
+			out[k] = deepClone(val, depth+1)
 		}
 		return out
 	case []any:
 		out := make([]any, len(x))
 		for i, val := range x {
-			out[i] = deepClone(val)
+			out[i] = deepClone(val, depth+1)
 		}
 		return out
 	}

@@ -740,14 +740,26 @@ func defineArrayFunctions() {
 		rand.Shuffle(len(out.items), func(i, j int) { out.items[i], out.items[j] = out.items[j], out.items[i] })
 		return out, nil
 	})
-	def("distinct", "<x:x>", func(_ *evaluator, args []any, _ any, _ int) (any, error) {
+	def("distinct", "<x:x>", func(ev *evaluator, args []any, _ any, pos int) (any, error) {
 		v := argAt(args, 0)
 		items, ok := asArray(v)
 		if !ok {
 			return v, nil
 		}
 		out := &array{}
+		seen := map[any]bool{} // atoms by value; arrays and objects by deep equality
 		for _, it := range items {
+			switch it.(type) {
+			case string, float64, bool, nil:
+				if !seen[it] {
+					seen[it] = true
+					out.items = append(out.items, it)
+				}
+				continue
+			}
+			if err := ev.charge(len(out.items), pos); err != nil {
+				return nil, err
+			}
 			dup := false
 			for _, o := range out.items {
 				if deepEqual(it, o) {

@@ -78,7 +78,15 @@ func (e *Expression) EvaluateUndefined(ctx context.Context, vars map[string]any,
 	return e.evaluate(ctx, nil, true, vars, opts)
 }
 
-func (e *Expression) evaluate(ctx context.Context, input any, noInput bool, vars map[string]any, opts Options) (any, error) {
+func (e *Expression) evaluate(ctx context.Context, input any, noInput bool, vars map[string]any, opts Options) (result any, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			if _, ok := p.(nestingPanic); !ok {
+				panic(p)
+			}
+			result, err = nil, newErr(CodeDepth, 0, "a value is nested more than %d deep", maxNesting)
+		}
+	}()
 	if noInput {
 		input = undef
 	}
@@ -105,5 +113,37 @@ func (e *Expression) evaluate(ctx context.Context, input any, noInput bool, vars
 	if isUndef(v) {
 		return nil, ErrUndefined
 	}
-	return toJSON(v), nil
+	out := toJSON(v)
+	if nestedDeeperThan(out, maxNesting) {
+		return nil, newErr(CodeDepth, 0, "the result is nested more than %d deep", maxNesting)
+	}
+	return out, nil
+}
+
+// nestedDeeperThan measures a result without recursion, so that whoever encodes it next (with
+// a recursive encoder) cannot be sent into a stack overflow.
+func nestedDeeperThan(v any, limit int) bool {
+	type frame struct {
+		v     any
+		depth int
+	}
+	stack := []frame{{v, 0}}
+	for len(stack) > 0 {
+		f := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		if f.depth > limit {
+			return true
+		}
+		switch x := f.v.(type) {
+		case map[string]any:
+			for _, c := range x {
+				stack = append(stack, frame{c, f.depth + 1})
+			}
+		case []any:
+			for _, c := range x {
+				stack = append(stack, frame{c, f.depth + 1})
+			}
+		}
+	}
+	return false
 }

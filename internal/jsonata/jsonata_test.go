@@ -53,6 +53,8 @@ func TestEvaluate(t *testing.T) {
 		{"higher-order functions pass value, index and array", "$map([10, 20], function($v, $i){$v + $i})", "", `[10,21]`, nil},
 		{"$reduce folds from the first item", "$reduce([1, 2, 3, 4], function($a, $b){$a * $b})", "", `24`, nil},
 		{"ranges build arrays", "[1..3, 5]", "", `[1,2,3,5]`, nil},
+		{"$distinct keeps the first of equal values", `$distinct([1, "1", 1, [2], [2], {"a": 1}, {"a": 1}])`, "", `[1,"1",[2],{"a":1}]`, nil},
+		{"Roman numerals of a huge number stay small", "$length($formatInteger(1e15, 'I'))", "", `16`, nil},
 		{"in tests membership", `"b" in ["a", "b"]`, "", `true`, nil},
 		{"objects the expression builds keep their key order", `[$string({"b": 1, "a": [2, {"d": 3, "c": 4}]}), $keys({"z": 0, "y": 1})]`, "", `["{\"b\":1,\"a\":[2,{\"d\":3,\"c\":4}]}","z","y"]`, nil},
 		{"signatures take the context value", `$uppercase()`, `"abc"`, `"ABC"`, nil},
@@ -155,6 +157,10 @@ func TestHostileExpressionsHitALimit(t *testing.T) {
 		{"a cross product of ranges is refused by size", "$count([1..2000].(1..1000))", Options{}, CodeSize},
 		{"doubling a string hits the size limit", "($s := 'xxxxxxxxxx'; $d := function($s, $n){ $n = 0 ? $s : $d($s & $s, $n - 1) }; $d($s, 40))", Options{}, CodeSize},
 		{"padding to a billion characters is refused", "$pad('x', 1e9)", Options{}, CodeSize},
+		{"values nested by a loop hit the nesting limit", "$string($reduce([1..20000], function($a, $b){ [[$a]] }, []))", Options{}, CodeDepth},
+		{"objects nested by a loop hit the nesting limit", "$string($reduce([1..20000], function($a, $b){ {'a': $a} }, {}))", Options{}, CodeDepth},
+		{"a deeply nested result is refused before anyone encodes it", "$reduce([1..20000], function($a, $b){ {'a': $a} }, {})", Options{}, CodeDepth},
+		{"distinct over many arrays runs out of steps", "$distinct([1..5000].[[$]])", Options{}, CodeSteps},
 		{"a long loop runs out of steps", "$sum([1..1000].($reduce([1..100000], function($a, $b){ $a + $b })))", Options{}, CodeSteps},
 	}
 	for _, tt := range tests {

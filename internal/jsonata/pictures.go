@@ -105,6 +105,11 @@ func (p *integerPicture) format(f float64) string {
 	case 'A', 'a':
 		s = letters(int64(f), p.kind == 'A')
 	case 'I', 'i':
+		if f > 4e6 {
+			// Roman numerals write a thousand as M: past a few million that is a size attack
+			s = strconv.FormatFloat(f, 'f', 0, 64)
+			break
+		}
 		s = roman(int64(f))
 		if p.kind == 'i' {
 			s = strings.ToLower(s)

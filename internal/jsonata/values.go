@@ -82,24 +82,27 @@ func collapse(v any) any {
 
 // toJSON turns the evaluator's arrays into JSON arrays, copying only what changes. Objects the
 // evaluator builds are converted when they are built, so it does not walk into maps.
-func toJSON(v any) any {
+func toJSON(v any) any { return toJSONAt(v, 0) }
+
+func toJSONAt(v any, depth int) any {
+	checkNesting(depth)
 	switch a := v.(type) {
 	case *array:
 		out := make([]any, 0, len(a.items))
 		for _, it := range a.items {
 			if !isUndef(it) {
-				out = append(out, toJSON(it))
+				out = append(out, toJSONAt(it, depth+1))
 			}
 		}
 		return out
 	case []any:
 		for i, it := range a {
-			if c := toJSON(it); !sameValue(c, it) {
+			if c := toJSONAt(it, depth+1); !sameValue(c, it) {
 				out := make([]any, len(a))
 				copy(out, a[:i])
 				out[i] = c
 				for j := i + 1; j < len(a); j++ {
-					out[j] = toJSON(a[j])
+					out[j] = toJSONAt(a[j], depth+1)
 				}
 				return out
 			}
@@ -132,7 +135,10 @@ func isNumber(v any) bool { _, ok := v.(float64); return ok }
 func isString(v any) bool { _, ok := v.(string); return ok }
 
 // truthy is JSONata's boolean cast ($boolean).
-func truthy(v any) bool {
+func truthy(v any) bool { return truthyAt(v, 0) }
+
+func truthyAt(v any, depth int) bool {
+	checkNesting(depth)
 	switch x := v.(type) {
 	case nil:
 		return false
@@ -149,7 +155,7 @@ func truthy(v any) bool {
 	}
 	if items, ok := asArray(v); ok {
 		for _, it := range items {
-			if truthy(it) {
+			if truthyAt(it, depth+1) {
 				return true
 			}
 		}
@@ -183,7 +189,10 @@ func typeOf(v any) string {
 }
 
 // deepEqual is JSONata's = on any two values.
-func deepEqual(a, b any) bool {
+func deepEqual(a, b any) bool { return deepEqualAt(a, b, 0) }
+
+func deepEqualAt(a, b any, depth int) bool {
+	checkNesting(depth)
 	switch x := a.(type) {
 	case map[string]any:
 		y, ok := b.(map[string]any)
@@ -192,7 +201,7 @@ func deepEqual(a, b any) bool {
 		}
 		for k, v := range x {
 			w, ok := y[k]
-			if !ok || !deepEqual(v, w) {
+			if !ok || !deepEqualAt(v, w, depth+1) {
 				return false
 			}
 		}
@@ -206,7 +215,7 @@ func deepEqual(a, b any) bool {
 			return false
 		}
 		for i := range xa {
-			if !deepEqual(xa[i], ya[i]) {
+			if !deepEqualAt(xa[i], ya[i], depth+1) {
 				return false
 			}
 		}
@@ -263,6 +272,10 @@ func (ev *evaluator) stringify(v any, pretty bool) (string, error) {
 }
 
 func (ev *evaluator) writeJSON(b *strings.Builder, v any, pretty bool, indent string) error {
+	checkNesting(len(indent) / 2)
+	if b.Len() > ev.opts.MaxSize {
+		return ev.checkSize(b.Len(), 0)
+	}
 	switch x := v.(type) {
 	case nil:
 		b.WriteString("null")
@@ -354,4 +367,18 @@ func jsonUnescapeHTML(b []byte) []byte {
 	s = strings.ReplaceAll(s, `\u2028`, "\u2028")
 	s = strings.ReplaceAll(s, `\u2029`, "\u2029")
 	return []byte(s)
+}
+
+// maxNesting bounds how deeply the recursive walks over values (conversion, equality, copying,
+// formatting) may go: the evaluator can build values nested deeper than any input, e.g. by
+// wrapping an array in itself in a $reduce.
+const maxNesting = 10_000
+
+type nestingPanic struct{}
+
+// checkNesting stops a walk that went too deep; Evaluate turns it into a U1001 error.
+func checkNesting(depth int) {
+	if depth > maxNesting {
+		panic(nestingPanic{})
+	}
 }

@@ -48,8 +48,12 @@ verify: $(CONTROLLER_GEN) ## Fail when generated code, CRDs or formatting differ
 ##@ Test
 
 .PHONY: test
-test: test-deps verify vet ## Run every test against a real API server and the SQS emulator.
+test: test-deps verify vet ## Run every test against a real API server and the SQS emulator, then the demo on a real node.
 	KUBEBUILDER_ASSETS="$$(hack/k8s-bins.sh kube-apiserver etcd)" HELM="$$(hack/helm.sh)" go test $(GO_TEST_FLAGS) -count=1 -timeout 20m ./...
+	@# On its own, after the others: the node takes both cores. Where a real node cannot run (not
+	@# Linux, not root, no packages), it is skipped with the reason; test/e2e above covers the demo
+	@# with replicas as local processes.
+	MILLRACE_REALNODE=1 HELM="$$(hack/helm.sh)" go test $(GO_TEST_FLAGS) -count=1 -v -timeout 20m -run TestTheDemoOnARealNode ./test/realnode
 
 .PHONY: test-e2e
 test-e2e: test-deps ## Run only the end-to-end demo test (the manager binary, the samples, replicas as local processes).
@@ -90,8 +94,8 @@ deps: k8s-bins fauxqs ## Install everything the tests and `make dev` need.
 	go mod download
 
 .PHONY: test-deps
-test-deps: fauxqs ## Install what the tests need (the SQS emulator, kube-apiserver, etcd and Helm).
-	hack/k8s-bins.sh kube-apiserver etcd >/dev/null
+test-deps: fauxqs ## Install what the tests need (the SQS emulator, the control plane and a node's binaries, and Helm).
+	hack/k8s-bins.sh kube-apiserver etcd kube-controller-manager kube-scheduler kubelet kube-proxy >/dev/null
 	hack/helm.sh >/dev/null
 	go mod download
 

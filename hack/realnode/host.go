@@ -52,11 +52,13 @@ func installPackages(log func(string, ...any)) error {
 		return nil
 	}
 	if install() != nil {
+		// A package that cannot be installed is this machine's limit, not a failure of the node:
+		// callers fall back to the local-process harness and say why.
 		if out, err := exec.Command("apt-get", "update", "-q").CombinedOutput(); err != nil {
-			return fmt.Errorf("apt-get update: %w\n%s", err, tail(out, 20))
+			return &UnsupportedError{fmt.Sprintf("apt-get update failed (%v): %s", err, tail(out, 3))}
 		}
 		if err := install(); err != nil {
-			return err
+			return &UnsupportedError{strings.ReplaceAll(err.Error(), "\n", "; ")}
 		}
 	}
 	return nil

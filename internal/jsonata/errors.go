@@ -25,6 +25,8 @@ const (
 	CodeSteps     = "U1002"
 	CodeSize      = "U1003"
 	CodeCancelled = "U1004"
+	// CodeInternal: the evaluator failed (a bug); the evaluation fails instead of the process.
+	CodeInternal = "U1005"
 )
 
 // IsLimit reports whether err is an evaluation that exceeded one of its Options or was cancelled.

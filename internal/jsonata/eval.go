@@ -244,7 +244,7 @@ func (ev *evaluator) evalNode(n *node, input any, en *env) (any, error) {
 	case kTransform:
 		return &transformer{def: n, env: en}, nil
 	case kSort:
-		return ev.sortItems(n, arrayify(input), nil, en)
+		return ev.sortItems(n, arrayify(input), nil, false, en)
 	case kPlaceholder:
 		return undef, nil
 	case kParent:
@@ -517,7 +517,7 @@ func (ev *evaluator) path(n *node, input any, en *env) (any, error) {
 
 func (ev *evaluator) step(step *node, inputSeq []any, en *env, last bool) (any, error) {
 	if step.kind == kSort {
-		v, err := ev.sortItems(step, inputSeq, nil, en)
+		v, err := ev.sortItems(step, inputSeq, nil, false, en)
 		if err != nil {
 			return nil, err
 		}
@@ -637,7 +637,7 @@ func keep(r any, i, n int) bool {
 func (ev *evaluator) tupleStep(step *node, tuples []tuple, en *env) ([]tuple, error) {
 	var out []tuple
 	if step.kind == kSort {
-		sorted, err := ev.sortItems(step, nil, tuples, en)
+		sorted, err := ev.sortItems(step, nil, tuples, true, en)
 		if err != nil {
 			return nil, err
 		}
@@ -740,12 +740,11 @@ func (ev *evaluator) tupleStep(step *node, tuples []tuple, en *env) ([]tuple, er
 // tupleList carries a sorted tuple stream through sortItems.
 type tupleList struct{ tuples []tuple }
 
-func (ev *evaluator) sortItems(n *node, items []any, tuples []tuple, en *env) (any, error) {
+func (ev *evaluator) sortItems(n *node, items []any, tuples []tuple, useTuples bool, en *env) (any, error) {
 	type entry struct {
 		t    tuple
 		keys []any
 	}
-	useTuples := tuples != nil
 	if !useTuples {
 		for _, it := range items {
 			tuples = append(tuples, tuple{ctx: it})

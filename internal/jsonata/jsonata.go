@@ -81,10 +81,12 @@ func (e *Expression) EvaluateUndefined(ctx context.Context, vars map[string]any,
 func (e *Expression) evaluate(ctx context.Context, input any, noInput bool, vars map[string]any, opts Options) (result any, err error) {
 	defer func() {
 		if p := recover(); p != nil {
-			if _, ok := p.(nestingPanic); !ok {
-				panic(p)
+			if _, ok := p.(nestingPanic); ok {
+				result, err = nil, newErr(CodeDepth, 0, "a value is nested more than %d deep", maxNesting)
+				return
 			}
-			result, err = nil, newErr(CodeDepth, 0, "a value is nested more than %d deep", maxNesting)
+			// a bug of ours must fail this evaluation, not the manager that runs it
+			result, err = nil, newErr(CodeInternal, 0, "internal error evaluating the expression: %v", p)
 		}
 	}()
 	if noInput {

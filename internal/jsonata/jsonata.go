@@ -48,7 +48,12 @@ type Expression struct {
 }
 
 // Compile parses an expression. Syntax errors are *Error values with JSONata's S0xxx codes.
-func Compile(expr string) (*Expression, error) {
+func Compile(expr string) (compiled *Expression, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			compiled, err = nil, newErr(CodeInternal, 0, "internal error compiling the expression: %v", p)
+		}
+	}()
 	raw, err := parse(expr)
 	if err != nil {
 		return nil, err

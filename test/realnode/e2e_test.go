@@ -9,12 +9,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/go-logr/logr"
 	"io"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"strings"
 	"sync"
 	"testing"
@@ -100,6 +102,7 @@ func TestTheDemoOnARealNode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	logf.SetLogger(logr.Discard()) // the client's own logging is not this test's output
 	k8s, err := client.New(cfg, client.Options{Scheme: testenv.Scheme()})
 	if err != nil {
 		t.Fatal(err)

@@ -94,7 +94,8 @@ func run(ctx context.Context, c config) error {
 		}
 		auth.Keys = &gateway.APIKeys{Reader: mgr.GetCache(), Namespace: c.keysNamespace, ServiceAccountNamespaces: keyNamespaces}
 	}
-	sqsClient, err := sqsx.New(ctx, sqsx.Options{Region: c.region, Endpoint: c.endpoint, Metrics: sqsx.NewMetrics(metrics.Registry)})
+	// SendMessageBatch, the gateway's every call, without the SDK's per-call middleware.
+	sqsClient, err := sqsx.NewFastBatch(ctx, sqsx.Options{Region: c.region, Endpoint: c.endpoint, Metrics: sqsx.NewMetrics(metrics.Registry)})
 	if err != nil {
 		return err
 	}

@@ -52,7 +52,7 @@ func (h *heldSQS) snapshot() []int {
 // of 10 go at once, the rest after the call in flight returns; every request is answered with its
 // own message's id, and every message is in SQS with its own body and attributes.
 func TestRequestsArrivingTogetherShareACall(t *testing.T) {
-	held := &heldSQS{Client: sqsClient, entered: make(chan struct{}), release: make(chan struct{})}
+	held := &heldSQS{Client: sqsClient.Client, entered: make(chan struct{}), release: make(chan struct{})}
 	e := setup(t, held)
 	path := "/v1/namespaces/" + e.ns + "/queues/orders/messages"
 	const n = 26

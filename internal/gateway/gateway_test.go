@@ -30,6 +30,7 @@ import (
 
 	millracev1 "github.com/millrace-io/millrace/api/v1alpha1"
 	"github.com/millrace-io/millrace/internal/gateway"
+	"github.com/millrace-io/millrace/internal/sqsx"
 	"github.com/millrace-io/millrace/internal/testenv"
 )
 
@@ -38,7 +39,7 @@ var (
 	restConfig *rest.Config
 	k8s        client.Client
 	clientset  *kubernetes.Clientset
-	sqsClient  *sqs.Client
+	sqsClient  *sqsx.FastBatchClient // as cmd/gateway builds it
 )
 
 func TestMain(m *testing.M) { os.Exit(run(m)) }
@@ -66,7 +67,8 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	if sqsClient, err = fauxqs.Client(context.Background(), nil); err != nil {
+	testenv.UseLocalCredentials()
+	if sqsClient, err = sqsx.NewFastBatch(context.Background(), sqsx.Options{Endpoint: fauxqs.Endpoint, Region: "us-east-1"}); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}

@@ -39,12 +39,13 @@ func TestTheGatewayProcess(t *testing.T) {
 	ctx := context.Background()
 	queueURL, key := exposeAQueue(t, ctx, cp, fauxqs)
 
-	// The delaying proxy: every SendMessage is held 2 s and announced on sending.
+	// The delaying proxy: every SendMessage (or batch: the gateway sends a single message as a
+	// batch of one) is held 2 s and announced on sending.
 	sending := make(chan struct{}, 10)
 	target, _ := url.Parse(fauxqs.Endpoint)
 	proxy := httputil.NewSingleHostReverseProxy(target)
 	delayed := &http.Server{Addr: testenv.FreeAddr(t), Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if strings.HasSuffix(r.Header.Get("X-Amz-Target"), ".SendMessage") {
+		if target := r.Header.Get("X-Amz-Target"); strings.HasSuffix(target, ".SendMessage") || strings.HasSuffix(target, ".SendMessageBatch") {
 			sending <- struct{}{}
 			time.Sleep(2 * time.Second)
 		}

@@ -17,6 +17,11 @@ func referrers(ctx context.Context, c client.Reader, list client.ObjectList, fie
 		logf.FromContext(ctx).Error(err, "listing referrers", "index", field, "name", o.GetName())
 		return nil
 	}
+	return requestsFor(list, keep)
+}
+
+// requestsFor maps the items of a list (those keep passes, when set) to requests.
+func requestsFor(list client.ObjectList, keep func(client.Object) bool) []reconcile.Request {
 	items, err := meta.ExtractList(list)
 	if err != nil {
 		return nil

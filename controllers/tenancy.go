@@ -3,7 +3,6 @@ package controllers
 import (
 	"context"
 
-	"k8s.io/apimachinery/pkg/api/meta"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
@@ -35,15 +34,7 @@ func policyNamespaces(ctx context.Context, c client.Reader, o client.Object, lis
 		if err := c.List(ctx, l, client.InNamespace(ns)); err != nil {
 			continue
 		}
-		items, err := meta.ExtractList(l)
-		if err != nil {
-			continue
-		}
-		for _, item := range items {
-			if obj, ok := item.(client.Object); ok {
-				reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(obj)})
-			}
-		}
+		reqs = append(reqs, requestsFor(l, nil)...)
 	}
 	return reqs
 }

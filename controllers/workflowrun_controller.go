@@ -299,14 +299,19 @@ func (r *WorkflowRunReconciler) start(ctx context.Context, original, run *millra
 }
 
 func (r *WorkflowRunReconciler) options(run *millracev1.WorkflowRun) asl.Options {
-	// A token is issued at its attempt's start, not now: issued again after a crash between
-	// persist and send, it is the same token (the task's message is the same message), and it
-	// expires with the attempt's TimeoutSeconds.
 	return asl.Options{TaskToken: func(state string, path []int, attempt int, visit string, entered time.Time) string {
-		tok, _ := r.Signer.Issue(tasktoken.Claims{Namespace: run.Namespace, Run: run.Name, RunUID: string(run.UID), Visit: visit,
-			State: state, Path: path, Attempt: attempt, IssuedAt: entered.UTC().Truncate(time.Second)})
-		return tok
+		return r.token(run, state, path, attempt, visit, entered)
 	}}
+}
+
+// token is the one way a task's token is made, for $$.Task.Token and for the task's message alike.
+// It is issued at the attempt's start, not now: issued again after a crash between persist and
+// send it is the same token (the task's message is the same message), and it expires with the
+// attempt's TimeoutSeconds.
+func (r *WorkflowRunReconciler) token(run *millracev1.WorkflowRun, state string, path []int, attempt int, visit string, entered time.Time) string {
+	tok, _ := r.Signer.Issue(tasktoken.Claims{Namespace: run.Namespace, Run: run.Name, RunUID: string(run.UID), Visit: visit,
+		State: state, Path: path, Attempt: attempt, IssuedAt: entered.UTC().Truncate(time.Second)})
+	return tok
 }
 
 func (r *WorkflowRunReconciler) load(run *millracev1.WorkflowRun) (*asl.Machine, asl.Run, error) {
@@ -637,8 +642,7 @@ func resourceKind(resource string) string {
 // dispatch sends a task: to a Consumer's queue (millrace:consumer/<name>), or through the SQS
 // sendMessage integration.
 func (r *WorkflowRunReconciler) dispatch(ctx context.Context, run *millracev1.WorkflowRun, a asl.Active, input any) error {
-	token, _ := r.Signer.Issue(tasktoken.Claims{Namespace: run.Namespace, Run: run.Name, RunUID: string(run.UID), Visit: a.Visit,
-		State: a.State.Name, Path: a.Path, Attempt: a.Attempt, IssuedAt: a.Entered.UTC().Truncate(time.Second)})
+	token := r.token(run, a.State.Name, a.Path, a.Attempt, a.Visit, a.Entered)
 	sum := sha256.Sum256([]byte(string(run.UID) + "/" + a.Key()))
 	dedup := hex.EncodeToString(sum[:])
 	resource := a.State.Resource

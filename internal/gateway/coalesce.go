@@ -169,16 +169,11 @@ func (c *coalescer) startCalls(url string, q *queueSends, api SQSAPI, onCall fun
 	}
 }
 
-// batchPreferrer is an SQS client whose SendMessageBatch costs less than the SDK's SendMessage
-// (sqsx.FastBatchClient): a single entry goes as a batch of one too.
-type batchPreferrer interface{ PrefersBatches() bool }
-
-// call sends a batch: one SendMessage for a single entry (unless the client prefers batches),
-// else one SendMessageBatch.
+// call sends a batch: one SendMessage for a single entry, else one SendMessageBatch.
 func (c *coalescer) call(api SQSAPI, url string, batch []*waitingSend, onCall func(int, error)) {
 	ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
 	defer cancel()
-	if p, ok := api.(batchPreferrer); len(batch) == 1 && (!ok || !p.PrefersBatches()) {
+	if len(batch) == 1 {
 		out, err := api.SendMessage(ctx, batch[0].in)
 		onCall(1, err)
 		batch[0].done <- sendResult{out: out, err: err}

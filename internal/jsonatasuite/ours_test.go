@@ -2,9 +2,7 @@ package jsonatasuite
 
 import (
 	"context"
-	"errors"
 	"testing"
-	"time"
 
 	"github.com/millrace-io/millrace/internal/jsonata"
 )
@@ -21,24 +19,7 @@ type candidate struct {
 // adds the external ones.
 var candidates = []candidate{{
 	name: "internal/jsonata",
-	eval: func(expr string, input any, undefined bool, bindings map[string]any) (any, error) {
-		e, err := jsonata.Compile(expr)
-		if err != nil {
-			return nil, err
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		var v any
-		if undefined {
-			v, err = e.EvaluateUndefined(ctx, bindings, jsonata.Options{})
-		} else {
-			v, err = e.Evaluate(ctx, input, bindings, jsonata.Options{})
-		}
-		if errors.Is(err, jsonata.ErrUndefined) {
-			return nil, ErrUndefined
-		}
-		return v, err
-	},
+	eval: Ours,
 	bench: func(expr string) (func(map[string]any) (any, error), error) {
 		e, err := jsonata.Compile(expr)
 		if err != nil {

@@ -170,3 +170,37 @@ func TestTheFastBatchRequestIsTheSDKs(t *testing.T) {
 		t.Fatalf("the SDK sent\n%+v\nthe fast path\n%+v", sdk, ours)
 	}
 }
+
+// A single SendMessage goes as a batch of one and answers as SendMessage does: the message's id,
+// or the entry's refusal as the call's error.
+func TestTheFastSendMessageIsABatchOfOne(t *testing.T) {
+	emulator := testenv.FauxqsFor(t)
+	testenv.UseLocalCredentials()
+	ctx := context.Background()
+	c, err := sqsx.NewFastBatch(ctx, sqsx.Options{Endpoint: emulator.Endpoint, Region: "us-east-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	q, err := c.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String("fast-single")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := c.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: q.QueueUrl, MessageBody: aws.String("one"),
+		MessageAttributes: map[string]types.MessageAttributeValue{"k": str("v")}})
+	if err != nil || aws.ToString(out.MessageId) == "" {
+		t.Fatalf("%+v %v", out, err)
+	}
+	got, err := c.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: q.QueueUrl, MessageAttributeNames: []string{"All"}})
+	if err != nil || len(got.Messages) != 1 || aws.ToString(got.Messages[0].MessageId) != aws.ToString(out.MessageId) ||
+		aws.ToString(got.Messages[0].MessageAttributes["k"].StringValue) != "v" {
+		t.Fatalf("received %+v %v", got, err)
+	}
+	fifo, err := c.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String("fast-single.fifo"), Attributes: map[string]string{"FifoQueue": "true"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A FIFO message without a group is refused by SQS, for the entry or the call.
+	if _, err := c.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: fifo.QueueUrl, MessageBody: aws.String("x")}); err == nil {
+		t.Fatal("a FIFO message without a group was accepted")
+	}
+}

@@ -265,46 +265,66 @@ func (c *Client) Do(r *http.Request) (*http.Response, error) {
 	if err != nil {
 		return nil, err
 	}
-	var body []byte
-	if r.Body != nil && r.Body != http.NoBody {
-		if r.ContentLength > 0 { // the SDK announces its bodies' length: read into a buffer of that size
-			body = make([]byte, r.ContentLength)
-			_, err = io.ReadFull(r.Body, body)
-		} else {
-			body, err = io.ReadAll(r.Body)
-		}
-		_ = r.Body.Close()
-		if err != nil {
-			return nil, err
-		}
-	}
-	var buf bytes.Buffer
-	buf.Grow(2048 + len(body)) // the SDK's headers (signature, user agent) take about 1 KiB
 	method := r.Method
 	if method == "" {
 		method = http.MethodGet
 	}
+	hasBody := r.Body != nil && r.Body != http.NoBody
+	var body []byte // read ahead only when its length is not announced
+	if hasBody && r.ContentLength <= 0 {
+		body, err = io.ReadAll(r.Body)
+		_ = r.Body.Close()
+		if err != nil {
+			return nil, err
+		}
+		hasBody = false
+	}
+	length := len(body)
+	if hasBody {
+		length = int(r.ContentLength)
+	}
+	// The request is written into one pooled buffer, the body read straight into its place.
+	pooled := requestBuffers.Get().(*[]byte)
+	defer func() {
+		if cap(*pooled) <= maxPooledRequest {
+			requestBuffers.Put(pooled)
+		}
+	}()
+	buf := bytes.NewBuffer((*pooled)[:0])
+	buf.Grow(2048 + length) // the SDK's headers (signature, user agent) take about 1 KiB
 	buf.WriteString(method)
 	buf.WriteByte(' ')
 	buf.WriteString(r.URL.RequestURI())
 	buf.WriteString(" HTTP/1.1\r\nHost: ")
 	buf.WriteString(host)
 	buf.WriteString("\r\n")
-	if err := r.Header.WriteSubset(&buf, framingHeaders); err != nil {
+	if err := r.Header.WriteSubset(buf, framingHeaders); err != nil {
 		return nil, err
 	}
-	if len(body) > 0 || (method != http.MethodGet && method != http.MethodHead) {
+	if length > 0 || (method != http.MethodGet && method != http.MethodHead) {
 		buf.WriteString("Content-Length: ")
-		buf.WriteString(strconv.Itoa(len(body)))
+		buf.WriteString(strconv.Itoa(length))
 		buf.WriteString("\r\n")
 	}
 	buf.WriteString("\r\n")
-	buf.Write(body)
+	if hasBody { // the SDK announces its bodies' length: read them into place
+		buf.Grow(length)
+		tail := buf.AvailableBuffer()[:length]
+		_, err = io.ReadFull(r.Body, tail)
+		_ = r.Body.Close()
+		if err != nil {
+			return nil, err
+		}
+		buf.Write(tail)
+	} else {
+		buf.Write(body)
+	}
+	*pooled = buf.Bytes()[:0]
 	limit := c.MaxResponse
 	if limit == 0 {
 		limit = 64 << 20
 	}
-	resp, out, err := pool.Do(r.Context(), buf.Bytes(), limit)
+	resp, out, err := pool.Do(r.Context(), buf.Bytes(), limit) // buf is not kept past this call
 	if err != nil {
 		return nil, err
 	}
@@ -313,6 +333,11 @@ func (c *Client) Do(r *http.Request) (*http.Response, error) {
 	resp.Request = r
 	return resp, nil
 }
+
+// requestBuffers holds request buffers between calls; one grown past maxPooledRequest is dropped.
+var requestBuffers = sync.Pool{New: func() any { return new([]byte) }}
+
+const maxPooledRequest = 1 << 20
 
 func (c *Client) pool(scheme, host string) (*Pool, error) {
 	key := scheme + "://" + host

@@ -3,9 +3,10 @@ package dispatch
 import (
 	"encoding/base64"
 	"slices"
-	"unicode/utf8"
 
 	"github.com/aws/aws-lambda-go/events"
+
+	"github.com/millrace-io/millrace/internal/jsonenc"
 )
 
 // appendEvent appends the JSON of a Lambda SQS event to buf. It writes what encoding/json writes
@@ -30,18 +31,18 @@ func appendEvent(buf []byte, e events.SQSEvent) []byte {
 
 func appendRecord(buf []byte, r events.SQSMessage) []byte {
 	buf = append(buf, `{"messageId":`...)
-	buf = appendString(buf, r.MessageId)
+	buf = jsonenc.AppendString(buf, r.MessageId)
 	buf = append(buf, `,"receiptHandle":`...)
-	buf = appendString(buf, r.ReceiptHandle)
+	buf = jsonenc.AppendString(buf, r.ReceiptHandle)
 	buf = append(buf, `,"body":`...)
-	buf = appendString(buf, r.Body)
+	buf = jsonenc.AppendString(buf, r.Body)
 	buf = append(buf, `,"md5OfBody":`...)
-	buf = appendString(buf, r.Md5OfBody)
+	buf = jsonenc.AppendString(buf, r.Md5OfBody)
 	buf = append(buf, `,"md5OfMessageAttributes":`...)
 	if r.Md5OfMessageAttributes == "" {
 		buf = append(buf, "null"...) // Lambda's value for a message without attributes
 	} else {
-		buf = appendString(buf, r.Md5OfMessageAttributes)
+		buf = jsonenc.AppendString(buf, r.Md5OfMessageAttributes)
 	}
 	var scratch [16]string // map keys, sorted; on the stack for ordinary records
 	buf = append(buf, `,"attributes":{`...)
@@ -49,26 +50,26 @@ func appendRecord(buf []byte, r events.SQSMessage) []byte {
 		if i > 0 {
 			buf = append(buf, ',')
 		}
-		buf = appendString(buf, k)
+		buf = jsonenc.AppendString(buf, k)
 		buf = append(buf, ':')
-		buf = appendString(buf, r.Attributes[k])
+		buf = jsonenc.AppendString(buf, r.Attributes[k])
 	}
 	buf = append(buf, `},"messageAttributes":{`...)
 	for i, k := range sortedKeys(scratch[:0], r.MessageAttributes) {
 		if i > 0 {
 			buf = append(buf, ',')
 		}
-		buf = appendString(buf, k)
+		buf = jsonenc.AppendString(buf, k)
 		buf = append(buf, ':')
 		buf = appendAttribute(buf, r.MessageAttributes[k])
 	}
 	buf = append(buf, '}')
 	buf = append(buf, `,"eventSourceARN":`...)
-	buf = appendString(buf, r.EventSourceARN)
+	buf = jsonenc.AppendString(buf, r.EventSourceARN)
 	buf = append(buf, `,"eventSource":`...)
-	buf = appendString(buf, r.EventSource)
+	buf = jsonenc.AppendString(buf, r.EventSource)
 	buf = append(buf, `,"awsRegion":`...)
-	buf = appendString(buf, r.AWSRegion)
+	buf = jsonenc.AppendString(buf, r.AWSRegion)
 	return append(buf, '}')
 }
 
@@ -76,7 +77,7 @@ func appendAttribute(buf []byte, a events.SQSMessageAttribute) []byte {
 	buf = append(buf, '{')
 	if a.StringValue != nil {
 		buf = append(buf, `"stringValue":`...)
-		buf = appendString(buf, *a.StringValue)
+		buf = jsonenc.AppendString(buf, *a.StringValue)
 		buf = append(buf, ',')
 	}
 	if len(a.BinaryValue) > 0 {
@@ -93,7 +94,7 @@ func appendAttribute(buf []byte, a events.SQSMessageAttribute) []byte {
 			if i > 0 {
 				buf = append(buf, ',')
 			}
-			buf = appendString(buf, s)
+			buf = jsonenc.AppendString(buf, s)
 		}
 		buf = append(buf, ']')
 	}
@@ -117,7 +118,7 @@ func appendAttribute(buf []byte, a events.SQSMessageAttribute) []byte {
 		buf = append(buf, ']')
 	}
 	buf = append(buf, `,"dataType":`...)
-	buf = appendString(buf, a.DataType)
+	buf = jsonenc.AppendString(buf, a.DataType)
 	return append(buf, '}')
 }
 
@@ -128,69 +129,4 @@ func sortedKeys[V any](keys []string, m map[string]V) []string {
 	}
 	slices.Sort(keys)
 	return keys
-}
-
-const hexDigits = "0123456789abcdef"
-
-// plain marks the ASCII bytes a JSON string holds as they are (encoding/json also escapes <, >
-// and &).
-var plain = func() (t [utf8.RuneSelf]bool) {
-	for c := 0x20; c < utf8.RuneSelf; c++ {
-		t[c] = c != '"' && c != '\\' && c != '<' && c != '>' && c != '&'
-	}
-	return t
-}()
-
-// appendString appends s as a JSON string, escaping as encoding/json does (including <, > and &,
-// and U+2028/U+2029), so the bytes match its output.
-func appendString(buf []byte, s string) []byte {
-	buf = append(buf, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			if plain[c] {
-				i++
-				continue
-			}
-			buf = append(buf, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				buf = append(buf, '\\', c)
-			case '\n':
-				buf = append(buf, '\\', 'n')
-			case '\r':
-				buf = append(buf, '\\', 'r')
-			case '\t':
-				buf = append(buf, '\\', 't')
-			case '\b':
-				buf = append(buf, '\\', 'b')
-			case '\f':
-				buf = append(buf, '\\', 'f')
-			default:
-				buf = append(buf, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xF])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			buf = append(buf, s[start:i]...)
-			buf = append(buf, `\ufffd`...)
-			i += size
-			start = i
-			continue
-		}
-		if r == '\u2028' || r == '\u2029' {
-			buf = append(buf, s[start:i]...)
-			buf = append(buf, '\\', 'u', '2', '0', '2', hexDigits[r&0xF])
-			i += size
-			start = i
-			continue
-		}
-		i += size
-	}
-	buf = append(buf, s[start:]...)
-	return append(buf, '"')
 }

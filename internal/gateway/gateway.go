@@ -20,6 +20,7 @@ import (
 	"strconv"
 	"strings"
 	"unicode/utf8"
+	"unsafe"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
@@ -29,6 +30,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	millracev1 "github.com/millrace-io/millrace/api/v1alpha1"
+	"github.com/millrace-io/millrace/internal/jsonenc"
 	"github.com/millrace-io/millrace/internal/sqsx"
 )
 
@@ -147,7 +149,9 @@ func (s *Server) authorize(r *http.Request, a Access) error {
 // not told apart), 503 while it has no URL yet.
 func (s *Server) queue(ctx context.Context, ns, name string) (*millracev1.Queue, error) {
 	q := &millracev1.Queue{}
-	err := s.Reader.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, q)
+	// Read-only from here on: a cached Queue is not copied for each request (a direct client
+	// ignores the option).
+	err := s.Reader.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, q, client.UnsafeDisableDeepCopy)
 	if apierrors.IsNotFound(err) || (err == nil && (q.Spec.HTTP == nil || !q.Spec.HTTP.Enabled)) {
 		return nil, fail(http.StatusNotFound, "no queue %q exposed in namespace %q", name, ns)
 	}
@@ -199,12 +203,19 @@ func (s *Server) sendMessage(w http.ResponseWriter, r *http.Request) {
 		writeError(w, sqsError(err))
 		return
 	}
-	answer := map[string]string{"messageId": aws.ToString(out.MessageId)}
+	// {"messageId":…[,"sequenceNumber":…]}, encoded by hand: this is the gateway's hottest path.
+	answer := make([]byte, 0, 96)
+	answer = jsonenc.AppendString(append(answer, `{"messageId":`...), aws.ToString(out.MessageId))
 	if out.SequenceNumber != nil {
-		answer["sequenceNumber"] = aws.ToString(out.SequenceNumber)
+		answer = jsonenc.AppendString(append(answer, `,"sequenceNumber":`...), aws.ToString(out.SequenceNumber))
 	}
-	writeJSON(w, http.StatusAccepted, answer)
+	answer = append(answer, "}\n"...)
+	w.Header()["Content-Type"] = jsonContentType
+	w.WriteHeader(http.StatusAccepted)
+	_, _ = w.Write(answer)
 }
+
+var jsonContentType = []string{"application/json"}
 
 // maxMessageSize is the queue's maximum message size (SQS's default and ceiling: 1 MiB).
 func maxMessageSize(q *millracev1.Queue) int64 {
@@ -236,14 +247,15 @@ func messageInput(r *http.Request, q *millracev1.Queue) (*sqs.SendMessageInput, 
 	if isJSON && !json.Valid(body) {
 		return nil, fail(http.StatusBadRequest, "the body is not valid JSON (send another Content-Type for other text)")
 	}
-	in := &sqs.SendMessageInput{QueueUrl: aws.String(q.Status.QueueURL), MessageBody: aws.String(string(body)),
-		MessageAttributes: map[string]types.MessageAttributeValue{}}
+	// The body's bytes become the message without a copy: nothing writes to them after this.
+	in := &sqs.SendMessageInput{QueueUrl: &q.Status.QueueURL, MessageBody: aws.String(unsafe.String(unsafe.SliceData(body), len(body))),
+		MessageAttributes: make(map[string]types.MessageAttributeValue, 1+len(q.Spec.HTTP.ForwardHeaders))}
 	if ct != "" {
-		in.MessageAttributes[AttributeContentType] = types.MessageAttributeValue{DataType: aws.String("String"), StringValue: aws.String(ct)}
+		in.MessageAttributes[AttributeContentType] = types.MessageAttributeValue{DataType: stringType, StringValue: aws.String(ct)}
 	}
 	for _, h := range q.Spec.HTTP.ForwardHeaders {
 		if v := r.Header.Get(h); v != "" && !ReservedAttribute(h) {
-			in.MessageAttributes[strings.ToLower(h)] = types.MessageAttributeValue{DataType: aws.String("String"), StringValue: aws.String(v)}
+			in.MessageAttributes[strings.ToLower(h)] = types.MessageAttributeValue{DataType: stringType, StringValue: aws.String(v)}
 		}
 	}
 	if q.Spec.Type == millracev1.QueueTypeFIFO {
@@ -268,6 +280,9 @@ func messageInput(r *http.Request, q *millracev1.Queue) (*sqs.SendMessageInput, 
 	}
 	return in, nil
 }
+
+// stringType is the data type of every attribute the gateway sets (shared: nothing writes to it).
+var stringType = aws.String("String")
 
 // sqsIDRule is SQS's rule for message group and deduplication ids.
 const sqsIDRule = "1 to 128 characters: letters, digits and punctuation, no spaces"

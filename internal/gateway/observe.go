@@ -106,8 +106,8 @@ func (s *Server) observe(next http.Handler) http.Handler {
 			s.Metrics.Requests.WithLabelValues(route, strconv.Itoa(sw.code)).Inc()
 			s.Metrics.Latency.WithLabelValues(route).Observe(took.Seconds())
 		}
-		if route != "GET /healthz" {
-			s.log().V(1).Info("request", "method", r.Method, "path", r.URL.Path, "code", sw.code, "ms", took.Milliseconds(), "remote", r.RemoteAddr)
+		if log := s.log().V(1); route != "GET /healthz" && log.Enabled() {
+			log.Info("request", "method", r.Method, "path", r.URL.Path, "code", sw.code, "ms", took.Milliseconds(), "remote", r.RemoteAddr)
 		}
 	})
 }

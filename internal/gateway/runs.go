@@ -118,9 +118,18 @@ func (s *Server) getRun(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, answer)
 }
 
-// readBody reads at most limit bytes (413 beyond).
+// readBody reads at most limit bytes (413 beyond). A declared Content-Length within the limit
+// sizes the buffer once (the common case: no regrowth, no copy).
 func readBody(r *http.Request, limit int64) ([]byte, error) {
-	body, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, limit))
+	body := r.Body
+	if body == nil {
+		return nil, nil
+	}
+	size := int64(512)
+	if n := r.ContentLength; n >= 0 && n <= limit {
+		size = n + 1 // one spare byte sees EOF without growing
+	}
+	buf, err := readAll(http.MaxBytesReader(nil, body, limit), make([]byte, 0, size))
 	var tooBig *http.MaxBytesError
 	if errors.As(err, &tooBig) {
 		return nil, fail(http.StatusRequestEntityTooLarge, "the body is larger than %d bytes", limit)
@@ -128,5 +137,22 @@ func readBody(r *http.Request, limit int64) ([]byte, error) {
 	if err != nil {
 		return nil, fail(http.StatusBadRequest, "reading the body: %v", err)
 	}
-	return body, nil
+	return buf, nil
+}
+
+// readAll is io.ReadAll into buf, growing it only when full.
+func readAll(r io.Reader, buf []byte) ([]byte, error) {
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			return buf, err
+		}
+	}
 }

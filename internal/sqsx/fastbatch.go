@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/md5"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -12,14 +13,19 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
+	"unsafe"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/aws/smithy-go"
+
+	"github.com/millrace-io/millrace/internal/jsonenc"
 )
 
 // FastBatchClient is an SQS client whose SendMessageBatch skips the SDK's per-call middleware
@@ -56,22 +62,6 @@ func NewFastBatch(ctx context.Context, opts Options) (*FastBatchClient, error) {
 	}
 	return &FastBatchClient{Client: c, endpoint: ep.URI.String(), region: o.Region, creds: o.Credentials,
 		signer: v4.NewSigner(), http: hc, metrics: opts.Metrics}, nil
-}
-
-type batchEntryJSON struct {
-	ID                     string                        `json:"Id"`
-	MessageBody            string                        `json:"MessageBody"`
-	DelaySeconds           int32                         `json:"DelaySeconds,omitempty"`
-	MessageAttributes      map[string]attributeValueJSON `json:"MessageAttributes,omitempty"`
-	MessageGroupID         string                        `json:"MessageGroupId,omitempty"`
-	MessageDeduplicationID string                        `json:"MessageDeduplicationId,omitempty"`
-	SystemAttributes       map[string]attributeValueJSON `json:"MessageSystemAttributes,omitempty"`
-}
-
-type attributeValueJSON struct {
-	DataType    string `json:"DataType"`
-	StringValue string `json:"StringValue,omitempty"`
-	BinaryValue []byte `json:"BinaryValue,omitempty"`
 }
 
 type batchResultJSON struct {
@@ -204,34 +194,73 @@ func (f *FastBatchClient) once(ctx context.Context, body []byte, payloadHash str
 	return decodeBatch(in, &res)
 }
 
+// encodeBatch writes the request's JSON by hand (the same document encoding/json makes of the
+// request's shape, attribute names sorted), in one buffer sized from the bodies.
 func encodeBatch(in *sqs.SendMessageBatchInput) ([]byte, error) {
-	entries := make([]batchEntryJSON, len(in.Entries))
-	for i, e := range in.Entries {
-		entries[i] = batchEntryJSON{ID: aws.ToString(e.Id), MessageBody: aws.ToString(e.MessageBody), DelaySeconds: e.DelaySeconds,
-			MessageGroupID: aws.ToString(e.MessageGroupId), MessageDeduplicationID: aws.ToString(e.MessageDeduplicationId),
-			MessageAttributes: attributesJSON(e.MessageAttributes)}
-		if len(e.MessageSystemAttributes) > 0 {
-			entries[i].SystemAttributes = map[string]attributeValueJSON{}
-			for k, v := range e.MessageSystemAttributes {
-				entries[i].SystemAttributes[k] = attributeValueJSON{DataType: aws.ToString(v.DataType), StringValue: aws.ToString(v.StringValue), BinaryValue: v.BinaryValue}
-			}
-		}
+	size := 64 + len(aws.ToString(in.QueueUrl))
+	for _, e := range in.Entries {
+		size += 160 + len(aws.ToString(e.MessageBody)) + 64*len(e.MessageAttributes)
 	}
-	return json.Marshal(struct {
-		QueueURL string           `json:"QueueUrl"`
-		Entries  []batchEntryJSON `json:"Entries"`
-	}{aws.ToString(in.QueueUrl), entries})
+	b := make([]byte, 0, size)
+	b = jsonenc.AppendString(append(b, `{"QueueUrl":`...), aws.ToString(in.QueueUrl))
+	b = append(b, `,"Entries":[`...)
+	for i, e := range in.Entries {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = jsonenc.AppendString(append(b, `{"Id":`...), aws.ToString(e.Id))
+		b = jsonenc.AppendString(append(b, `,"MessageBody":`...), aws.ToString(e.MessageBody))
+		if e.DelaySeconds != 0 {
+			b = strconv.AppendInt(append(b, `,"DelaySeconds":`...), int64(e.DelaySeconds), 10)
+		}
+		b = appendAttributes(b, `,"MessageAttributes":`, e.MessageAttributes)
+		if v := aws.ToString(e.MessageGroupId); v != "" {
+			b = jsonenc.AppendString(append(b, `,"MessageGroupId":`...), v)
+		}
+		if v := aws.ToString(e.MessageDeduplicationId); v != "" {
+			b = jsonenc.AppendString(append(b, `,"MessageDeduplicationId":`...), v)
+		}
+		if len(e.MessageSystemAttributes) > 0 {
+			system := make(map[string]types.MessageAttributeValue, len(e.MessageSystemAttributes))
+			for k, v := range e.MessageSystemAttributes {
+				system[string(k)] = types.MessageAttributeValue{DataType: v.DataType, StringValue: v.StringValue, BinaryValue: v.BinaryValue}
+			}
+			b = appendAttributes(b, `,"MessageSystemAttributes":`, system)
+		}
+		b = append(b, '}')
+	}
+	return append(b, "]}"...), nil
 }
 
-func attributesJSON(in map[string]types.MessageAttributeValue) map[string]attributeValueJSON {
-	if len(in) == 0 {
-		return nil
+// appendAttributes appends ,"<field>":{name:{DataType, StringValue, BinaryValue}...} (nothing
+// when there are none), names sorted.
+func appendAttributes(b []byte, field string, attrs map[string]types.MessageAttributeValue) []byte {
+	if len(attrs) == 0 {
+		return b
 	}
-	out := make(map[string]attributeValueJSON, len(in))
-	for k, v := range in {
-		out[k] = attributeValueJSON{DataType: aws.ToString(v.DataType), StringValue: aws.ToString(v.StringValue), BinaryValue: v.BinaryValue}
+	names := make([]string, 0, len(attrs))
+	for k := range attrs {
+		names = append(names, k)
 	}
-	return out
+	slices.Sort(names)
+	b = append(append(b, field...), '{')
+	for i, k := range names {
+		v := attrs[k]
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = jsonenc.AppendString(b, k)
+		b = jsonenc.AppendString(append(b, `:{"DataType":`...), aws.ToString(v.DataType))
+		if sv := aws.ToString(v.StringValue); sv != "" {
+			b = jsonenc.AppendString(append(b, `,"StringValue":`...), sv)
+		}
+		if len(v.BinaryValue) > 0 {
+			b = append(append(b, `,"BinaryValue":"`...), base64.StdEncoding.AppendEncode(nil, v.BinaryValue)...)
+			b = append(b, '"')
+		}
+		b = append(b, '}')
+	}
+	return append(b, '}')
 }
 
 // decodeBatch turns the answer into the SDK's output, checking each body's MD5 as the SDK does.
@@ -242,7 +271,8 @@ func decodeBatch(in *sqs.SendMessageBatchInput, res *batchResultJSON) (*sqs.Send
 	}
 	out := &sqs.SendMessageBatchOutput{}
 	for _, s := range res.Successful {
-		sum := md5.Sum([]byte(bodies[s.ID]))
+		body := bodies[s.ID]
+		sum := md5.Sum(unsafe.Slice(unsafe.StringData(body), len(body))) // read only: no copy
 		if !strings.EqualFold(hex.EncodeToString(sum[:]), s.MD5OfMessageBody) {
 			return nil, fmt.Errorf("SendMessageBatch: the MD5 of entry %s's body does not match SQS's %s", s.ID, s.MD5OfMessageBody)
 		}

@@ -4,7 +4,8 @@
 # binary as its entrypoint (/app, as in the Dockerfile), written by hack/images as a tarball that
 # `ctr -n k8s.io images import` loads. Also the pause image the real node's sandboxes use.
 #
-# Usage: hack/images.sh [name...]   (default: all of manager dispatcher gateway handler pause)
+# Usage: hack/images.sh [name...]   (default: all of manager dispatcher gateway handler pause;
+#        `caller`, test/realnode's client pod, only when named)
 # Env: IMAGES_OUT (default build/images), IMAGE_REPO (default ghcr.io/millrace-io), IMAGE_TAG
 # (default dev), CA_CERTS (default /etc/ssl/certs/ca-certificates.crt), GOARCH.
 # Prints the folder holding the tarballs on stdout.
@@ -33,4 +34,6 @@ image dispatcher ./cmd/dispatcher "$REPO/millrace-dispatcher:$TAG"
 image gateway ./cmd/gateway "$REPO/millrace-gateway:$TAG"
 image handler ./examples/handler "$REPO/millrace-handler:$TAG"
 ENTRYPOINT=/pause image pause ./hack/pause "millrace.local/pause:$TAG"
+# test/realnode's client pod, only when named (not one of Millrace's images)
+if [[ " ${WANT[*]-} " == *" caller "* ]]; then image caller ./test/realnode/caller "millrace.local/caller:$TAG"; fi
 cd "$OUT" && pwd

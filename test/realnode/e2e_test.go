@@ -22,7 +22,6 @@ import (
 	"testing"
 	"time"
 
-	authenticationv1 "k8s.io/api/authentication/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -47,7 +46,10 @@ import (
 )
 
 const (
-	release   = "millrace"
+	// gatewayAudience is the audience the gateway requires of bearer tokens here (a token for the
+	// API server, which any pod has mounted, is refused).
+	gatewayAudience = "millrace-gateway"
+	release         = "millrace"
 	system    = "millrace-system"
 	tenant    = "shop" // the samples' namespace, Pod Security "restricted"
 	awsSecret = "aws-keys"
@@ -76,7 +78,7 @@ func TestTheDemoOnARealNode(t *testing.T) {
 	defer cancel()
 
 	start := time.Now()
-	build := exec.CommandContext(ctx, "bash", filepath.Join(root, "hack", "images.sh"))
+	build := exec.CommandContext(ctx, "bash", filepath.Join(root, "hack", "images.sh"), "manager", "dispatcher", "gateway", "handler", "pause", "caller")
 	build.Dir, build.Stderr = root, os.Stderr
 	if out, err := build.Output(); err != nil {
 		t.Fatalf("hack/images.sh: %v %s", err, out)
@@ -238,7 +240,7 @@ func install(ctx context.Context, t *testing.T, k8s client.Client, helm, chart, 
 		"--set", "aws.endpoint="+endpoint, "--set", "aws.credentialsSecret="+awsSecret,
 		"--set", "taskToken.key="+hex.EncodeToString(key), "--set", "admissionWebhook.enabled=true",
 		"--set", "gateway.enabled=true", "--set", "gateway.image.tag=dev", "--set", "gateway.replicaCount=1",
-		"--set", "gateway.credentialsSecret=gateway-aws-keys")
+		"--set", "gateway.credentialsSecret=gateway-aws-keys", "--set", "gateway.tokenAudiences={"+gatewayAudience+"}")
 	svc := &corev1.Service{}
 	if err := k8s.Get(ctx, client.ObjectKey{Namespace: system, Name: release + "-callback"}, svc); err != nil {
 		t.Fatal(err)
@@ -637,43 +639,12 @@ func managerRestartMidRun(ctx context.Context, t *testing.T, k8s client.Client, 
 	t.Logf("order-2 was handled %d times across the manager's restart", n)
 }
 
-// gatewayTakesAPodsToken sends an order through the gateway with the token of a pod's
-// ServiceAccount (bound to that pod, as the kubelet's projected tokens are) and finds it handled.
+// gatewayTakesAPodsToken runs a client pod (test/realnode/caller) that sends an order through the
+// gateway with its kubelet-projected ServiceAccount token (audience millrace-gateway, RBAC on
+// queues/messages of orders) and once without a token, and finds the order handled.
 func gatewayTakesAPodsToken(ctx context.Context, t *testing.T, k8s client.Client, cs *kubernetes.Clientset, pods *consumerPods) {
 	q := &millracev1.Queue{ObjectMeta: metav1.ObjectMeta{Namespace: tenant, Name: "orders"}}
 	if err := k8s.Patch(ctx, q, client.RawPatch(types.MergePatchType, []byte(`{"spec":{"http":{"enabled":true}}}`))); err != nil {
-		t.Fatal(err)
-	}
-	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: tenant, Name: "checkout"}}
-	role := &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Namespace: tenant, Name: "checkout"},
-		Rules: []rbacv1.PolicyRule{{APIGroups: []string{"millrace.io"}, Resources: []string{"queues/messages"}, Verbs: []string{"create"}, ResourceNames: []string{"orders"}}}}
-	binding := &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Namespace: tenant, Name: "checkout"},
-		RoleRef:  rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: "checkout"},
-		Subjects: []rbacv1.Subject{{Kind: "ServiceAccount", Name: "checkout", Namespace: tenant}}}
-	caller := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: tenant, Name: "checkout"},
-		Spec: corev1.PodSpec{ServiceAccountName: "checkout",
-			SecurityContext: &corev1.PodSecurityContext{RunAsNonRoot: ptr.To(true), SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault}},
-			Containers: []corev1.Container{{Name: "app", Image: "ghcr.io/millrace-io/millrace-handler:dev", ImagePullPolicy: corev1.PullNever,
-				SecurityContext: &corev1.SecurityContext{AllowPrivilegeEscalation: ptr.To(false), ReadOnlyRootFilesystem: ptr.To(true),
-					Capabilities: &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}}}}}}}
-	for _, obj := range []client.Object{sa, role, binding, caller} {
-		if err := k8s.Create(ctx, obj); err != nil {
-			t.Fatal(err)
-		}
-	}
-	testenv.Eventually(t, time.Minute, func() error {
-		if err := k8s.Get(ctx, client.ObjectKeyFromObject(caller), caller); err != nil {
-			return err
-		}
-		if caller.Status.Phase != corev1.PodRunning {
-			return fmt.Errorf("pod checkout %s", caller.Status.Phase)
-		}
-		return nil
-	})
-	tr, err := cs.CoreV1().ServiceAccounts(tenant).CreateToken(ctx, "checkout", &authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{
-		ExpirationSeconds: ptr.To[int64](600),
-		BoundObjectRef:    &authenticationv1.BoundObjectReference{Kind: "Pod", APIVersion: "v1", Name: caller.Name, UID: caller.UID}}}, metav1.CreateOptions{})
-	if err != nil {
 		t.Fatal(err)
 	}
 	svc := &corev1.Service{}
@@ -681,41 +652,103 @@ func gatewayTakesAPodsToken(ctx context.Context, t *testing.T, k8s client.Client
 		t.Fatal(err)
 	}
 	url := fmt.Sprintf("http://%s:%d/v1/namespaces/%s/queues/orders/messages", svc.Spec.ClusterIP, svc.Spec.Ports[0].Port, tenant)
-	post := func(token string) (int, []byte, error) {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url, strings.NewReader(`{"order":1000}`))
-		req.Header.Set("Content-Type", "application/json")
-		if token != "" {
-			req.Header.Set("Authorization", "Bearer "+token)
+	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: tenant, Name: "checkout"}}
+	role := &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Namespace: tenant, Name: "checkout"},
+		Rules: []rbacv1.PolicyRule{{APIGroups: []string{"millrace.io"}, Resources: []string{"queues/messages"}, Verbs: []string{"create"}, ResourceNames: []string{"orders"}}}}
+	binding := &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Namespace: tenant, Name: "checkout"},
+		RoleRef:  rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: "checkout"},
+		Subjects: []rbacv1.Subject{{Kind: "ServiceAccount", Name: "checkout", Namespace: tenant}}}
+	for _, obj := range []client.Object{sa, role, binding} {
+		if err := k8s.Create(ctx, obj); err != nil {
+			t.Fatal(err)
 		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			return 0, nil, err
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, b, nil
 	}
-	var answer struct{ MessageID string }
-	testenv.Eventually(t, 30*time.Second, func() error { // the gateway sees the Queue's http setting through its informer
-		code, body, err := post(tr.Status.Token)
+	// The gateway sees the Queue's http setting through its informer: a first pod may get 404.
+	var sent struct{ MessageID string }
+	testenv.Eventually(t, time.Minute, func() error {
+		answers, err := runCaller(ctx, k8s, cs, url)
 		if err != nil {
 			return err
 		}
-		if code != http.StatusAccepted {
-			return fmt.Errorf("gateway answered %d %s", code, body)
+		if len(answers) != 2 {
+			return fmt.Errorf("caller printed %d answers: %+v", len(answers), answers)
 		}
-		return json.Unmarshal(body, &answer)
+		with, without := answers[0], answers[1]
+		if with.Status != http.StatusAccepted {
+			return fmt.Errorf("with the pod's token the gateway answered %d %s %s", with.Status, with.Body, with.Error)
+		}
+		if without.Status != http.StatusUnauthorized {
+			t.Errorf("without a token the gateway answered %d %s %s, want 401", without.Status, without.Body, without.Error)
+		}
+		return json.Unmarshal([]byte(with.Body), &sent)
 	})
-	if code, body, err := post(""); err != nil || code != http.StatusUnauthorized {
-		t.Errorf("without a token: %d %s %v, want 401", code, body, err)
-	}
 	testenv.Eventually(t, time.Minute, func() error {
-		if pods.handled()[answer.MessageID] == 0 {
-			return fmt.Errorf("message %s from the gateway not handled yet", answer.MessageID)
+		if pods.handled()[sent.MessageID] == 0 {
+			return fmt.Errorf("message %s from the gateway not handled yet", sent.MessageID)
 		}
 		return nil
 	})
-	t.Logf("the gateway took a pod's ServiceAccount token (202, message %s) and refused a request without one (401); the message was handled", answer.MessageID)
+	t.Logf("a pod's projected ServiceAccount token was taken by the gateway (202, message %s) and a request without one refused (401); the message was handled", sent.MessageID)
+}
+
+// callerAnswer is one line test/realnode/caller prints.
+type callerAnswer struct {
+	Auth   string `json:"auth"`
+	Status int    `json:"status"`
+	Body   string `json:"body"`
+	Error  string `json:"error"`
+}
+
+// runCaller runs the caller pod once (restricted profile, token projected for the gateway's
+// audience) and returns what it printed.
+func runCaller(ctx context.Context, k8s client.Client, cs *kubernetes.Clientset, url string) ([]callerAnswer, error) {
+	name := "checkout-" + rand.Text()[:6]
+	name = strings.ToLower(name)
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: tenant, Name: name},
+		Spec: corev1.PodSpec{ServiceAccountName: "checkout", RestartPolicy: corev1.RestartPolicyNever,
+			AutomountServiceAccountToken: ptr.To(false),
+			SecurityContext: &corev1.PodSecurityContext{RunAsNonRoot: ptr.To(true), SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault}},
+			Volumes: []corev1.Volume{{Name: "token", VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{
+				Sources: []corev1.VolumeProjection{{ServiceAccountToken: &corev1.ServiceAccountTokenProjection{
+					Audience: gatewayAudience, ExpirationSeconds: ptr.To[int64](600), Path: "gateway"}}}}}}},
+			Containers: []corev1.Container{{Name: "caller", Image: "millrace.local/caller:dev", ImagePullPolicy: corev1.PullNever,
+				Args:         []string{"-url", url, "-token-file", "/var/run/secrets/tokens/gateway"},
+				VolumeMounts: []corev1.VolumeMount{{Name: "token", MountPath: "/var/run/secrets/tokens", ReadOnly: true}},
+				SecurityContext: &corev1.SecurityContext{AllowPrivilegeEscalation: ptr.To(false), ReadOnlyRootFilesystem: ptr.To(true),
+					Capabilities: &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}}}}}}}
+	if err := k8s.Create(ctx, pod); err != nil {
+		return nil, err
+	}
+	deadline := time.Now().Add(45 * time.Second)
+	for {
+		if err := k8s.Get(ctx, client.ObjectKeyFromObject(pod), pod); err != nil {
+			return nil, err
+		}
+		if pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed {
+			break
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("caller pod %s still %s", name, pod.Status.Phase)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	raw, err := cs.CoreV1().Pods(tenant).GetLogs(name, &corev1.PodLogOptions{Container: "caller"}).DoRaw(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if pod.Status.Phase == corev1.PodFailed {
+		return nil, fmt.Errorf("caller pod %s failed: %s", name, raw)
+	}
+	var answers []callerAnswer
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	for dec.More() {
+		var a callerAnswer
+		if err := dec.Decode(&a); err != nil {
+			return nil, fmt.Errorf("caller's output %q: %w", raw, err)
+		}
+		answers = append(answers, a)
+	}
+	return answers, nil
 }
 
 func dumpPods(t *testing.T, cs *kubernetes.Clientset) {

@@ -600,8 +600,8 @@ func (s *stepper) waitUntil(st *State, effective any) (time.Time, error) {
 		s.charge(pathCost(st.SecondsPath))
 		v, err := st.SecondsPath.Get(effective, s.context())
 		f, ok := v.(float64)
-		if err != nil || !ok || f < 0 {
-			return time.Time{}, fmt.Errorf("SecondsPath %s must select a non-negative number", st.SecondsPath)
+		if err != nil || !ok || f < 0 || f != math.Trunc(f) {
+			return time.Time{}, fmt.Errorf("SecondsPath %s must select a non-negative integer, got %s", st.SecondsPath, describeValue(v, err))
 		}
 		return s.waitFor(f)
 	default:
@@ -609,7 +609,10 @@ func (s *stepper) waitUntil(st *State, effective any) (time.Time, error) {
 		v, err := st.TimestampPath.Get(effective, s.context())
 		str, ok := v.(string)
 		if err != nil || !ok {
-			return time.Time{}, fmt.Errorf("TimestampPath %s must select a timestamp", st.TimestampPath)
+			return time.Time{}, fmt.Errorf("TimestampPath %s must select an RFC3339 timestamp, got %s", st.TimestampPath, describeValue(v, err))
+		}
+		if _, err := parseTimestamp(str); err != nil {
+			return time.Time{}, fmt.Errorf("TimestampPath %s must select an RFC3339 timestamp, got %q", st.TimestampPath, str)
 		}
 		return s.waitTill(str)
 	}

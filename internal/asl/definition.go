@@ -80,6 +80,14 @@ type State struct {
 	ItemsPath      *Path
 	ItemProcessor  *Machine
 	MaxConcurrency int
+
+	// The newer Task and Map fields (fields.go).
+	TimeoutSecondsPath, HeartbeatSecondsPath *Path
+	Credentials                              *Template
+	MaxConcurrencyPath                       *Path
+	ItemBatcher                              *ItemBatcher
+	Tolerance                                Tolerance
+	ProcessorMode, ExecutionType, Label      string
 }
 
 var stateFields = map[string][]string{
@@ -416,6 +424,7 @@ func (p *parser) state(name string, obj map[string]any, at string) *State {
 	s.Retry = p.retriers(obj, at)
 	s.Catch = p.catchers(obj, at)
 	p.checkSpecFields(s, obj, at)
+	p.newerFields(s, obj, at)
 	return s
 }
 

@@ -175,12 +175,12 @@ func (r *WorkflowRunReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 		switch {
 		case a.Waiting != nil && !now.Before(*a.Waiting):
 			steps.step(asl.Event{Kind: asl.EventTimer, At: now, Path: a.Path})
-		case a.Running() && a.State.TimeoutSeconds > 0 && !now.Before(a.Entered.Add(time.Duration(a.State.TimeoutSeconds)*time.Second)):
+		case a.Running() && a.TimeoutSeconds() > 0 && !now.Before(a.Entered.Add(time.Duration(a.TimeoutSeconds())*time.Second)):
 			steps.step(asl.Event{Kind: asl.EventTaskFailed, At: now, Path: a.Path, Attempt: a.Attempt, Error: asl.ErrTimeout,
-				Cause: fmt.Sprintf("the task did not finish within %ds", a.State.TimeoutSeconds)})
-		case a.Running() && a.State.HeartbeatSeconds > 0 && !now.Before(r.heartbeatDeadline(run, a)):
+				Cause: fmt.Sprintf("the task did not finish within %ds", a.TimeoutSeconds())})
+		case a.Running() && a.HeartbeatSeconds() > 0 && !now.Before(r.heartbeatDeadline(run, a)):
 			steps.step(asl.Event{Kind: asl.EventTaskFailed, At: now, Path: a.Path, Attempt: a.Attempt, Error: asl.ErrHeartbeatTimeout,
-				Cause: fmt.Sprintf("no heartbeat within %ds", a.State.HeartbeatSeconds)})
+				Cause: fmt.Sprintf("no heartbeat within %ds", a.HeartbeatSeconds())})
 		}
 	}
 	return r.finishSteps(ctx, original, run, steps, now)
@@ -391,8 +391,8 @@ func (r *WorkflowRunReconciler) record(run *millracev1.WorkflowRun, m *asl.Machi
 		if a.Waiting != nil {
 			until := metav1.NewTime(*a.Waiting)
 			as.Until = &until
-		} else if a.Running() && a.State.TimeoutSeconds > 0 {
-			until := metav1.NewTime(a.Entered.Add(time.Duration(a.State.TimeoutSeconds) * time.Second))
+		} else if a.Running() && a.TimeoutSeconds() > 0 {
+			until := metav1.NewTime(a.Entered.Add(time.Duration(a.TimeoutSeconds()) * time.Second))
 			as.Until = &until
 		}
 		run.Status.ActiveStates = append(run.Status.ActiveStates, as)
@@ -508,10 +508,10 @@ func (r *WorkflowRunReconciler) act(ctx context.Context, run *millracev1.Workflo
 		if !a.Running() {
 			continue
 		}
-		if a.State.TimeoutSeconds > 0 {
-			wakeAt(a.Entered.Add(time.Duration(a.State.TimeoutSeconds) * time.Second))
+		if a.TimeoutSeconds() > 0 {
+			wakeAt(a.Entered.Add(time.Duration(a.TimeoutSeconds()) * time.Second))
 		}
-		if a.State.HeartbeatSeconds > 0 {
+		if a.HeartbeatSeconds() > 0 {
 			wakeAt(r.heartbeatDeadline(run, a))
 		}
 		if slices.Contains(run.Status.Dispatched, a.Key()) {
@@ -529,8 +529,12 @@ func (r *WorkflowRunReconciler) act(ctx context.Context, run *millracev1.Workflo
 			continue
 		}
 		input, err := m.TaskInput(engine, a.Path, r.options(run))
+		var credentials any
 		if err == nil {
-			err = r.dispatch(ctx, run, a, input)
+			credentials, err = m.TaskCredentials(engine, a.Path, r.options(run))
+		}
+		if err == nil {
+			err = r.dispatch(ctx, run, a, input, credentials)
 		}
 		result := "ok"
 		if err != nil {
@@ -640,8 +644,10 @@ func resourceKind(resource string) string {
 }
 
 // dispatch sends a task: to a Consumer's queue (millrace:consumer/<name>), or through the SQS
-// sendMessage integration.
-func (r *WorkflowRunReconciler) dispatch(ctx context.Context, run *millracev1.WorkflowRun, a asl.Active, input any) error {
+// sendMessage integration. A Task's evaluated Credentials go with a Consumer's message (attribute
+// millrace-credentials); the tasks the manager performs itself use none (Millrace assumes no
+// role).
+func (r *WorkflowRunReconciler) dispatch(ctx context.Context, run *millracev1.WorkflowRun, a asl.Active, input, credentials any) error {
 	token := r.token(run, a.State.Name, a.Path, a.Attempt, a.Visit, a.Entered)
 	sum := sha256.Sum256([]byte(string(run.UID) + "/" + a.Key()))
 	dedup := hex.EncodeToString(sum[:])
@@ -654,8 +660,12 @@ func (r *WorkflowRunReconciler) dispatch(ctx context.Context, run *millracev1.Wo
 		}
 		body, _ := json.Marshal(input)
 		attrs := map[string]sqstypes.MessageAttributeValue{dispatch.TaskTokenAttribute: {DataType: aws.String("String"), StringValue: aws.String(token)}}
-		if hb := a.State.HeartbeatSeconds; hb > 0 {
+		if hb := a.HeartbeatSeconds(); hb > 0 {
 			attrs[dispatch.HeartbeatAttribute] = sqstypes.MessageAttributeValue{DataType: aws.String("Number"), StringValue: aws.String(fmt.Sprint(hb))}
+		}
+		if credentials != nil {
+			c, _ := json.Marshal(credentials)
+			attrs[dispatch.CredentialsAttribute] = sqstypes.MessageAttributeValue{DataType: aws.String("String"), StringValue: aws.String(string(c))}
 		}
 		in := &sqs.SendMessageInput{QueueUrl: aws.String(url), MessageBody: aws.String(string(body)), MessageAttributes: attrs}
 		if fifo {
@@ -705,8 +715,8 @@ func (r *WorkflowRunReconciler) dispatch(ctx context.Context, run *millracev1.Wo
 	case resource == "millrace:http":
 		params, _ := input.(map[string]any)
 		timeout := 60 * time.Second
-		if a.State.TimeoutSeconds > 0 {
-			timeout = time.Duration(a.State.TimeoutSeconds) * time.Second
+		if a.TimeoutSeconds() > 0 {
+			timeout = time.Duration(a.TimeoutSeconds()) * time.Second
 		}
 		ns := run.Namespace
 		r.reportLater(run, a, func(ctx context.Context) callback.Result { return r.httpTask(ctx, ns, params, timeout) })
@@ -905,7 +915,7 @@ func (r *WorkflowRunReconciler) readTask(ctx context.Context, reader client.Read
 		return nil, nil, asl.Run{}, callback.ErrStale
 	}
 	// The token dies with its task's timeout even before a reconcile has recorded the timeout.
-	if c.Expired(time.Duration(active[i].State.TimeoutSeconds)*time.Second, time.Now()) {
+	if c.Expired(time.Duration(active[i].TimeoutSeconds())*time.Second, time.Now()) {
 		return nil, nil, asl.Run{}, callback.ErrStale
 	}
 	return run, m, engine, nil

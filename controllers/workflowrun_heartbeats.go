@@ -32,7 +32,7 @@ import (
 
 // heartbeatDeadline is when a running task times out without a new heartbeat.
 func (r *WorkflowRunReconciler) heartbeatDeadline(run *millracev1.WorkflowRun, a asl.Active) time.Time {
-	every := time.Duration(a.State.HeartbeatSeconds) * time.Second
+	every := time.Duration(a.HeartbeatSeconds()) * time.Second
 	last := writtenHeartbeat(run, a).Add(every / 2) // a heartbeat not written is no later
 	if mem, ok := r.beats.latest(run.UID, a.Key()); ok && mem.After(last) {
 		last = mem
@@ -68,7 +68,7 @@ func (r *WorkflowRunReconciler) heartbeat(ctx context.Context, c tasktoken.Claim
 			return callback.ErrStale
 		}
 		a := active[i]
-		every := time.Duration(a.State.HeartbeatSeconds) * time.Second
+		every := time.Duration(a.HeartbeatSeconds()) * time.Second
 		if every == 0 {
 			return nil // a task without HeartbeatSeconds cannot time out for want of heartbeats
 		}
@@ -94,7 +94,7 @@ func (r *WorkflowRunReconciler) heartbeatDue(run *millracev1.WorkflowRun, a asl.
 	if w := r.beats.written(run.UID, a.Key()); w.After(written) {
 		written = w
 	}
-	return now.Sub(written) >= time.Duration(a.State.HeartbeatSeconds)*time.Second/2
+	return now.Sub(written) >= time.Duration(a.HeartbeatSeconds())*time.Second/2
 }
 
 // writeHeartbeats writes the latest heartbeat this process holds of each running task of the

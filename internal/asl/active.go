@@ -20,6 +20,9 @@ type Active struct {
 	Visit   string
 	Entered time.Time
 	Waiting *time.Time
+	// timeoutSeconds and heartbeatSeconds are a Task's TimeoutSecondsPath and
+	// HeartbeatSecondsPath as evaluated (see TimeoutSeconds and HeartbeatSeconds).
+	timeoutSeconds, heartbeatSeconds int
 }
 
 // Running reports whether an active Task is executing (as opposed to waiting for a retry).
@@ -73,7 +76,8 @@ func (m *Machine) active(run Run, path []int, prefix, visit string, out *[]Activ
 			return
 		}
 	}
-	*out = append(*out, Active{Path: slices.Clone(path), Label: label, State: st, Attempt: run.Attempt, Visit: visitOf(visit, run), Entered: run.Entered, Waiting: run.Waiting})
+	*out = append(*out, Active{Path: slices.Clone(path), Label: label, State: st, Attempt: run.Attempt, Visit: visitOf(visit, run), Entered: run.Entered, Waiting: run.Waiting,
+		timeoutSeconds: run.TaskTimeout, heartbeatSeconds: run.TaskHeartbeat})
 }
 
 // TaskInput recomputes the input of the running task at path (InputPath, then Parameters), for a
@@ -169,7 +173,7 @@ func (m *Machine) NeedsContinue(run Run, opt Options) bool {
 	if st.Type != "Parallel" && st.Type != "Map" {
 		return false
 	}
-	if st.Type == "Map" && run.NextItem < run.ItemsTotal && len(run.Children) < mapLimit(st, opt) {
+	if st.Type == "Map" && run.NextItem < run.ItemsTotal && len(run.Children) < mapLimit(st, run, opt) {
 		return true
 	}
 	for _, c := range run.Children {

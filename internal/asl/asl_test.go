@@ -38,8 +38,8 @@ func TestValidationReportsTheJSONPathOfEachProblem(t *testing.T) {
 		{"a Choice without rules is rejected", `{"StartAt":"A","States":{"A":{"Type":"Choice","Choices":[],"Default":"B"},"B":{"Type":"Succeed"}}}`, "$.States.A.Choices", "non-empty"},
 		{"a choice rule without Next is rejected", `{"StartAt":"A","States":{"A":{"Type":"Choice","Choices":[{"Variable":"$.x","IsPresent":true}],"Default":"B"},"B":{"Type":"Succeed"}}}`, "$.States.A.Choices[0].Next", "needs Next"},
 		{"a comparison with the wrong operand type is rejected", `{"StartAt":"A","States":{"A":{"Type":"Choice","Choices":[{"Variable":"$.x","NumericEquals":"1","Next":"B"}]},"B":{"Type":"Succeed"}}}`, "$.States.A.Choices[0].NumericEquals", "needs a number"},
-		{"States.ALL in a list is rejected", `{"StartAt":"A","States":{"A":{"Type":"Task","Resource":"r","End":true,"Retry":[{"ErrorEquals":["States.ALL","X"]}]}}}`, "$.States.A.Retry[0].ErrorEquals", "alone"},
-		{"a States.ALL retrier that is not last is rejected", `{"StartAt":"A","States":{"A":{"Type":"Task","Resource":"r","End":true,"Retry":[{"ErrorEquals":["States.ALL"]},{"ErrorEquals":["X"]}]}}}`, "$.States.A.Retry[0].ErrorEquals", "must be the last"},
+		{"States.ALL in a list is rejected", `{"StartAt":"A","States":{"A":{"Type":"Task","Resource":"test:r","End":true,"Retry":[{"ErrorEquals":["States.ALL","X"]}]}}}`, "$.States.A.Retry[0].ErrorEquals", "alone"},
+		{"a States.ALL retrier that is not last is rejected", `{"StartAt":"A","States":{"A":{"Type":"Task","Resource":"test:r","End":true,"Retry":[{"ErrorEquals":["States.ALL"]},{"ErrorEquals":["X"]}]}}}`, "$.States.A.Retry[0].ErrorEquals", "must be the last"},
 		{"a bad path is rejected", `{"StartAt":"A","States":{"A":{"Type":"Pass","InputPath":"foo","End":true}}}`, "$.States.A.InputPath", "must start with $"},
 		{"a ResultPath that is not a reference path is rejected", `{"StartAt":"A","States":{"A":{"Type":"Pass","ResultPath":"$.a[*]","End":true}}}`, "$.States.A.ResultPath", "reference path"},
 		{"an unknown intrinsic is rejected", `{"StartAt":"A","States":{"A":{"Type":"Pass","Parameters":{"x.$":"States.Nope(1)"},"End":true}}}`, "$.States.A.Parameters.x.$", "unknown function"},
@@ -48,7 +48,7 @@ func TestValidationReportsTheJSONPathOfEachProblem(t *testing.T) {
 		{"an unknown state type is rejected", `{"StartAt":"A","States":{"A":{"Type":"Sleep","End":true}}}`, "$.States.A.Type", "unknown state type"},
 		{"a Task without Resource is rejected", `{"StartAt":"A","States":{"A":{"Type":"Task","End":true}}}`, "$.States.A.Resource", "needs a Resource"},
 		{"a branch's problem is reported inside the branch", `{"StartAt":"P","States":{"P":{"Type":"Parallel","End":true,"Branches":[{"StartAt":"X","States":{"X":{"Type":"Pass"}}}]}}}`, "$.States.P.Branches[0].States.X", "needs Next or End"},
-		{"a catcher without Next is rejected", `{"StartAt":"A","States":{"A":{"Type":"Task","Resource":"r","End":true,"Catch":[{"ErrorEquals":["States.ALL"]}]}}}`, "$.States.A.Catch[0].Next", "needs Next"},
+		{"a catcher without Next is rejected", `{"StartAt":"A","States":{"A":{"Type":"Task","Resource":"test:r","End":true,"Catch":[{"ErrorEquals":["States.ALL"]}]}}}`, "$.States.A.Catch[0].Next", "needs Next"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -70,7 +70,7 @@ func TestYAMLDefinitionsAreAccepted(t *testing.T) {
 func TestInputAndOutputProcessingFollowsTheSpec(t *testing.T) {
 	// The specification's example: InputPath selects the numbers, the task adds them, ResultPath
 	// places the sum next to the input.
-	m := mustParse(t, `{"StartAt":"Add","States":{"Add":{"Type":"Task","Resource":"add","InputPath":"$.numbers","ResultPath":"$.sum","OutputPath":"$","End":true}}}`)
+	m := mustParse(t, `{"StartAt":"Add","States":{"Add":{"Type":"Task","Resource":"test:add","InputPath":"$.numbers","ResultPath":"$.sum","OutputPath":"$","End":true}}}`)
 	run, eff, _ := m.Step(Run{}, Event{Kind: EventStart, At: time.Unix(0, 0), Input: doc(t, `{"title":"Numbers to add","numbers":{"val1":3,"val2":4}}`)}, Options{})
 	if len(eff) != 1 || eff[0].Kind != EffectRunTask || !reflect.DeepEqual(eff[0].Input, doc(t, `{"val1":3,"val2":4}`)) {
 		t.Fatalf("effects %+v", eff)
@@ -84,7 +84,7 @@ func TestInputAndOutputProcessingFollowsTheSpec(t *testing.T) {
 func TestParametersResultSelectorAndNullPaths(t *testing.T) {
 	m := mustParse(t, `{"StartAt":"P","States":{
 		"P":{"Type":"Pass","Parameters":{"flagged":true,"parts":{"first.$":"$.vals[0]","last3.$":"$.vals[-3:]"},"name.$":"$$.Execution.Name"},"ResultPath":"$.picked","Next":"T"},
-		"T":{"Type":"Task","Resource":"r","ResultSelector":{"code.$":"$.StatusCode"},"ResultPath":"$.res","OutputPath":"$.res","Next":"D"},
+		"T":{"Type":"Task","Resource":"test:r","ResultSelector":{"code.$":"$.StatusCode"},"ResultPath":"$.res","OutputPath":"$.res","Next":"D"},
 		"D":{"Type":"Pass","ResultPath":null,"InputPath":null,"End":true}}}`)
 	run, _, _ := m.Step(Run{}, Event{Kind: EventStart, Input: doc(t, `{"flagged":7,"vals":[0,10,20,30,40,50]}`), Execution: Execution{Name: "exec-1"}}, Options{})
 	want := doc(t, `{"flagged":7,"vals":[0,10,20,30,40,50],"picked":{"flagged":true,"parts":{"first":0,"last3":[30,40,50]},"name":"exec-1"}}`)
@@ -203,7 +203,7 @@ func TestChoiceWithoutAMatchFailsOrTakesTheDefault(t *testing.T) {
 
 func TestRetryBacksOffThenCatchTakesOver(t *testing.T) {
 	m := mustParse(t, `{"StartAt":"T","States":{
-		"T":{"Type":"Task","Resource":"r","Next":"Done",
+		"T":{"Type":"Task","Resource":"test:r","Next":"Done",
 			"Retry":[{"ErrorEquals":["Busy"],"IntervalSeconds":2,"MaxAttempts":2,"BackoffRate":3},{"ErrorEquals":["States.ALL"],"MaxAttempts":0}],
 			"Catch":[{"ErrorEquals":["States.ALL"],"ResultPath":"$.error","Next":"Recover"}]},
 		"Recover":{"Type":"Pass","End":true},
@@ -276,7 +276,9 @@ func TestFailStatesAndTimeouts(t *testing.T) {
 }
 
 func TestALoopOfNonBlockingStatesYieldsAContinue(t *testing.T) {
-	m := mustParse(t, `{"StartAt":"A","States":{"A":{"Type":"Pass","Next":"B"},"B":{"Type":"Pass","Next":"A"}}}`)
+	// A loop its input never leaves (a loop with no way out at all is refused at validation).
+	m := mustParse(t, `{"StartAt":"A","States":{"A":{"Type":"Pass","Next":"B"},
+		"B":{"Type":"Choice","Choices":[{"Variable":"$.stop","IsPresent":true,"Next":"Done"}],"Default":"A"},"Done":{"Type":"Succeed"}}}`)
 	run, eff, _ := m.Step(Run{}, Event{Kind: EventStart, Input: doc(t, `{}`)}, Options{MaxTransitionsPerStep: 10})
 	if run.Status != Running || len(eff) != 1 || eff[0].Kind != EffectContinue || run.Transitions != 11 {
 		t.Fatalf("run %+v effects %+v", run, eff)
@@ -293,7 +295,7 @@ func TestAResultPathIntoAScalarFails(t *testing.T) {
 
 func TestParallelBranchesRunAndTheirOutputsAreCollectedInOrder(t *testing.T) {
 	m := mustParse(t, `{"StartAt":"P","States":{"P":{"Type":"Parallel","ResultPath":"$.results","End":true,"Branches":[
-		{"StartAt":"A","States":{"A":{"Type":"Task","Resource":"a","End":true}}},
+		{"StartAt":"A","States":{"A":{"Type":"Task","Resource":"test:a","End":true}}},
 		{"StartAt":"B","States":{"B":{"Type":"Pass","Parameters":{"sum.$":"States.MathAdd($.x, 1)"},"End":true}}}]}}}`)
 	run, eff, _ := m.Step(Run{}, Event{Kind: EventStart, Input: doc(t, `{"x":1}`)}, Options{})
 	if run.Status != Running || len(eff) != 1 || eff[0].Kind != EffectRunTask || !reflect.DeepEqual(eff[0].Path, []int{0}) {
@@ -308,7 +310,7 @@ func TestParallelBranchesRunAndTheirOutputsAreCollectedInOrder(t *testing.T) {
 func TestAFailingBranchFailsTheParallelStateAndCanBeRetried(t *testing.T) {
 	m := mustParse(t, `{"StartAt":"P","States":{"P":{"Type":"Parallel","End":true,
 		"Retry":[{"ErrorEquals":["Boom"],"MaxAttempts":1,"IntervalSeconds":1}],
-		"Branches":[{"StartAt":"A","States":{"A":{"Type":"Task","Resource":"a","End":true}}}]}}}`)
+		"Branches":[{"StartAt":"A","States":{"A":{"Type":"Task","Resource":"test:a","End":true}}}]}}}`)
 	t0 := time.Unix(100, 0)
 	run, _, _ := m.Step(Run{}, Event{Kind: EventStart, At: t0, Input: doc(t, `{}`)}, Options{})
 	run, eff, _ := m.Step(run, Event{Kind: EventTaskFailed, At: t0, Path: []int{0}, Attempt: 1, Error: "Boom"}, Options{})
@@ -328,7 +330,7 @@ func TestAFailingBranchFailsTheParallelStateAndCanBeRetried(t *testing.T) {
 func TestMapRunsItemsWithinMaxConcurrency(t *testing.T) {
 	m := mustParse(t, `{"StartAt":"M","States":{"M":{"Type":"Map","ItemsPath":"$.orders","MaxConcurrency":2,
 		"ItemSelector":{"id.$":"$$.Map.Item.Value.id","index.$":"$$.Map.Item.Index","tag.$":"$.tag"},
-		"ItemProcessor":{"StartAt":"Ship","States":{"Ship":{"Type":"Task","Resource":"ship","End":true}}},
+		"ItemProcessor":{"StartAt":"Ship","States":{"Ship":{"Type":"Task","Resource":"test:ship","End":true}}},
 		"ResultPath":"$.shipped","End":true}}}`)
 	run, eff, _ := m.Step(Run{}, Event{Kind: EventStart, Input: doc(t, `{"tag":"t","orders":[{"id":"a"},{"id":"b"},{"id":"c"}]}`)}, Options{})
 	if len(eff) != 2 || !reflect.DeepEqual(eff[1].Input, doc(t, `{"id":"b","index":1,"tag":"t"}`)) {

@@ -80,6 +80,14 @@ type State struct {
 	ItemsPath      *Path
 	ItemProcessor  *Machine
 	MaxConcurrency int
+
+	// The newer Task and Map fields (fields.go).
+	TimeoutSecondsPath, HeartbeatSecondsPath *Path
+	Credentials                              *Template
+	MaxConcurrencyPath                       *Path
+	ItemBatcher                              *ItemBatcher
+	Tolerance                                Tolerance
+	ProcessorMode, ExecutionType, Label      string
 }
 
 var stateFields = map[string][]string{
@@ -113,6 +121,7 @@ func Parse(data []byte) (*Machine, []FieldError) {
 	}
 	p := &parser{}
 	m := p.machine(obj, "$", true)
+	p.checkUniqueNames()
 	if len(p.errs) > 0 {
 		slices.SortFunc(p.errs, func(a, b FieldError) int { return strings.Compare(a.Path, b.Path) })
 		return nil, p.errs
@@ -124,6 +133,8 @@ type parser struct {
 	errs []FieldError
 	// depth is how many Parallel and Map states enclose the machine being parsed.
 	depth int
+	// names are the state names of the whole machine (validate_spec.go).
+	names []nameAt
 }
 
 func (p *parser) add(path, format string, a ...any) {
@@ -170,11 +181,13 @@ func (p *parser) machine(obj map[string]any, at string, top bool) *Machine {
 			p.add(sAt, "state names are at most 80 characters")
 		}
 		m.States[name] = p.state(name, so, sAt)
+		p.noteName(name, sAt)
 	}
 	if _, ok := m.States[m.StartAt]; m.StartAt != "" && !ok {
 		p.add(at+".StartAt", "StartAt names %q, which is not a state", m.StartAt)
 	}
 	p.checkTargets(m, at)
+	p.checkTerminal(m, at)
 	return m
 }
 
@@ -410,6 +423,8 @@ func (p *parser) state(name string, obj map[string]any, at string) *State {
 	}
 	s.Retry = p.retriers(obj, at)
 	s.Catch = p.catchers(obj, at)
+	p.checkSpecFields(s, obj, at)
+	p.newerFields(s, obj, at)
 	return s
 }
 
@@ -420,8 +435,11 @@ func (p *parser) errorEquals(v any, at string) []string {
 		return nil
 	}
 	out := make([]string, 0, len(list))
-	for _, e := range list {
-		s, _ := e.(string)
+	for i, e := range list {
+		s, ok := e.(string)
+		if !ok || s == "" {
+			p.add(fmt.Sprintf("%s[%d]", at, i), "an error name must be a non-empty string")
+		}
 		out = append(out, s)
 	}
 	if slices.Contains(out, "States.ALL") && len(out) != 1 {

@@ -40,7 +40,7 @@ func TestATenThousandItemMapStaysSmall(t *testing.T) {
 	m := mustParse(t, `{"StartAt":"M","States":{"M":{"Type":"Map","ItemsPath":"$.orders","End":true,
 		"ItemSelector":{"id.$":"$$.Map.Item.Value.id","customer.$":"$.customer"},
 		"ItemProcessor":{"StartAt":"Ship","States":{
-			"Ship":{"Type":"Task","Resource":"ship","Next":"Tag"},
+			"Ship":{"Type":"Task","Resource":"test:ship","Next":"Tag"},
 			"Tag":{"Type":"Pass","Parameters":{"n.$":"$","run.$":"$$.Execution.Name"},"End":true}}}}}}`)
 	input := doc(t, items(n))
 	inputSize := len(items(n))
@@ -81,7 +81,7 @@ func TestATenThousandItemMapStaysSmall(t *testing.T) {
 
 func TestMapConcurrencyIsCappedAndChildrenAreAddressedByItem(t *testing.T) {
 	def := `{"StartAt":"M","States":{"M":{"Type":"Map","MaxConcurrency":%d,"End":true,
-		"ItemProcessor":{"StartAt":"T","States":{"T":{"Type":"Task","Resource":"t","End":true}}}}}}`
+		"ItemProcessor":{"StartAt":"T","States":{"T":{"Type":"Task","Resource":"test:t","End":true}}}}}}`
 	for _, tc := range []struct{ maxConc, opt, want int }{{0, 0, 40}, {100, 0, 40}, {3, 0, 3}, {0, 5, 5}, {10, 5, 5}} {
 		m := mustParse(t, fmt.Sprintf(def, tc.maxConc))
 		_, eff, _ := m.Step(Run{}, Event{Kind: EventStart, Input: doc(t, items(60)).(map[string]any)["orders"]}, Options{MaxMapConcurrency: tc.opt})
@@ -163,7 +163,7 @@ func TestResultsBeyondThePayloadLimitFailTheState(t *testing.T) {
 func TestFanOutsSummarizeRunningMaps(t *testing.T) {
 	m := mustParse(t, `{"StartAt":"M","States":{"M":{"Type":"Map","MaxConcurrency":2,"End":true,
 		"ItemProcessor":{"StartAt":"P","States":{"P":{"Type":"Parallel","End":true,"Branches":[
-			{"StartAt":"A","States":{"A":{"Type":"Task","Resource":"a","End":true}}},
+			{"StartAt":"A","States":{"A":{"Type":"Task","Resource":"test:a","End":true}}},
 			{"StartAt":"B","States":{"B":{"Type":"Pass","End":true}}}]}}}}}}`)
 	run, _, _ := m.Step(Run{}, Event{Kind: EventStart, Input: doc(t, `[1,2,3,4,5]`)}, Options{})
 	run, _, _ = m.Step(run, Event{Kind: EventTaskSucceeded, Path: []int{0, 0}, Attempt: 1, Output: "a"}, Options{})

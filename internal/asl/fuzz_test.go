@@ -110,15 +110,20 @@ func fuzzSeeds() []fuzzSeed {
 	rowsJSON, _ := json.Marshal(rows)
 	return []fuzzSeed{
 		{[]byte(nested), rowsJSON},
-		{[]byte(`{"StartAt":"A","States":{"A":{"Type":"Pass","Next":"B"},"B":{"Type":"Choice","Choices":[{"Variable":"$.x","IsPresent":true,"Next":"A"}],"Default":"A"}}}`), []byte(`{"x":1}`)},
+		{[]byte(`{"StartAt":"A","States":{"A":{"Type":"Pass","Next":"B"},"B":{"Type":"Choice","Choices":[{"Variable":"$.stop","IsPresent":true,"Next":"Z"}],"Default":"A"},"Z":{"Type":"Succeed"}}}`), []byte(`{"x":1}`)},
+		{[]byte(`{"StartAt":"M","States":{"M":{"Type":"Map","ItemsPath":"$.items","MaxConcurrencyPath":"$.c","ToleratedFailurePercentagePath":"$.p","ToleratedFailureCount":2,
+			"ItemSelector":{"i.$":"$$.Map.Item.Index","v.$":"$$.Map.Item.Value"},"ItemBatcher":{"MaxItemsPerBatchPath":"$.n","MaxInputBytesPerBatch":200,"BatchInput":{"k.$":"$.c"}},
+			"ItemProcessor":{"ProcessorConfig":{"Mode":"DISTRIBUTED","ExecutionType":"EXPRESS"},"StartAt":"T","States":{"T":{"Type":"Task","Resource":"test:r",
+				"TimeoutSecondsPath":"$.Items[0].i","Credentials":{"RoleArn.$":"States.Format('arn:{}', $.k)"},"End":true}}},"End":true}}}`),
+			[]byte(`{"c":2,"p":50,"n":3,"items":[1,"two",{"three":3},[4],5,6,7]}`)},
 		{[]byte(`{"StartAt":"S","States":{"S":{"Type":"Pass","Parameters":{"a.$":"States.StringSplit($.s, $.sep)","u.$":"States.ArrayUnique($.list)","d.$":"$..*"},"End":true}}}`),
 			[]byte(`{"s":"a,b;c","sep":",;","list":[1,1,{"a":2},{"a":2}],"deep":[[[[1]]]]}`)},
-		{[]byte(`{"StartAt":"W","States":{"W":{"Type":"Wait","SecondsPath":"$.s","Next":"T"},"T":{"Type":"Task","Resource":"r","TimeoutSeconds":5,"HeartbeatSeconds":2,
+		{[]byte(`{"StartAt":"W","States":{"W":{"Type":"Wait","SecondsPath":"$.s","Next":"T"},"T":{"Type":"Task","Resource":"test:r","TimeoutSeconds":5,"HeartbeatSeconds":2,
 			"Retry":[{"ErrorEquals":["States.ALL"],"IntervalSeconds":1,"BackoffRate":1000,"MaxAttempts":3}],"Catch":[{"ErrorEquals":["States.ALL"],"Next":"F"}],"End":true},
 			"F":{"Type":"Fail","ErrorPath":"$.Error","CausePath":"States.Format('{}', $.Cause)"}}}`), []byte(`{"s":1e12}`)},
 		{[]byte(`{"StartAt":"P","States":{"P":{"Type":"Parallel","End":true,"Branches":[
 			{"StartAt":"M","States":{"M":{"Type":"Map","MaxConcurrency":3,"ItemSelector":{"v.$":"$$.Map.Item.Value","i.$":"$$.Map.Item.Index"},"End":true,
-				"ItemProcessor":{"StartAt":"T","States":{"T":{"Type":"Task","Resource":"r","ResultSelector":{"r.$":"$"},"End":true}}}}}},
+				"ItemProcessor":{"StartAt":"T","States":{"T":{"Type":"Task","Resource":"test:r","ResultSelector":{"r.$":"$"},"End":true}}}}}},
 			{"StartAt":"S","States":{"S":{"Type":"Succeed","OutputPath":"$[0]"}}}]}}}`), []byte(`[1,2,3,4,5,6,7]`)},
 	}
 }

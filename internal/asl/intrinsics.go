@@ -117,6 +117,9 @@ func (p *intrinsicParser) call() (*call, error) {
 	if len(c.args) < arity[0] || (arity[1] >= 0 && len(c.args) > arity[1]) {
 		return nil, fmt.Errorf("%s takes %s arguments, got %d", c.name, arityText(arity), len(c.args))
 	}
+	if err := checkArgTypes(c); err != nil {
+		return nil, err
+	}
 	return c, nil
 }
 
@@ -390,10 +393,16 @@ func applyIntrinsic(name string, args []any) (any, error) {
 		if err != nil {
 			return nil, err
 		}
+		if err := intrinsicInputLimit(name, s); err != nil {
+			return nil, err
+		}
 		return base64.StdEncoding.EncodeToString([]byte(s)), nil
 	case "States.Base64Decode":
 		s, err := str(0)
 		if err != nil {
+			return nil, err
+		}
+		if err := intrinsicInputLimit(name, s); err != nil {
 			return nil, err
 		}
 		b, err := base64.StdEncoding.DecodeString(s)
@@ -425,6 +434,9 @@ func applyIntrinsic(name string, args []any) (any, error) {
 		if !ok {
 			b, _ := json.Marshal(args[0])
 			data = string(b)
+		}
+		if err := intrinsicInputLimit(name, data); err != nil {
+			return nil, err
 		}
 		h.Write([]byte(data))
 		return hex.EncodeToString(h.Sum(nil)), nil

@@ -77,11 +77,11 @@ func TestValuesBeyondTheEnginesLimitsAreRefusedWithTheirPath(t *testing.T) {
 	cases := []struct{ name, def, path string }{
 		{"a Wait of more than a year is refused", `{"StartAt":"W","States":{"W":{"Type":"Wait","Seconds":31536001,"End":true}}}`, "$.States.W.Seconds"},
 		{"a Wait that would overflow a duration is refused", `{"StartAt":"W","States":{"W":{"Type":"Wait","Seconds":1e12,"End":true}}}`, "$.States.W.Seconds"},
-		{"a Task TimeoutSeconds beyond 99999999 is refused", `{"StartAt":"T","States":{"T":{"Type":"Task","Resource":"r","TimeoutSeconds":100000000,"End":true}}}`, "$.States.T.TimeoutSeconds"},
-		{"a HeartbeatSeconds beyond 99999999 is refused", `{"StartAt":"T","States":{"T":{"Type":"Task","Resource":"r","HeartbeatSeconds":1e15,"End":true}}}`, "$.States.T.HeartbeatSeconds"},
+		{"a Task TimeoutSeconds beyond 99999999 is refused", `{"StartAt":"T","States":{"T":{"Type":"Task","Resource":"test:r","TimeoutSeconds":100000000,"End":true}}}`, "$.States.T.TimeoutSeconds"},
+		{"a HeartbeatSeconds beyond 99999999 is refused", `{"StartAt":"T","States":{"T":{"Type":"Task","Resource":"test:r","HeartbeatSeconds":1e15,"End":true}}}`, "$.States.T.HeartbeatSeconds"},
 		{"a machine TimeoutSeconds beyond 99999999 is refused", `{"StartAt":"P","TimeoutSeconds":1e12,"States":{"P":{"Type":"Pass","End":true}}}`, "$.TimeoutSeconds"},
-		{"a retry interval beyond 99999999 is refused", `{"StartAt":"T","States":{"T":{"Type":"Task","Resource":"r","End":true,"Retry":[{"ErrorEquals":["X"],"IntervalSeconds":1e12}]}}}`, "$.States.T.Retry[0].IntervalSeconds"},
-		{"a retry MaxAttempts beyond 99999999 is refused", `{"StartAt":"T","States":{"T":{"Type":"Task","Resource":"r","End":true,"Retry":[{"ErrorEquals":["X"],"MaxAttempts":1e12}]}}}`, "$.States.T.Retry[0].MaxAttempts"},
+		{"a retry interval beyond 99999999 is refused", `{"StartAt":"T","States":{"T":{"Type":"Task","Resource":"test:r","End":true,"Retry":[{"ErrorEquals":["X"],"IntervalSeconds":1e12}]}}}`, "$.States.T.Retry[0].IntervalSeconds"},
+		{"a retry MaxAttempts beyond 99999999 is refused", `{"StartAt":"T","States":{"T":{"Type":"Task","Resource":"test:r","End":true,"Retry":[{"ErrorEquals":["X"],"MaxAttempts":1e12}]}}}`, "$.States.T.Retry[0].MaxAttempts"},
 		{"Map states nested deeper than the limit are refused", nest, "$.States.M" + strings.Repeat(".ItemProcessor.States.M", MaxNesting) + ".ItemProcessor"},
 		{"a second descendant segment in a path is refused", `{"StartAt":"P","States":{"P":{"Type":"Pass","InputPath":"$..a..b","End":true}}}`, "$.States.P.InputPath"},
 		{"a descendant segment inside a filter is refused", `{"StartAt":"P","States":{"P":{"Type":"Pass","InputPath":"$[?@..x]","End":true}}}`, "$.States.P.InputPath"},
@@ -118,7 +118,7 @@ func TestWaitsBeyondAYearFailInsteadOfEndingAtOnce(t *testing.T) {
 		})
 	}
 	t.Run("a retry backoff that grows past a year waits a year", func(t *testing.T) {
-		m := mustParse(t, `{"StartAt":"T","States":{"T":{"Type":"Task","Resource":"r","End":true,
+		m := mustParse(t, `{"StartAt":"T","States":{"T":{"Type":"Task","Resource":"test:r","End":true,
 			"Retry":[{"ErrorEquals":["X"],"IntervalSeconds":99999999,"BackoffRate":1000,"MaxAttempts":5}]}}}`)
 		run, _, _ := m.Step(Run{}, Event{Kind: EventStart, At: t0, Input: doc(t, `{}`)}, Options{})
 		for range 3 {
@@ -154,7 +154,7 @@ func TestPayloadsBeyond256KiBFailTheStateWithDataLimitExceeded(t *testing.T) {
 		})
 	}
 	t.Run("a task result too large", func(t *testing.T) {
-		m := mustParse(t, `{"StartAt":"T","States":{"T":{"Type":"Task","Resource":"r","End":true}}}`)
+		m := mustParse(t, `{"StartAt":"T","States":{"T":{"Type":"Task","Resource":"test:r","End":true}}}`)
 		run, _, _ := m.Step(Run{}, Event{Kind: EventStart, Input: map[string]any{}}, Options{})
 		run, _, _ = m.Step(run, Event{Kind: EventTaskSucceeded, Attempt: 1, Output: strings.Repeat("z", 300<<10)}, Options{})
 		if run.Status != Failed || run.Error != ErrDataLimitExceeded {
@@ -253,12 +253,14 @@ func TestAStateThatWouldReadItsInputTooManyTimesFails(t *testing.T) {
 	}
 }
 
-// An endless loop of Pass states ends: a run makes at most MaxTransitionsPerRun transitions, and
-// then fails as a whole, whatever catches its states.
+// An endless loop of Pass and Choice states ends: a run makes at most MaxTransitionsPerRun
+// transitions, and then fails as a whole, whatever catches its states. (The loop has a way out
+// its input never takes: one with none is refused at validation.)
 func TestAnEndlessLoopFailsAtTheTransitionLimitOfARun(t *testing.T) {
 	m := mustParse(t, `{"StartAt":"A","States":{
 		"A":{"Type":"Pass","Next":"B"},
-		"B":{"Type":"Pass","Next":"A"}}}`)
+		"B":{"Type":"Choice","Choices":[{"Variable":"$.stop","IsPresent":true,"Next":"Done"}],"Default":"A"},
+		"Done":{"Type":"Succeed"}}}`)
 	run, _, _ := m.Step(Run{}, Event{Kind: EventStart, Input: map[string]any{}}, Options{})
 	steps := 1
 	for ; run.Status == Running && steps <= MaxTransitionsPerRun/DefaultStepTransitions+1; steps++ {

@@ -31,6 +31,8 @@ const (
 	ErrParameterPathFailure  = "States.ParameterPathFailure"
 	ErrHeartbeatTimeout      = "States.HeartbeatTimeout"
 	ErrDataLimitExceeded     = "States.DataLimitExceeded"
+	// ErrExceedToleratedFailureThreshold: more iterations of a Map state failed than it tolerates.
+	ErrExceedToleratedFailureThreshold = "States.ExceedToleratedFailureThreshold"
 )
 
 // Defaults of Options, as in Step Functions: inline Map states run at most 40 iterations at once,
@@ -86,6 +88,14 @@ type Run struct {
 	// Executed counts the transitions of the whole run (states executed, branches and items
 	// started; top run only), bounded by MaxTransitionsPerRun.
 	Executed int `json:"executed,omitempty"`
+
+	// TaskTimeout and TaskHeartbeat are the running Task's TimeoutSecondsPath and
+	// HeartbeatSecondsPath as evaluated when the attempt started (0: none; see Active).
+	TaskTimeout   int `json:"taskTimeout,omitempty"`
+	TaskHeartbeat int `json:"taskHeartbeat,omitempty"`
+	// Map is what a running Map state evaluated when it started and the failures it tolerated
+	// (nil unless it has MaxConcurrencyPath, ItemBatcher or a tolerated failure threshold).
+	Map *MapRun `json:"map,omitempty"`
 }
 
 // Execution identifies a run in the context object ($$.Execution).
@@ -143,6 +153,9 @@ type Effect struct {
 	TimeoutSeconds   int
 	HeartbeatSeconds int
 	Until            time.Time
+	// Credentials are a Task's evaluated Credentials (RoleArn), carried to its message: Millrace
+	// assumes no role itself.
+	Credentials any
 	// Path addresses the nested run the effect belongs to (echoed in the event it causes).
 	Path []int
 }
@@ -439,6 +452,7 @@ func (s *stepper) enter(name string, input any) {
 	s.run.State, s.run.Input, s.run.Entered = name, input, s.now
 	s.inputBytes = 0
 	s.run.Attempt, s.run.RetryCounts, s.run.Waiting, s.run.Retrying = 0, nil, nil, false
+	s.run.TaskTimeout, s.run.TaskHeartbeat = 0, 0
 	s.run.Transitions++
 	s.record(name, "Entered", "")
 }
@@ -582,8 +596,14 @@ func (s *stepper) execute(st *State) {
 			s.fail(st, ErrDataLimitExceeded, fmt.Sprintf("the run's Map states would start %d iterations (limit %d per run)", s.opt.tree.mapItems, MaxMapItemsPerRun))
 			return
 		}
+		total, mapRun, err := s.startMap(st, effective, list)
+		if err != nil {
+			s.fail(st, errorName(err, ErrRuntime), err.Error())
+			return
+		}
 		s.run.Attempt = 1
-		s.resetChildren(len(list))
+		s.resetChildren(total)
+		s.run.Map = mapRun
 		s.childrenChanged(st)
 	default:
 		s.fail(st, ErrRuntime, fmt.Sprintf("%s states are not supported by this engine yet", st.Type))
@@ -600,8 +620,8 @@ func (s *stepper) waitUntil(st *State, effective any) (time.Time, error) {
 		s.charge(pathCost(st.SecondsPath))
 		v, err := st.SecondsPath.Get(effective, s.context())
 		f, ok := v.(float64)
-		if err != nil || !ok || f < 0 {
-			return time.Time{}, fmt.Errorf("SecondsPath %s must select a non-negative number", st.SecondsPath)
+		if err != nil || !ok || f < 0 || f != math.Trunc(f) {
+			return time.Time{}, fmt.Errorf("SecondsPath %s must select a non-negative integer, got %s", st.SecondsPath, describeValue(v, err))
 		}
 		return s.waitFor(f)
 	default:
@@ -609,7 +629,10 @@ func (s *stepper) waitUntil(st *State, effective any) (time.Time, error) {
 		v, err := st.TimestampPath.Get(effective, s.context())
 		str, ok := v.(string)
 		if err != nil || !ok {
-			return time.Time{}, fmt.Errorf("TimestampPath %s must select a timestamp", st.TimestampPath)
+			return time.Time{}, fmt.Errorf("TimestampPath %s must select an RFC3339 timestamp, got %s", st.TimestampPath, describeValue(v, err))
+		}
+		if _, err := parseTimestamp(str); err != nil {
+			return time.Time{}, fmt.Errorf("TimestampPath %s must select an RFC3339 timestamp, got %q", st.TimestampPath, str)
 		}
 		return s.waitTill(str)
 	}
@@ -654,8 +677,14 @@ func (s *stepper) startTask(st *State) {
 			return
 		}
 	}
+	timeout, heartbeat, credentials, err := s.taskSettings(st, effective)
+	if err != nil {
+		s.run.Attempt = 0
+		s.fail(st, errorName(err, ErrRuntime), err.Error())
+		return
+	}
 	s.effects = append(s.effects, Effect{Kind: EffectRunTask, State: st.Name, Resource: st.Resource, Input: input,
-		Attempt: s.run.Attempt, TimeoutSeconds: st.TimeoutSeconds, HeartbeatSeconds: st.HeartbeatSeconds})
+		Attempt: s.run.Attempt, TimeoutSeconds: timeout, HeartbeatSeconds: heartbeat, Credentials: credentials})
 }
 
 func (s *stepper) taskDone(st *State, result any) {
@@ -908,7 +937,7 @@ func (s *stepper) withExecution(child Run) Run {
 
 func (s *stepper) resetChildren(total int) {
 	s.run.Children, s.run.Results, s.run.ResultBytes = nil, nil, 0
-	s.run.ItemsTotal, s.run.NextItem = total, 0
+	s.run.ItemsTotal, s.run.NextItem, s.run.Map = total, 0, nil
 	if total > 0 {
 		s.run.Epoch++
 	}
@@ -946,7 +975,7 @@ func (s *stepper) mapItems(st *State, effective any) ([]any, string) {
 // (0: no limit of its own) capped by Options.MaxMapConcurrency. Item inputs are computed as they
 // start, from the state's input, so items not yet started take no room in the run.
 func (s *stepper) startItems(st *State) {
-	limit := mapLimit(st, s.opt)
+	limit := mapLimit(st, s.run, s.opt)
 	if s.run.NextItem >= s.run.ItemsTotal || len(s.run.Children) >= limit {
 		return
 	}
@@ -972,15 +1001,11 @@ func (s *stepper) startItems(st *State) {
 			return
 		}
 		i := s.run.NextItem
-		in := list[i]
-		if st.Selector != nil {
-			ctx := s.contextMap().(map[string]any)
-			ctx["Map"] = map[string]any{"Item": map[string]any{"Index": float64(i), "Value": list[i]}}
-			if in, err = s.resolve(st.Selector, "ItemSelector", effective, ctx); err != nil {
-				s.resetChildren(0) // the state fails: its running iterations are abandoned
-				s.fail(st, errorName(err, ErrParameterPathFailure), err.Error())
-				return
-			}
+		in, err := s.iterationInput(st, effective, list, i)
+		if err != nil {
+			s.resetChildren(0) // the state fails: its running iterations are abandoned
+			s.fail(st, errorName(err, ErrParameterPathFailure), err.Error())
+			return
 		}
 		s.run.NextItem++
 		s.startChild(st.ItemProcessor, i, in)
@@ -1007,6 +1032,13 @@ func (s *stepper) childrenChanged(st *State) {
 					s.run.ResultBytes += len(size)
 				}
 			default:
+				tolerated, exceeded := s.tolerate(c)
+				if tolerated {
+					return true
+				}
+				if exceeded != nil {
+					c = *exceeded
+				}
 				if failed == nil {
 					failed = &c
 				}
@@ -1047,13 +1079,17 @@ func (s *stepper) childrenChanged(st *State) {
 
 // mapLimit is how many iterations of a Map state run at once: its MaxConcurrency (0: no limit of
 // its own) capped by Options.MaxMapConcurrency.
-func mapLimit(st *State, opt Options) int {
+func mapLimit(st *State, run Run, opt Options) int {
 	limit := opt.MaxMapConcurrency
 	if limit <= 0 {
 		limit = DefaultMaxMapConcurrency
 	}
-	if st.MaxConcurrency > 0 {
-		limit = min(limit, st.MaxConcurrency)
+	mc := st.MaxConcurrency
+	if st.MaxConcurrencyPath != nil && run.Map != nil {
+		mc = run.Map.MaxConcurrency // MaxConcurrencyPath, as evaluated when the state started
+	}
+	if mc > 0 {
+		limit = min(limit, mc)
 	}
 	return limit
 }

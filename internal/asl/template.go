@@ -76,6 +76,7 @@ func ParseTemplate(raw any) (Template, []FieldError) {
 		compiled[src] = expr{path: &p}
 		total = total.plus(pathCost(&p))
 	})
+	errs = append(errs, duplicateFields(raw, "")...)
 	return Template{raw: raw, compiled: compiled, cost: total}, errs
 }
 

@@ -16,6 +16,11 @@ const TaskTokenAttribute = "millrace-task-token"
 // reports a heartbeat three times per period.
 const HeartbeatAttribute = "millrace-heartbeat-seconds"
 
+// CredentialsAttribute carries a workflow Task's evaluated Credentials ({"RoleArn": "..."}, as
+// JSON) to its handler, which sees it among the record's message attributes. Millrace assumes no
+// role: using the credentials is the handler's business.
+const CredentialsAttribute = "millrace-credentials"
+
 // toRecord converts an SQS message to the record of a Lambda SQS event. The attribute map is
 // shared with the message (neither is changed afterwards); a message without message attributes
 // gets a nil map, which the event encoder writes as {} as Lambda does.

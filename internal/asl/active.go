@@ -73,6 +73,17 @@ func (m *Machine) active(run Run, path []int, prefix, visit string, out *[]Activ
 			return
 		}
 	}
+	if run.TimeoutSeconds > 0 || run.HeartbeatSeconds > 0 {
+		// JSONata expressions gave this attempt's timeouts: the caller sees them on the state
+		cp := *st
+		if run.TimeoutSeconds > 0 {
+			cp.TimeoutSeconds = run.TimeoutSeconds
+		}
+		if run.HeartbeatSeconds > 0 {
+			cp.HeartbeatSeconds = run.HeartbeatSeconds
+		}
+		st = &cp
+	}
 	*out = append(*out, Active{Path: slices.Clone(path), Label: label, State: st, Attempt: run.Attempt, Visit: visitOf(visit, run), Entered: run.Entered, Waiting: run.Waiting})
 }
 
@@ -81,6 +92,8 @@ func (m *Machine) active(run Run, path []int, prefix, visit string, out *[]Activ
 func (m *Machine) TaskInput(run Run, path []int, opt Options) (any, error) {
 	mach, sub := m, run
 	visit := ""
+	var outer []map[string]any
+	outerBytes := 0
 	for _, i := range path {
 		st := mach.States[sub.State]
 		pos := childPos(sub, i)
@@ -94,6 +107,10 @@ func (m *Machine) TaskInput(run Run, path []int, opt Options) (any, error) {
 		}
 		exec := sub.Execution
 		visit = childVisitPrefix(visit, sub)
+		if len(sub.Variables) > 0 {
+			outer = append(outer, sub.Variables)
+			outerBytes += sub.VariableBytes
+		}
 		sub = sub.Children[pos]
 		sub.Execution = exec
 	}
@@ -101,8 +118,12 @@ func (m *Machine) TaskInput(run Run, path []int, opt Options) (any, error) {
 	if st == nil || st.Type != "Task" {
 		return nil, fmt.Errorf("state %q is not a task", sub.State)
 	}
-	opt.path, opt.visit = path, visit
-	s := &stepper{m: mach, run: sub, opt: opt}
+	opt.path, opt.visit, opt.outer, opt.outerBytes = path, visit, outer, outerBytes
+	opt = opt.withDefaults()
+	s := &stepper{m: mach, run: sub, opt: opt, now: sub.Entered}
+	if st.QueryLanguage == QueryJSONata {
+		return s.argumentsJSONata(st, s.newEnv(s.taskContext(st)))
+	}
 	effective, err := s.inputOf(st)
 	if err != nil || st.Parameters == nil {
 		return effective, err
@@ -111,7 +132,7 @@ func (m *Machine) TaskInput(run Run, path []int, opt Options) (any, error) {
 	if opt.TaskToken != nil {
 		ctx["Task"] = map[string]any{"Token": opt.TaskToken(st.Name, path, sub.Attempt, visitOf(visit, sub), sub.Entered)}
 	}
-	return st.Parameters.Resolve(effective, ctx)
+	return st.Parameters.Resolve(effective, s.withVars(ctx))
 }
 
 // FanOut is the progress of a running Parallel or Map state: its children are summarized, not

@@ -274,10 +274,10 @@ func (e *jenv) run(x *jexpr, field string) (any, error) {
 	for _, name := range x.refs {
 		if name == "states" {
 			vars[name] = e.statesVar()
+		} else if v, ok := e.s.lookupVar(name); ok {
+			vars[name] = v // a workflow variable hides a function of the same name
 		} else if f, ok := hostFunctions[name]; ok {
 			vars[name] = f
-		} else if v, ok := e.s.lookupVar(name); ok {
-			vars[name] = v
 		}
 	}
 	used := 0

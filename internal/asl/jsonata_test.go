@@ -255,8 +255,8 @@ func TestDeveloperGuideExamples(t *testing.T) {
 				"md5":"900150983cd24fb0d6963f7d28e17f72","seeded":true,"parsed":{"a":[1,true,null]}}`,
 		},
 		{
-			name: "a JSONata Fail state takes Error and Cause from expressions",
-			def: `{"QueryLanguage":"JSONata","StartAt":"FailState","States":{"FailState":{"Type":"Fail","Error":"{% $states.input.Error %}","Cause":"{% $states.input.Cause %}"}}}`,
+			name:  "a JSONata Fail state takes Error and Cause from expressions",
+			def:   `{"QueryLanguage":"JSONata","StartAt":"FailState","States":{"FailState":{"Type":"Fail","Error":"{% $states.input.Error %}","Cause":"{% $states.input.Cause %}"}}}`,
 			input: `{"Error":"Kaiju","Cause":"attack"}`, want: `null`,
 		},
 		{
@@ -547,7 +547,9 @@ func TestJSONataTimeoutsAreKeptForTheController(t *testing.T) {
 		"Set":{"Type":"Pass","Assign":{"t":30},"Next":"T"},
 		"T":{"Type":"Task","Resource":"r","TimeoutSeconds":"{% $t %}","HeartbeatSeconds":"{% $t / 3 %}","Arguments":{"token":"{% $states.context.Task.Token %}"},"End":true}}}`)
 	run, effs, _ := m.Step(Run{}, Event{Kind: EventStart, At: time.Unix(0, 0), Input: map[string]any{}}, Options{
-		TaskToken: func(state string, _ []int, attempt int, _ string, _ time.Time) string { return fmt.Sprintf("%s-%d", state, attempt) }})
+		TaskToken: func(state string, _ []int, attempt int, _ string, _ time.Time) string {
+			return fmt.Sprintf("%s-%d", state, attempt)
+		}})
 	if len(effs) != 1 || effs[0].TimeoutSeconds != 30 || effs[0].HeartbeatSeconds != 10 || !reflect.DeepEqual(effs[0].Input, map[string]any{"token": "T-1"}) {
 		t.Fatalf("effects %+v", effs)
 	}

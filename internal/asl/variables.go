@@ -68,7 +68,12 @@ func parseAssign(v any, at, ql string) (*Assign, []FieldError) {
 	var errs []FieldError
 	a := &Assign{raw: v}
 	seen := map[string]string{}
+	keys := make([]string, 0, len(obj))
 	for k := range obj {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys) // errors name the same key every time
+	for _, k := range keys {
 		name := k
 		if ql == QueryJSONPath {
 			name = strings.TrimSuffix(k, ".$")

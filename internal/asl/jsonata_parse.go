@@ -1,7 +1,6 @@
 package asl
 
 import (
-	"fmt"
 	"maps"
 	"slices"
 	"strings"
@@ -263,15 +262,4 @@ func (p *parser) catcherField(c *Catcher, k string, v any, at string) bool {
 		return false
 	}
 	return true
-}
-
-// describeValue is a short text of a JSONata value for graphs: its expression, or its JSON.
-func describeValue(v *Value) string {
-	if v == nil {
-		return ""
-	}
-	if v.expr != nil {
-		return "{% " + strings.TrimSpace(v.expr.src) + " %}"
-	}
-	return fmt.Sprint(v.raw)
 }

@@ -13,6 +13,7 @@ import (
 	"hash"
 	"math"
 	"math/rand/v2"
+	"regexp"
 	"slices"
 	"sort"
 	"strings"
@@ -82,6 +83,14 @@ type jexpr struct {
 	prog *jsonata.Expression
 	// refs are the names ($name) it mentions: only those are bound when it is evaluated.
 	refs []string
+	// root and path are set when the expression is a plain path ($states.input.a.b, $name.a):
+	// it is then read without the evaluator, which copies nothing but walks the whole result to
+	// check it (a Map's Items are read again as items start).
+	root string
+	path []string
+	// noContext: every $states it mentions reads .input, .result or .errorOutput, so the
+	// context object need not be built for it.
+	noContext bool
 }
 
 // Raw is the value as written in the definition.
@@ -171,7 +180,80 @@ func compileExpr(src string) (*jexpr, error) {
 		}
 		return nil, fmt.Errorf("JSONata syntax error: %v", err)
 	}
-	return &jexpr{src: src, prog: prog, refs: variableRefs(src)}, nil
+	x := &jexpr{src: src, prog: prog, refs: variableRefs(src), noContext: true}
+	for rest := src; ; {
+		i := strings.Index(rest, "$states")
+		if i < 0 {
+			break
+		}
+		rest = rest[i+len("$states"):]
+		if !strings.HasPrefix(rest, ".input") && !strings.HasPrefix(rest, ".result") && !strings.HasPrefix(rest, ".errorOutput") {
+			x.noContext = false
+		}
+	}
+	if m := plainPath.FindStringSubmatch(src); m != nil {
+		x.root = m[1]
+		if m[2] != "" {
+			x.path = strings.Split(m[2][1:], ".")
+		}
+		for _, seg := range x.path {
+			if slices.Contains([]string{"true", "false", "null", "and", "or", "in", "function"}, seg) {
+				x.root, x.path = "", nil
+				break
+			}
+		}
+		if x.root == "states" && (len(x.path) == 0 || !slices.Contains([]string{"input", "result", "errorOutput", "context"}, x.path[0])) {
+			x.root, x.path = "", nil
+		}
+	}
+	return x, nil
+}
+
+var plainPath = regexp.MustCompile(`^\s*\$([A-Za-z_][A-Za-z0-9_]*)((?:\.[A-Za-z_][A-Za-z0-9_]*)*)\s*$`)
+
+// plain reads a plain path expression: handled is false when it must be evaluated instead (a
+// step into an array, which JSONata maps over; a name that is not a variable), defined false
+// when it selects nothing.
+func (e *jenv) plain(x *jexpr) (v any, handled, defined bool) {
+	path := x.path
+	if x.root == "states" {
+		switch path[0] {
+		case "input":
+			v = e.input
+		case "result":
+			if !e.hasResult {
+				return nil, true, false
+			}
+			v = e.result
+		case "errorOutput":
+			if !e.hasError {
+				return nil, true, false
+			}
+			v = e.errorOutput
+		case "context":
+			v = e.statesVar(false)["context"]
+		}
+		path = path[1:]
+	} else {
+		var ok bool
+		if v, ok = e.s.lookupVar(x.root); !ok {
+			return nil, false, false
+		}
+	}
+	for _, seg := range path {
+		switch t := v.(type) {
+		case map[string]any:
+			var ok bool
+			if v, ok = t[seg]; !ok {
+				return nil, true, false
+			}
+		case []any:
+			return nil, false, false
+		default:
+			return nil, true, false
+		}
+	}
+	return v, true, true
 }
 
 // variableRefs lists the distinct names mentioned as $name in an expression (string literals
@@ -220,19 +302,23 @@ func (s *stepper) newEnv(ctx map[string]any) *jenv {
 	return &jenv{s: s, input: s.run.Input, ctx: ctx, steps: MaxJSONataSteps}
 }
 
-func (e *jenv) statesVar() map[string]any {
+// statesVar is $states, with its context object unless noContext.
+func (e *jenv) statesVar(noContext bool) map[string]any {
 	if e.states == nil {
-		ctx := e.ctx
-		if ctx == nil {
-			ctx = e.s.contextMap().(map[string]any)
-		}
-		e.states = map[string]any{"input": e.input, "context": ctx}
+		e.states = map[string]any{"input": e.input}
 		if e.hasResult {
 			e.states["result"] = e.result
 		}
 		if e.hasError {
 			e.states["errorOutput"] = e.errorOutput
 		}
+	}
+	if _, ok := e.states["context"]; !ok && !noContext {
+		ctx := e.ctx
+		if ctx == nil {
+			ctx = e.s.contextMap().(map[string]any)
+		}
+		e.states["context"] = ctx
 	}
 	return e.states
 }
@@ -270,10 +356,20 @@ func (e *jenv) run(x *jexpr, field string) (any, error) {
 	if e.steps <= 0 {
 		return nil, queryErrorf("The JSONata expression '%s' specified for the field '%s' was not evaluated: the state's expressions took their %d evaluation steps", x.src, field, MaxJSONataSteps)
 	}
+	if x.root != "" {
+		if v, handled, defined := e.plain(x); handled {
+			e.steps--
+			e.s.opt.Budget.Bytes -= jsonataStepBytes
+			if !defined {
+				return nil, queryErrorf("The JSONata expression '%s' specified for the field '%s' returned nothing (undefined).", x.src, field)
+			}
+			return v, nil
+		}
+	}
 	vars := make(map[string]any, len(x.refs))
 	for _, name := range x.refs {
 		if name == "states" {
-			vars[name] = e.statesVar()
+			vars[name] = e.statesVar(x.noContext)
 		} else if v, ok := e.s.lookupVar(name); ok {
 			vars[name] = v // a workflow variable hides a function of the same name
 		} else if f, ok := hostFunctions[name]; ok {

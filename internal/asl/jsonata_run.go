@@ -219,6 +219,9 @@ func (s *stepper) itemsJSONata(st *State, env *jenv) ([]any, error) {
 		if items, err = st.JSONata.Items.eval(env, "Items"); err != nil {
 			return nil, err
 		}
+		if items, err = s.payload("Items", items); err != nil {
+			return nil, err
+		}
 	}
 	list, ok := items.([]any)
 	if !ok {

@@ -606,3 +606,29 @@ func TestJSONataStepsAreChargedToTheStepBudget(t *testing.T) {
 		t.Fatalf("the expressions' steps were not charged: %d transitions in one step", run.Transitions)
 	}
 }
+
+// TestPlainPathsReadAsTheEvaluatorWould: expressions read without the evaluator ($states.input.a,
+// $name.a.b) give what the evaluator gives, undefined included.
+func TestPlainPathsReadAsTheEvaluatorWould(t *testing.T) {
+	input := doc(t, `{"a":{"b":[1,{"c":2}],"n":null,"s":"x","o":{"d":{"e":true}}},"list":[{"c":1},{"c":2}]}`)
+	vars := map[string]any{"v": doc(t, `{"k":{"deep":[1]}}`), "arr": doc(t, `[{"c":1},{"c":2}]`), "num": 4.0}
+	s := &stepper{run: Run{Input: input, Variables: vars}, opt: Options{}.withDefaults()}
+	for _, src := range []string{"$states.input", "$states.input.a", "$states.input.a.b", "$states.input.a.o.d.e",
+		"$states.input.a.n", "$states.input.a.n.x", "$states.input.a.s.x", "$states.input.missing", "$states.input.list.c",
+		"$v", "$v.k.deep", "$v.nope", "$arr.c", "$num", "$num.x", "$nope", "$states.result", "$states.context.State.Name"} {
+		x, err := compileExpr(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if x.root == "" && !strings.HasPrefix(src, "$states.result") {
+			t.Errorf("%s is not read as a plain path", src)
+		}
+		fast, fastErr := s.newEnv(nil).run(x, "f")
+		slow := *x
+		slow.root, slow.path = "", nil
+		full, fullErr := s.newEnv(nil).run(&slow, "f")
+		if !reflect.DeepEqual(fast, full) || (fastErr == nil) != (fullErr == nil) {
+			t.Errorf("%s: plain %v (%v), evaluated %v (%v)", src, fast, fastErr, full, fullErr)
+		}
+	}
+}

@@ -206,7 +206,7 @@ func (s *stepper) evalAssign(a *Assign, doc any, env *jenv) (map[string]any, err
 			return nil, fmt.Errorf("Assign: %w", err)
 		}
 	}
-	if _, err := checkPayload("the values of Assign", v, MaxAssignBytes); err != nil {
+	if _, err := s.payload("the values of Assign", v); err != nil {
 		return nil, err
 	}
 	vals, _ := v.(map[string]any)

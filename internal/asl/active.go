@@ -190,7 +190,7 @@ func (m *Machine) NeedsContinue(run Run, opt Options) bool {
 	if st.Type != "Parallel" && st.Type != "Map" {
 		return false
 	}
-	if st.Type == "Map" && run.NextItem < run.ItemsTotal && len(run.Children) < mapLimit(st, opt) {
+	if st.Type == "Map" && run.NextItem < run.ItemsTotal && len(run.Children) < runMapLimit(st, run, opt) {
 		return true
 	}
 	for _, c := range run.Children {

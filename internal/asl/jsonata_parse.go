@@ -163,6 +163,8 @@ func (p *parser) jsonataFields(s *State, obj map[string]any, at string, allowed 
 	case "Fail":
 		jf.Error = expression("Error")
 		jf.Cause = expression("Cause")
+	case "Map":
+		jf.MaxConcurrency = expression("MaxConcurrency")
 	}
 	return rest
 }

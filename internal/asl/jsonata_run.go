@@ -14,6 +14,16 @@ type JSONataFields struct {
 	TimeoutSeconds, HeartbeatSeconds *Value
 	Seconds, Timestamp               *Value
 	Error, Cause                     *Value
+	MaxConcurrency                   *Value
+}
+
+// runMapLimit is mapLimit with a MaxConcurrency a JSONata expression gave (kept in the run).
+func runMapLimit(st *State, run Run, opt Options) int {
+	limit := mapLimit(st, opt)
+	if run.MaxConcurrency > 0 {
+		limit = min(limit, run.MaxConcurrency)
+	}
+	return limit
 }
 
 // executeJSONata runs the current (non-started) state of a JSONata state.
@@ -91,6 +101,9 @@ func (s *stepper) executeJSONata(st *State) {
 		s.childrenChanged(st)
 	case "Map":
 		list, err := s.itemsJSONata(st, env)
+		if err == nil && jf.MaxConcurrency != nil {
+			s.run.MaxConcurrency, err = jf.MaxConcurrency.evalInt(env, "MaxConcurrency", 0, MaxTimeoutSeconds)
+		}
 		if err != nil {
 			s.fail(st, errorName(err, ErrQueryEvaluation), err.Error())
 			return

@@ -76,7 +76,10 @@ func noTasks(t *testing.T) func(string, any) taskAnswer {
 	}
 }
 
-func echoTasks(string, any) taskAnswer { return taskAnswer{} }
+// nullTasks answers every task with null; echo with its input.
+func nullTasks(string, any) taskAnswer { return taskAnswer{} }
+
+func echo(_ string, in any) taskAnswer { return taskAnswer{out: in} }
 
 // TestDeveloperGuideExamples runs the examples of the Step Functions developer guide and of the
 // States Language specification on JSONata and variables (definitions written from their
@@ -376,7 +379,7 @@ func TestQueryEvaluationErrors(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			m := mustParse(t, `{"QueryLanguage":"JSONata","StartAt":"A","States":{"A":{`+tc.state+`}}}`)
-			run, _ := driveTasks(t, m, `{"a":1}`, echoTasks, false)
+			run, _ := driveTasks(t, m, `{"a":1}`, nullTasks, false)
 			if run.Status != Failed || run.Error != ErrQueryEvaluation || !strings.Contains(run.Cause, tc.cause) {
 				t.Fatalf("run %s %s: %s, want a cause with %q", run.Status, run.Error, run.Cause, tc.cause)
 			}
@@ -487,7 +490,7 @@ func TestScopes(t *testing.T) {
 		 "Assign":{"products":"{% $states.result %}","branches":"{% $states.input %}"},"Next":"After"},
 		"After":{"Type":"Pass","Output":{"products":"{% $products %}","branches":"{% $branches %}","leaked":"{% $exists($item) or $exists($mine) or $exists($other) %}"},"End":true}}}`)
 	for _, persist := range []bool{false, true} {
-		run, effs := driveTasks(t, m, `{}`, echoTasks, persist)
+		run, effs := driveTasks(t, m, `{}`, nullTasks, persist)
 		want := doc(t, `{"products":[10,20,30],"branches":[{"mine":"a","base":10},{"seesA":false,"other":"b"}],"leaked":false}`)
 		if run.Status != Succeeded || !reflect.DeepEqual(run.Output, want) {
 			got, _ := json.Marshal(run.Output)
@@ -630,5 +633,23 @@ func TestPlainPathsReadAsTheEvaluatorWould(t *testing.T) {
 		if !reflect.DeepEqual(fast, full) || (fastErr == nil) != (fullErr == nil) {
 			t.Errorf("%s: plain %v (%v), evaluated %v (%v)", src, fast, fastErr, full, fullErr)
 		}
+	}
+}
+
+func TestAJSONataMaxConcurrencyExpressionBoundsTheIterations(t *testing.T) {
+	m := mustParse(t, `{"QueryLanguage":"JSONata","StartAt":"Set","States":{
+		"Set":{"Type":"Pass","Assign":{"width":2},"Next":"M"},
+		"M":{"Type":"Map","Items":[1,2,3,4,5],"MaxConcurrency":"{% $width %}","ItemProcessor":{"StartAt":"T","States":{"T":{"Type":"Task","Resource":"r","End":true}}},"End":true}}}`)
+	run, effs, _ := m.Step(Run{}, Event{Kind: EventStart, Input: map[string]any{}}, Options{})
+	if len(effs) != 2 || len(run.Children) != 2 || run.MaxConcurrency != 2 {
+		t.Fatalf("%d tasks, %d children, MaxConcurrency %d", len(effs), len(run.Children), run.MaxConcurrency)
+	}
+	out, _ := driveTasks(t, m, `{}`, echo, true)
+	if out.Status != Succeeded || !reflect.DeepEqual(out.Output, []any{1.0, 2.0, 3.0, 4.0, 5.0}) {
+		t.Fatalf("run %s %s %v", out.Status, out.Cause, out.Output)
+	}
+	bad := mustParse(t, `{"QueryLanguage":"JSONata","StartAt":"M","States":{"M":{"Type":"Map","Items":[1],"MaxConcurrency":"{% -1 %}","ItemProcessor":{"StartAt":"T","States":{"T":{"Type":"Succeed"}}},"End":true}}}`)
+	if out, _ := driveTasks(t, bad, `{}`, nullTasks, false); out.Error != ErrQueryEvaluation {
+		t.Fatalf("run %s %s", out.Error, out.Cause)
 	}
 }

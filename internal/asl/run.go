@@ -96,6 +96,9 @@ type Run struct {
 	// expressions give them (0: the state's own).
 	TimeoutSeconds   int `json:"timeoutSeconds,omitempty"`
 	HeartbeatSeconds int `json:"heartbeatSeconds,omitempty"`
+	// MaxConcurrency is the running Map state's, where a JSONata expression gives it (0: the
+	// state's own).
+	MaxConcurrency int `json:"maxConcurrency,omitempty"`
 }
 
 // Execution identifies a run in the context object ($$.Execution).
@@ -455,7 +458,7 @@ func (s *stepper) enter(name string, input any) {
 	s.run.State, s.run.Input, s.run.Entered = name, input, s.now
 	s.inputBytes = 0
 	s.run.Attempt, s.run.RetryCounts, s.run.Waiting, s.run.Retrying = 0, nil, nil, false
-	s.run.TimeoutSeconds, s.run.HeartbeatSeconds = 0, 0
+	s.run.TimeoutSeconds, s.run.HeartbeatSeconds, s.run.MaxConcurrency = 0, 0, 0
 	s.result, s.hasResult = nil, false
 	s.run.Transitions++
 	s.record(name, "Entered", "")
@@ -1006,7 +1009,7 @@ func (s *stepper) mapItems(st *State, effective any) ([]any, string) {
 // (0: no limit of its own) capped by Options.MaxMapConcurrency. Item inputs are computed as they
 // start, from the state's input, so items not yet started take no room in the run.
 func (s *stepper) startItems(st *State) {
-	limit := mapLimit(st, s.opt)
+	limit := runMapLimit(st, s.run, s.opt)
 	if s.run.NextItem >= s.run.ItemsTotal || len(s.run.Children) >= limit {
 		return
 	}

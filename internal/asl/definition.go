@@ -242,6 +242,9 @@ func (p *parser) optPath(obj map[string]any, field, at string, reference bool) O
 		parse = ParseReferencePath
 	}
 	path, err := parse(s)
+	if err == nil && reference && path.variable != "" {
+		err = fmt.Errorf("%q: ResultPath cannot name a variable", s)
+	}
 	if err != nil {
 		p.add(at+"."+field, "%v", err)
 		return OptPath{}

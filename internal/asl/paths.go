@@ -188,9 +188,6 @@ func ParseReferencePath(s string) (Path, error) {
 	if p.query.Query().Singular() == nil {
 		return Path{}, fmt.Errorf("%q is not a reference path: it must select a single node", s)
 	}
-	if p.variable != "" {
-		return Path{}, fmt.Errorf("%q: a reference path cannot name a variable", s)
-	}
 	return p, nil
 }
 

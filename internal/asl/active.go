@@ -85,6 +85,8 @@ func (m *Machine) active(run Run, path []int, prefix, visit string, out *[]Activ
 func (m *Machine) TaskInput(run Run, path []int, opt Options) (any, error) {
 	mach, sub := m, run
 	visit := ""
+	var outer []map[string]any
+	outerBytes := 0
 	for _, i := range path {
 		st := mach.States[sub.State]
 		pos := childPos(sub, i)
@@ -98,6 +100,10 @@ func (m *Machine) TaskInput(run Run, path []int, opt Options) (any, error) {
 		}
 		exec := sub.Execution
 		visit = childVisitPrefix(visit, sub)
+		if len(sub.Variables) > 0 {
+			outer = append(outer, sub.Variables)
+			outerBytes += sub.VariableBytes
+		}
 		sub = sub.Children[pos]
 		sub.Execution = exec
 	}
@@ -105,8 +111,12 @@ func (m *Machine) TaskInput(run Run, path []int, opt Options) (any, error) {
 	if st == nil || st.Type != "Task" {
 		return nil, fmt.Errorf("state %q is not a task", sub.State)
 	}
-	opt.path, opt.visit = path, visit
-	s := &stepper{m: mach, run: sub, opt: opt}
+	opt.path, opt.visit, opt.outer, opt.outerBytes = path, visit, outer, outerBytes
+	opt = opt.withDefaults()
+	s := &stepper{m: mach, run: sub, opt: opt, now: sub.Entered}
+	if st.QueryLanguage == QueryJSONata {
+		return s.argumentsJSONata(st, s.newEnv(s.taskContext(st)))
+	}
 	effective, err := s.inputOf(st)
 	if err != nil || st.Parameters == nil {
 		return effective, err
@@ -115,7 +125,7 @@ func (m *Machine) TaskInput(run Run, path []int, opt Options) (any, error) {
 	if opt.TaskToken != nil {
 		ctx["Task"] = map[string]any{"Token": opt.TaskToken(st.Name, path, sub.Attempt, visitOf(visit, sub), sub.Entered)}
 	}
-	return st.Parameters.Resolve(effective, ctx)
+	return st.Parameters.Resolve(effective, s.withVars(ctx))
 }
 
 // FanOut is the progress of a running Parallel or Map state: its children are summarized, not
@@ -173,7 +183,7 @@ func (m *Machine) NeedsContinue(run Run, opt Options) bool {
 	if st.Type != "Parallel" && st.Type != "Map" {
 		return false
 	}
-	if st.Type == "Map" && run.NextItem < run.ItemsTotal && len(run.Children) < mapLimit(st, run, opt) {
+	if st.Type == "Map" && run.NextItem < run.ItemsTotal && len(run.Children) < runMapLimit(st, run, opt) {
 		return true
 	}
 	for _, c := range run.Children {

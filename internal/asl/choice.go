@@ -17,6 +17,11 @@ type ChoiceRule struct {
 	Rules      []*ChoiceRule
 	Next       string
 	matchRegex *regexp.Regexp
+	// Condition (JSONata rules: true, false or an expression), and the Output and Assign a
+	// top-level rule applies when it is chosen.
+	Condition *Value
+	Output    *Value
+	Assign    *Assign
 }
 
 var comparisonOps = []string{

@@ -24,6 +24,10 @@ type Machine struct {
 	StartAt        string
 	States         map[string]*State
 	TimeoutSeconds int
+	// QueryLanguage is the state machine's (JSONPath or JSONata), the default of its states.
+	QueryLanguage string
+	// assigned are the variables the machine's states assign (its scope), with where.
+	assigned map[string]string
 }
 
 // OptPath is an InputPath/OutputPath/ResultPath: absent (the default, "$"), null (discard), or a path.
@@ -47,6 +51,9 @@ type Catcher struct {
 	ErrorEquals []string
 	Next        string
 	ResultPath  OptPath
+	// Assign and (JSONata) Output are evaluated against the Error Output when the catcher is taken.
+	Assign *Assign
+	Output *Value
 }
 
 // State is one state of a machine.
@@ -88,6 +95,12 @@ type State struct {
 	ItemBatcher                              *ItemBatcher
 	Tolerance                                Tolerance
 	ProcessorMode, ExecutionType, Label      string
+	// QueryLanguage is the state's: its own QueryLanguage, or the state machine's.
+	QueryLanguage string
+	// Assign assigns variables when the state ends (nil: none).
+	Assign *Assign
+	// JSONata holds the JSONata fields of a JSONata state (nil in a JSONPath state).
+	JSONata *JSONataFields
 }
 
 var stateFields = map[string][]string{
@@ -119,9 +132,11 @@ func Parse(data []byte) (*Machine, []FieldError) {
 	if !ok {
 		return nil, []FieldError{{Path: "$", Message: "a state machine must be an object"}}
 	}
-	p := &parser{}
+	p := &parser{topQL: QueryJSONPath}
 	m := p.machine(obj, "$", true)
 	p.checkUniqueNames()
+	m.assigned = p.assigned
+	p.checkScopes(m, nil)
 	if len(p.errs) > 0 {
 		slices.SortFunc(p.errs, func(a, b FieldError) int { return strings.Compare(a.Path, b.Path) })
 		return nil, p.errs
@@ -135,6 +150,10 @@ type parser struct {
 	depth int
 	// names are the state names of the whole machine (validate_spec.go).
 	names []nameAt
+	// topQL is the state machine's query language; ql the language of the state being parsed.
+	topQL, ql string
+	// assigned are the variables assigned in the scope being parsed (see checkScopes).
+	assigned map[string]string
 }
 
 func (p *parser) add(path, format string, a ...any) {
@@ -154,9 +173,10 @@ func (p *parser) machine(obj map[string]any, at string, top bool) *Machine {
 			p.add(at+"."+k, "unknown field %q", k)
 		}
 	}
-	if ql, ok := obj["QueryLanguage"]; ok && ql != "JSONPath" {
-		p.add(at+".QueryLanguage", "only the JSONPath query language is supported")
+	if top {
+		p.topQL = p.machineQL(obj, at)
 	}
+	m.QueryLanguage = p.topQL
 	m.Comment, _ = obj["Comment"].(string)
 	m.StartAt, _ = obj["StartAt"].(string)
 	if m.StartAt == "" {
@@ -209,7 +229,11 @@ func (p *parser) nested(obj map[string]any, at string) *Machine {
 		p.add(at, "Parallel and Map states nest at most %d deep", MaxNesting)
 		return &Machine{States: map[string]*State{}}
 	}
-	return p.machine(obj, at, false)
+	outer := p.assigned
+	p.assigned = nil
+	m := p.machine(obj, at, false)
+	m.assigned, p.assigned = p.assigned, outer
+	return m
 }
 
 func (p *parser) optPath(obj map[string]any, field, at string, reference bool) OptPath {
@@ -230,6 +254,9 @@ func (p *parser) optPath(obj map[string]any, field, at string, reference bool) O
 		parse = ParseReferencePath
 	}
 	path, err := parse(s)
+	if err == nil && reference && path.variable != "" {
+		err = fmt.Errorf("%q: ResultPath cannot name a variable", s)
+	}
 	if err != nil {
 		p.add(at+"."+field, "%v", err)
 		return OptPath{}
@@ -281,14 +308,16 @@ func (p *parser) template(obj map[string]any, field, at string) *Template {
 func (p *parser) state(name string, obj map[string]any, at string) *State {
 	s := &State{Name: name}
 	s.Type, _ = obj["Type"].(string)
-	fields, ok := stateFields[s.Type]
-	if !ok {
+	if _, ok := stateFields[s.Type]; !ok {
 		p.add(at+".Type", "unknown state type %q (Pass, Task, Choice, Wait, Succeed, Fail, Parallel, Map)", obj["Type"])
 		return s
 	}
+	ql := p.stateQL(obj, at)
+	s.QueryLanguage = ql
+	fields := allowedFields(s.Type, ql)
 	for k := range obj {
 		if k != "Type" && k != "Comment" && !slices.Contains(fields, k) {
-			p.add(at+"."+k, "field %q is not allowed in a %s state", k, s.Type)
+			p.fieldNotAllowed(at, k, s.Type, ql)
 		}
 	}
 	s.Next, _ = obj["Next"].(string)
@@ -302,6 +331,12 @@ func (p *parser) state(name string, obj map[string]any, at string) *State {
 		case s.Next == "" && !s.End:
 			p.add(at, "a %s state needs Next or End: true", s.Type)
 		}
+	}
+	if ql == QueryJSONata {
+		obj = p.jsonataFields(s, obj, at, fields)
+	}
+	if v, ok := obj["Assign"]; ok && slices.Contains(fields, "Assign") {
+		s.Assign = p.assign(v, at+".Assign", ql)
 	}
 	s.InputPath = p.optPath(obj, "InputPath", at, false)
 	s.OutputPath = p.optPath(obj, "OutputPath", at, false)
@@ -343,9 +378,7 @@ func (p *parser) state(name string, obj map[string]any, at string) *State {
 				p.add(rAt, "a choice rule must be an object")
 				continue
 			}
-			r, errs := parseChoiceRule(ro, rAt, true)
-			p.errs = append(p.errs, errs...)
-			s.Choices = append(s.Choices, r)
+			s.Choices = append(s.Choices, p.choiceRule(ro, rAt, ql))
 		}
 		s.Default, _ = obj["Default"].(string)
 	case "Wait":
@@ -422,9 +455,11 @@ func (p *parser) state(name string, obj map[string]any, at string) *State {
 		}
 	}
 	s.Retry = p.retriers(obj, at)
+	p.ql = ql
 	s.Catch = p.catchers(obj, at)
 	p.checkSpecFields(s, obj, at)
 	p.newerFields(s, obj, at)
+	p.jsonataFixup(s)
 	return s
 }
 
@@ -522,10 +557,15 @@ func (p *parser) catchers(obj map[string]any, at string) []Catcher {
 				c.ErrorEquals = p.errorEquals(v, cAt+".ErrorEquals")
 			case "Next":
 				c.Next, _ = v.(string)
-			case "ResultPath":
-				c.ResultPath = p.optPath(co, "ResultPath", cAt, true)
 			case "Comment":
 			default:
+				if p.catcherField(&c, k, v, cAt) {
+					continue
+				}
+				if k == "ResultPath" {
+					c.ResultPath = p.optPath(co, "ResultPath", cAt, true)
+					continue
+				}
 				p.add(cAt+"."+k, "unknown field %q in a catcher", k)
 			}
 		}

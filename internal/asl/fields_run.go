@@ -210,12 +210,7 @@ func (s *stepper) batchInput(st *State, effective any) (map[string]any, error) {
 // itemValue is item i of a Map state as its iteration (or batch) receives it: the item, or what
 // ItemSelector makes of it ($$.Map.Item.Index and $$.Map.Item.Value are the item's).
 func (s *stepper) itemValue(st *State, effective any, list []any, i int) (any, error) {
-	if st.Selector == nil {
-		return list[i], nil
-	}
-	ctx := s.contextMap().(map[string]any)
-	ctx["Map"] = map[string]any{"Item": map[string]any{"Index": float64(i), "Value": list[i]}}
-	return s.resolve(st.Selector, "ItemSelector", effective, ctx)
+	return s.itemInput(st, effective, list[i], i)
 }
 
 // iterationInput is the input of iteration i of a Map state: an item, or with ItemBatcher the

@@ -14,7 +14,9 @@ import (
 type Path struct {
 	raw     string
 	context bool
-	query   *jsonpath.Path
+	// variable is the workflow variable the path reads ($name.field), if any.
+	variable string
+	query    *jsonpath.Path
 }
 
 // ParsePath parses a Path: a JSONPath starting with $ (the effective input) or $$ (the context
@@ -29,6 +31,17 @@ func ParsePath(s string) (Path, error) {
 	case strings.HasPrefix(s, "$$"):
 		p.context = true
 		expr = s[1:]
+	case len(s) > 1 && s[0] == '$' && s[1] != '.' && s[1] != '[':
+		// $name: a workflow variable, then a path into its value
+		end := strings.IndexAny(s, ".[")
+		if end < 0 {
+			end = len(s)
+		}
+		if msg := validVariableName(s[1:end]); msg != "" && s[1:end] != "states" {
+			return Path{}, fmt.Errorf("%q is not a path: %s", s, msg)
+		}
+		p.variable = s[1:end]
+		expr = "$" + s[end:]
 	case strings.HasPrefix(s, "$"):
 	default:
 		return Path{}, fmt.Errorf("%q is not a path: it must start with $", s)
@@ -187,18 +200,36 @@ func (p Path) IsSingular() bool { return p.query.Query().Singular() != nil }
 type LazyContext func() any
 
 func contextDoc(context any) any {
-	if f, ok := context.(LazyContext); ok {
-		return f()
+	switch c := context.(type) {
+	case LazyContext:
+		return c()
+	case *varContext:
+		return contextDoc(c.ctx)
 	}
 	return context
+}
+
+// doc is the document the path applies to: the input, the context object or a variable.
+func (p Path) doc(input, context any) (any, error) {
+	switch {
+	case p.context:
+		return contextDoc(context), nil
+	case p.variable != "":
+		v, ok := variableDoc(context, p.variable)
+		if !ok {
+			return nil, fmt.Errorf("the path %s reads the variable $%s, which has no value", p.raw, p.variable)
+		}
+		return v, nil
+	}
+	return input, nil
 }
 
 // Get evaluates the path. A singular path yields its node (an error when it is missing); any other
 // path yields the array of the nodes it selects.
 func (p Path) Get(input, context any) (any, error) {
-	doc := input
-	if p.context {
-		doc = contextDoc(context)
+	doc, err := p.doc(input, context)
+	if err != nil {
+		return nil, err
 	}
 	if p.IsSingular() {
 		nodes := p.query.Select(doc)
@@ -267,9 +298,9 @@ func descend(seg *spec.Segment, n, root any, out []any, visits *int) []any {
 
 // Present reports whether a singular path selects a node.
 func (p Path) Present(input, context any) bool {
-	doc := input
-	if p.context {
-		doc = contextDoc(context)
+	doc, err := p.doc(input, context)
+	if err != nil {
+		return false
 	}
 	if p.IsSingular() {
 		return len(p.query.Select(doc)) > 0

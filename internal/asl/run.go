@@ -96,6 +96,14 @@ type Run struct {
 	// Map is what a running Map state evaluated when it started and the failures it tolerated
 	// (nil unless it has MaxConcurrencyPath, ItemBatcher or a tolerated failure threshold).
 	Map *MapRun `json:"map,omitempty"`
+	// Variables are the workflow variables of this run's scope (the top run's, or a Parallel
+	// branch's or Map iteration's: those read the enclosing scopes' too), VariableBytes their
+	// JSON size. A finished run drops them.
+	Variables     map[string]any `json:"variables,omitempty"`
+	VariableBytes int            `json:"variableBytes,omitempty"`
+	// MaxConcurrency is the running Map state's, where a JSONata expression gives it (0: the
+	// state's own).
+	MaxConcurrency int `json:"maxConcurrency,omitempty"`
 }
 
 // Execution identifies a run in the context object ($$.Execution).
@@ -199,6 +207,10 @@ type Options struct {
 	visit string
 	// tree is shared by the steps of a top run and its children.
 	tree *tree
+	// outer are the variables of the scopes enclosing the run being stepped (outermost first),
+	// outerBytes their size.
+	outer      []map[string]any
+	outerBytes int
 }
 
 // tree is the state of one top-level step shared with the steps of its children.
@@ -368,6 +380,11 @@ type stepper struct {
 	history []Transition
 	// inputBytes is the JSON size of run.Input (0: not measured yet).
 	inputBytes int
+	// ctxVars is the context argument of the run's paths (see context).
+	ctxVars *varContext
+	// result is the current state's result, once it has one ($ of a JSONPath Assign).
+	result    any
+	hasResult bool
 }
 
 // charge takes from the budget the cost of evaluating paths or calls against the state's input.
@@ -435,9 +452,6 @@ func (s *stepper) resume(st *State) {
 	s.advance()
 }
 
-// context is the context object ($$), built only if a path asks for it.
-func (s *stepper) context() any { return LazyContext(s.contextMap) }
-
 func (s *stepper) contextMap() any {
 	return map[string]any{
 		"Execution": map[string]any{"Id": s.run.Execution.ID, "Name": s.run.Execution.Name,
@@ -452,13 +466,15 @@ func (s *stepper) enter(name string, input any) {
 	s.run.State, s.run.Input, s.run.Entered = name, input, s.now
 	s.inputBytes = 0
 	s.run.Attempt, s.run.RetryCounts, s.run.Waiting, s.run.Retrying = 0, nil, nil, false
-	s.run.TaskTimeout, s.run.TaskHeartbeat = 0, 0
+	s.run.TaskTimeout, s.run.TaskHeartbeat, s.run.MaxConcurrency = 0, 0, 0
+	s.result, s.hasResult = nil, false
 	s.run.Transitions++
 	s.record(name, "Entered", "")
 }
 
 func (s *stepper) finish(status Status, output any, errName, cause string) {
 	s.run.Status, s.run.Output, s.run.Error, s.run.Cause = status, output, errName, cause
+	s.run.Variables, s.run.VariableBytes = nil, 0 // out of scope
 	s.record(s.run.State, string(status), errName)
 }
 
@@ -483,6 +499,10 @@ func (s *stepper) advance() {
 
 // execute runs the current (non-started) state.
 func (s *stepper) execute(st *State) {
+	if st.QueryLanguage == QueryJSONata {
+		s.executeJSONata(st)
+		return
+	}
 	effective, err := s.inputOf(st)
 	if err != nil {
 		s.fail(st, errorName(err, ErrRuntime), err.Error())
@@ -547,12 +567,12 @@ func (s *stepper) execute(st *State) {
 				return
 			}
 			if ok {
-				s.leaveTo(st, r.Next, effective)
+				s.leaveTo(st, r.Next, effective, r.Assign)
 				return
 			}
 		}
 		if st.Default != "" {
-			s.leaveTo(st, st.Default, effective)
+			s.leaveTo(st, st.Default, effective, st.Assign)
 			return
 		}
 		s.fail(st, ErrNoChoiceMatched, "no choice rule matched and there is no Default")
@@ -660,6 +680,10 @@ func (s *stepper) waitTill(ts string) (time.Time, error) {
 }
 
 func (s *stepper) startTask(st *State) {
+	if st.QueryLanguage == QueryJSONata {
+		s.startTaskJSONata(st)
+		return
+	}
 	effective, err := s.inputOf(st)
 	if err != nil {
 		s.fail(st, errorName(err, ErrRuntime), err.Error())
@@ -671,7 +695,7 @@ func (s *stepper) startTask(st *State) {
 		if s.opt.TaskToken != nil {
 			ctx["Task"] = map[string]any{"Token": s.opt.TaskToken(st.Name, s.opt.path, s.run.Attempt, visitOf(s.opt.visit, s.run), s.run.Entered)}
 		}
-		if input, err = s.resolve(st.Parameters, "Parameters", effective, ctx); err != nil {
+		if input, err = s.resolve(st.Parameters, "Parameters", effective, s.withVars(ctx)); err != nil {
 			s.run.Attempt = 0
 			s.fail(st, errorName(err, ErrParameterPathFailure), err.Error())
 			return
@@ -693,6 +717,10 @@ func (s *stepper) taskDone(st *State, result any) {
 		s.fail(st, ErrDataLimitExceeded, err.Error())
 		return
 	}
+	if st.QueryLanguage == QueryJSONata {
+		s.resultJSONata(st, result)
+		return
+	}
 	if st.ResultSelector != nil {
 		if result, err = s.resolve(st.ResultSelector, "ResultSelector", result, s.context()); err != nil {
 			s.fail(st, errorName(err, ErrRuntime), err.Error())
@@ -705,6 +733,7 @@ func (s *stepper) taskDone(st *State, result any) {
 
 // complete applies ResultPath and OutputPath and moves on.
 func (s *stepper) complete(st *State, result any) {
+	s.result, s.hasResult = result, true
 	combined := result
 	switch {
 	case st.ResultPath.Null:
@@ -726,9 +755,20 @@ func (s *stepper) complete(st *State, result any) {
 
 // leave applies OutputPath to a state's result-combined document and follows Next / End.
 func (s *stepper) leave(st *State, combined any) {
+	if st.QueryLanguage == QueryJSONata { // a Wait state
+		s.exitJSONata(st, s.newEnv(nil), st.Next, st.JSONata.Output, st.Assign)
+		return
+	}
 	out, err := s.outputOf(st, combined)
 	if err != nil {
 		s.fail(st, errorName(err, ErrRuntime), err.Error())
+		return
+	}
+	doc := combined // a Wait state's effective input
+	if s.hasResult {
+		doc = s.result
+	}
+	if !s.assignOrFail(st, st.Assign, doc) {
 		return
 	}
 	s.record(st.Name, "Exited", "")
@@ -739,10 +779,13 @@ func (s *stepper) leave(st *State, combined any) {
 	s.enter(st.Next, out)
 }
 
-func (s *stepper) leaveTo(st *State, next string, effective any) {
+func (s *stepper) leaveTo(st *State, next string, effective any, assign *Assign) {
 	out, err := s.outputOf(st, effective)
 	if err != nil {
 		s.fail(st, errorName(err, ErrRuntime), err.Error())
+		return
+	}
+	if !s.assignOrFail(st, assign, effective) {
 		return
 	}
 	s.record(st.Name, "Exited", next)
@@ -852,6 +895,12 @@ func (s *stepper) fail(st *State, errName, cause string) {
 				return
 			}
 		}
+		if c.Assign != nil || c.Output != nil {
+			var ok bool
+			if combined, ok = s.caught(st, c, errOut, combined); !ok {
+				return
+			}
+		}
 		s.record(st.Name, "Caught", errName)
 		s.run.Attempt = 0
 		s.enter(c.Next, combined)
@@ -887,6 +936,10 @@ func errorName(err error, def string) string {
 	if errors.As(err, &ie) {
 		return ErrIntrinsicFailure
 	}
+	var qe *QueryError
+	if errors.As(err, &qe) {
+		return ErrQueryEvaluation
+	}
 	return def
 }
 
@@ -894,6 +947,10 @@ func (s *stepper) childOptions(i int) Options {
 	o := s.opt
 	o.path = append(slices.Clone(s.opt.path), i)
 	o.visit = childVisitPrefix(s.opt.visit, s.run)
+	if len(s.run.Variables) > 0 {
+		o.outer = append(slices.Clip(s.opt.outer), s.run.Variables)
+		o.outerBytes += s.run.VariableBytes
+	}
 	return o
 }
 
@@ -975,7 +1032,7 @@ func (s *stepper) mapItems(st *State, effective any) ([]any, string) {
 // (0: no limit of its own) capped by Options.MaxMapConcurrency. Item inputs are computed as they
 // start, from the state's input, so items not yet started take no room in the run.
 func (s *stepper) startItems(st *State) {
-	limit := mapLimit(st, s.run, s.opt)
+	limit := runMapLimit(st, s.run, s.opt)
 	if s.run.NextItem >= s.run.ItemsTotal || len(s.run.Children) >= limit {
 		return
 	}
@@ -985,10 +1042,8 @@ func (s *stepper) startItems(st *State) {
 		s.fail(st, errorName(err, ErrRuntime), err.Error())
 		return
 	}
-	list, cause := s.mapItems(st, effective)
-	if cause != "" {
-		s.resetChildren(0)
-		s.fail(st, ErrRuntime, cause)
+	list, ok := s.items(st, effective)
+	if !ok {
 		return
 	}
 	for s.run.NextItem < min(s.run.ItemsTotal, len(list)) && len(s.run.Children) < limit {

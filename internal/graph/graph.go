@@ -95,18 +95,18 @@ func build(title string, m *asl.Machine, prefix string, status map[string]Status
 		switch {
 		case st.Type == "Choice":
 			for i, r := range st.Choices {
-				next(r.Next, ruleLabel(r, i))
+				next(r.Next, withAssign(ruleLabel(r, i), r.Assign))
 			}
 			if st.Default != "" {
-				next(st.Default, "Default")
+				next(st.Default, withAssign("Default", st.Assign))
 			}
 		case st.Type == "Succeed" || st.Type == "Fail" || st.End:
-			g.Edges = append(g.Edges, Edge{From: id, To: endNode()})
+			g.Edges = append(g.Edges, Edge{From: id, To: endNode(), Label: withAssign("", st.Assign)})
 		case st.Next != "":
-			next(st.Next, "")
+			next(st.Next, withAssign("", st.Assign))
 		}
 		for _, c := range st.Catch {
-			next(c.Next, "Catch "+strings.Join(c.ErrorEquals, ", "))
+			next(c.Next, withAssign("Catch "+strings.Join(c.ErrorEquals, ", "), c.Assign))
 		}
 	}
 	if end != nil {
@@ -115,7 +115,36 @@ func build(title string, m *asl.Machine, prefix string, status map[string]Status
 	return g
 }
 
+// withAssign adds to an edge's label the variables its transition assigns.
+func withAssign(label string, a *asl.Assign) string {
+	if a == nil || len(a.Names) == 0 {
+		return label
+	}
+	assign := "assign " + strings.Join(a.Names, ", ")
+	if label == "" {
+		return assign
+	}
+	return label + "; " + assign
+}
+
+// expression is a JSONata value's expression for a label ("" when it is a constant).
+func expression(v *asl.Value) string {
+	return strings.Join(strings.Fields(v.Expression()), " ")
+}
+
 func detail(st *asl.State) string {
+	if j := st.JSONata; j != nil {
+		switch {
+		case st.Type == "Wait" && j.Seconds != nil:
+			return expression(j.Seconds) + " s"
+		case st.Type == "Wait" && j.Timestamp != nil:
+			return "until " + expression(j.Timestamp)
+		case st.Type == "Fail" && j.Error != nil:
+			return expression(j.Error)
+		case st.Type == "Map" && j.Items != nil && j.Items.Expression() != "":
+			return "each of " + expression(j.Items)
+		}
+	}
 	switch st.Type {
 	case "Task":
 		return strings.TrimPrefix(strings.TrimPrefix(st.Resource, "arn:aws:states:::"), "millrace:")
@@ -141,6 +170,12 @@ func detail(st *asl.State) string {
 }
 
 func ruleLabel(r *asl.ChoiceRule, i int) string {
+	if r.Condition != nil { // JSONata
+		if e := expression(r.Condition); e != "" {
+			return e
+		}
+		return fmt.Sprint(r.Condition.Raw())
+	}
 	if r.Variable == nil || len(r.Rules) > 0 {
 		return fmt.Sprintf("rule %d: %s", i+1, r.Op)
 	}

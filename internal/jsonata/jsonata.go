@@ -17,6 +17,9 @@ type Options struct {
 	MaxSize int
 	// Now fixes the time $now() and $millis() report (default: when the evaluation starts).
 	Now time.Time
+	// Steps, when set, receives the evaluation steps the evaluation took (also when it fails), so
+	// that a caller can charge them to a budget of its own.
+	Steps *int
 }
 
 const (
@@ -101,6 +104,9 @@ func (e *Expression) evaluate(ctx context.Context, input any, noInput bool, vars
 		input = &array{items: []any{a}, isSeq: true, outer: true}
 	}
 	ev := &evaluator{ctx: ctx, opts: opts.withDefaults(), root: input}
+	if opts.Steps != nil {
+		defer func() { *opts.Steps = ev.steps }()
+	}
 	global := &env{vars: make(map[string]any, len(vars))}
 	for k, v := range vars {
 		if f, ok := v.(*Function); ok {

@@ -95,7 +95,7 @@ deps: k8s-bins fauxqs ## Install everything the tests and `make dev` need.
 
 .PHONY: test-deps
 test-deps: fauxqs ## Install what the tests need (the SQS emulator, the control plane and a node's binaries, and Helm).
-	hack/k8s-bins.sh kube-apiserver etcd kube-controller-manager kube-scheduler kubelet kube-proxy >/dev/null
+	hack/k8s-bins.sh kube-apiserver etcd kube-controller-manager kube-scheduler kubelet kube-proxy kubectl >/dev/null
 	hack/helm.sh >/dev/null
 	go mod download
 

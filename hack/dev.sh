@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
-# `make dev`: Millrace on this machine. Starts a local control plane (kube-apiserver + etcd built by
-# hack/k8s-bins.sh), the fauxqs SQS emulator on 127.0.0.1, and the manager; applies config/samples;
-# waits for the queues to be Ready and shows them next to what the emulator reports.
+# `make dev`: Millrace on this machine. Where a real node can run (Linux, root): a kubelet +
+# containerd node (hack/realnode) with its own control plane, the images of `make images`, the
+# fauxqs SQS emulator on the node's address, the chart installed with Helm, the samples in a
+# namespace enforcing Pod Security "restricted", and the demo with real pods. Elsewhere (or with
+# DEV_LOCAL=1): a local control plane (kube-apiserver + etcd built by hack/k8s-bins.sh), the
+# emulator on 127.0.0.1 and the manager as processes; applies config/samples; waits for the queues
+# to be Ready and shows them next to what the emulator reports; hack/localnodes plays the nodes.
 # Interactive: keeps running until Ctrl-C. Non-interactive (no terminal on stdin, or DEV_EXIT=1):
 # stops everything after showing the result.
 set -euo pipefail
@@ -31,6 +35,24 @@ go build -o bin/devenv ./hack/devenv
 go build -o bin/dispatcher ./cmd/dispatcher
 go build -o bin/handler ./examples/handler
 go build -o bin/millrace ./cmd/millrace
+
+OUT="${DEMO_OUT:-demo-output}"
+stay=()
+if [[ -t 0 && "${DEV_EXIT:-0}" != 1 ]]; then stay=(--stay); fi
+
+# On a real node where this machine can run one (Linux, root; DEV_LOCAL=1 skips it): the images,
+# the chart installed with Helm, real pods. Elsewhere, the local processes below.
+if [[ "${DEV_LOCAL:-0}" != 1 ]]; then
+  if why="$(bin/devenv realnode-check)"; then
+    say "building the images (make images)"
+    hack/images.sh >/dev/null
+    rc=0
+    bin/devenv realnode "$OUT" "${stay[@]}" || rc=$?
+    if ((rc != 3)); then exit "$rc"; fi
+    why="the node could not start (above)"
+  fi
+  say "no real node here: $why; the replicas run as local processes (hack/localnodes)"
+fi
 
 say "starting the control plane (kube-apiserver + etcd, Kubernetes $("$BINS/kube-apiserver" --version | cut -d' ' -f2))"
 setsid bin/devenv control-plane "$STATE" >"$STATE/control-plane.log" 2>&1 & pids+=($!)
@@ -68,9 +90,6 @@ bin/devenv sqs-queues "$SQS_ENDPOINT"
 # The demo: a burst of orders, live scaling, a poison message, a WorkflowRun. A development harness
 # (hack/localnodes) plays the nodes: it runs each replica of the billing Deployment as a dispatcher
 # process and a sample handler process (examples/handler). On a real cluster the pods do this.
-OUT="${DEMO_OUT:-demo-output}"
-stay=()
-if [[ -t 0 && "${DEV_EXIT:-0}" != 1 ]]; then stay=(--stay); fi
 bin/devenv demo "$STATE" "$SQS_ENDPOINT" "$OUT" "${stay[@]}" &
 demo_pid=$!
 pids+=($demo_pid)

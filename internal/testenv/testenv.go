@@ -198,6 +198,16 @@ func HelmBinary() (string, error) {
 	return hackScript("helm.sh")
 }
 
+// KubectlBinary returns the path of kubectl v1.37 as hack/k8s-bins.sh builds it (not the
+// machine's older client).
+func KubectlBinary() (string, error) {
+	dir, err := hackScript("k8s-bins.sh", "kubectl")
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(dir, "kubectl"), nil
+}
+
 // ControlPlane is a running kube-apiserver + etcd with Millrace's CRDs installed.
 type ControlPlane struct {
 	Env    *envtest.Environment

@@ -1,58 +1,49 @@
 package realnode_test
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/go-logr/logr"
-	"io"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
-	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	coordinationv1 "k8s.io/api/coordination/v1"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"github.com/go-logr/logr"
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
-	"k8s.io/apimachinery/pkg/api/meta"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/yaml"
-
-	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	millracev1 "github.com/millrace-io/millrace/api/v1alpha1"
 	"github.com/millrace-io/millrace/hack/demo"
 	"github.com/millrace-io/millrace/hack/realnode"
-	"github.com/millrace-io/millrace/internal/consumer"
 	"github.com/millrace-io/millrace/internal/testenv"
 )
 
 const (
-	// gatewayAudience is the audience the gateway requires of bearer tokens here (a token for the
-	// API server, which any pod has mounted, is refused).
-	gatewayAudience = "millrace-gateway"
-	release         = "millrace"
-	system    = "millrace-system"
-	tenant    = "shop" // the samples' namespace, Pod Security "restricted"
-	awsSecret = "aws-keys"
+	release = demo.Release
+	system  = demo.SystemNamespace
+	tenant  = demo.Tenant // the samples' namespace, Pod Security "restricted"
 )
 
 // TestTheDemoOnARealNode is test/e2e's demo with real pods: the images built by hack/images.sh,
@@ -120,14 +111,20 @@ func TestTheDemoOnARealNode(t *testing.T) {
 	})
 
 	start = time.Now()
-	install(ctx, t, k8s, helm, filepath.Join(root, "charts", "millrace"), node.Kubeconfig, fauxqs.Endpoint)
+	if err := demo.InstallChart(ctx, k8s, demo.Install{Helm: helm, Chart: filepath.Join(root, "charts", "millrace"),
+		Kubeconfig: node.Kubeconfig, SQSEndpoint: fauxqs.Endpoint}); err != nil {
+		t.Fatal(err)
+	}
 	t.Logf("chart installed, manager and gateway Ready in %.1fs", time.Since(start).Seconds())
 
-	applySamples(ctx, t, k8s, filepath.Join(root, "config", "samples"))
-	pods := watchConsumerPods(ctx, t, k8s, cs, "billing")
+	if err := demo.ApplySamples(ctx, k8s, filepath.Join(root, "config", "samples")); err != nil {
+		t.Fatal(err)
+	}
+	pods := demo.WatchConsumerPods(ctx, k8s, cs, "billing", t.TempDir())
 	t.Cleanup(func() {
+		pods.Stop()
 		if t.Failed() {
-			pods.dump(t)
+			pods.Dump(t.Logf)
 		}
 	})
 
@@ -138,7 +135,7 @@ func TestTheDemoOnARealNode(t *testing.T) {
 	}
 	var progress bytes.Buffer
 	res, err := demo.Run(ctx, demo.Options{Client: k8s, SQS: sqsClient, Namespace: tenant, OutDir: t.TempDir(), Out: &progress,
-		Timeout: 5 * time.Minute, Running: pods.running, Handled: pods.handled})
+		Timeout: 5 * time.Minute, Running: pods.Running, Handled: pods.Handled})
 	t.Log("\n" + progress.String())
 	if err != nil {
 		t.Fatal(err)
@@ -171,11 +168,11 @@ func TestTheDemoOnARealNode(t *testing.T) {
 	if twice > 0 {
 		t.Errorf("%d orders were handled more than once: a scale-in cut a batch short?", twice)
 	}
-	t.Logf("scale-in: %d pods drained with batches in flight, none cut short (every order handled once)", pods.drainedMidBatch())
-	t.Logf("order-1 was handled %d times", pods.charges("order-1"))
+	t.Logf("scale-in: %d pods drained with batches in flight, none cut short (every order handled once)", pods.DrainedMidBatch())
+	t.Logf("order-1 was handled %d times", pods.Charges("order-1"))
 
 	// The Consumer was Ready with replicas running (from its Deployment), and pods came and went.
-	firstReady, zeroAt, readyWithReplicas := pods.timings(res.Drained)
+	firstReady, zeroAt, readyWithReplicas := pods.Timings(res.Drained)
 	if !readyWithReplicas {
 		t.Errorf("the Consumer was never Ready=True with replicas > 0")
 	}
@@ -186,340 +183,21 @@ func TestTheDemoOnARealNode(t *testing.T) {
 			firstReady.Sub(res.Burst).Seconds(), zeroAt.Sub(res.Drained).Seconds())
 	}
 
-	// `kubectl wait --for=condition=Ready` on every kind: the Ready condition is True.
-	for _, obj := range []client.Object{
-		&millracev1.Queue{ObjectMeta: metav1.ObjectMeta{Name: "orders"}}, &millracev1.Queue{ObjectMeta: metav1.ObjectMeta{Name: "orders-dlq"}},
-		&millracev1.Queue{ObjectMeta: metav1.ObjectMeta{Name: "payments"}}, &millracev1.Queue{ObjectMeta: metav1.ObjectMeta{Name: "payments-dlq"}},
-		&millracev1.Consumer{ObjectMeta: metav1.ObjectMeta{Name: "billing"}}, &millracev1.Workflow{ObjectMeta: metav1.ObjectMeta{Name: "order"}},
-		&millracev1.WorkflowRun{ObjectMeta: metav1.ObjectMeta{Name: "order-1"}},
-	} {
-		obj.SetNamespace(tenant)
-		waitCondition(ctx, t, k8s, obj)
+	// `kubectl wait --for=condition=Ready` (kubectl v1.37) on every kind.
+	kubectl, err := testenv.KubectlBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, obj := range []string{"queue/orders", "queue/orders-dlq", "queue/payments", "queue/payments-dlq", "consumer/billing", "workflow/order", "workflowrun/order-1"} {
+		out, err := exec.CommandContext(ctx, kubectl, "--kubeconfig", node.Kubeconfig, "-n", tenant, "wait", "--for=condition=Ready", "--timeout=60s", obj).CombinedOutput()
+		if err != nil {
+			t.Errorf("kubectl wait --for=condition=Ready %s: %v %s", obj, err, out)
+		}
 	}
 
+	scaleInMidBatch(ctx, t, k8s, sqsClient, pods)
 	managerRestartMidRun(ctx, t, k8s, pods)
 	gatewayTakesAPodsToken(ctx, t, k8s, cs, pods)
-}
-
-// install creates the namespaces and test credentials and installs the chart: the manager with the
-// :dev images (pullPolicy Never), the emulator as its SQS endpoint, its own webhook certificate,
-// the gateway with its own credentials. The node has no DNS for pods, so the callback URL is
-// the callback Service's cluster IP (one upgrade once the Service exists).
-func install(ctx context.Context, t *testing.T, k8s client.Client, helm, chart, kubeconfig, endpoint string) {
-	t.Helper()
-	for _, ns := range []*corev1.Namespace{
-		{ObjectMeta: metav1.ObjectMeta{Name: system}},
-		{ObjectMeta: metav1.ObjectMeta{Name: tenant, Labels: map[string]string{
-			"pod-security.kubernetes.io/enforce": "restricted", "pod-security.kubernetes.io/warn": "restricted"}}},
-	} {
-		if err := k8s.Create(ctx, ns); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for _, s := range []types.NamespacedName{{Namespace: system, Name: awsSecret}, {Namespace: system, Name: "gateway-aws-keys"}, {Namespace: tenant, Name: awsSecret}} {
-		secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: s.Namespace, Name: s.Name},
-			StringData: map[string]string{"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_EC2_METADATA_DISABLED": "true"}}
-		if err := k8s.Create(ctx, secret); err != nil {
-			t.Fatal(err)
-		}
-	}
-	key := make([]byte, 32)
-	_, _ = rand.Read(key)
-	home := t.TempDir()
-	helmRun := func(args ...string) {
-		t.Helper()
-		cmd := exec.CommandContext(ctx, helm, append(args, "--kubeconfig", kubeconfig, "--namespace", system)...)
-		cmd.Env = append(os.Environ(), "HELM_CACHE_HOME="+filepath.Join(home, "cache"), "HELM_CONFIG_HOME="+filepath.Join(home, "config"),
-			"HELM_DATA_HOME="+filepath.Join(home, "data"))
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("helm %s: %v\n%s", args[0], err, out)
-		}
-	}
-	helmRun("install", release, chart, "--wait", "--timeout", "3m",
-		"--set", "image.tag=dev", "--set", "image.pullPolicy=Never", "--set", "dispatcherImage.tag=dev",
-		"--set", "aws.endpoint="+endpoint, "--set", "aws.credentialsSecret="+awsSecret,
-		"--set", "taskToken.key="+hex.EncodeToString(key), "--set", "admissionWebhook.enabled=true",
-		"--set", "gateway.enabled=true", "--set", "gateway.image.tag=dev", "--set", "gateway.replicaCount=1",
-		"--set", "gateway.credentialsSecret=gateway-aws-keys", "--set", "gateway.tokenAudiences={"+gatewayAudience+"}")
-	svc := &corev1.Service{}
-	if err := k8s.Get(ctx, client.ObjectKey{Namespace: system, Name: release + "-callback"}, svc); err != nil {
-		t.Fatal(err)
-	}
-	helmRun("upgrade", release, chart, "--reuse-values", "--wait", "--timeout", "3m",
-		"--set", fmt.Sprintf("callback.url=http://%s:%d", svc.Spec.ClusterIP, svc.Spec.Ports[0].Port))
-	waitLeader(ctx, t, k8s)
-}
-
-// waitLeader waits until a manager pod that is Ready and not terminating holds the leader lease.
-func waitLeader(ctx context.Context, t *testing.T, k8s client.Client) string {
-	t.Helper()
-	var leader string
-	testenv.Eventually(t, 2*time.Minute, func() error {
-		lease := &coordinationv1.Lease{}
-		if err := k8s.Get(ctx, client.ObjectKey{Namespace: system, Name: "millrace-manager.millrace.io"}, lease); err != nil {
-			return err
-		}
-		holder := ptr.Deref(lease.Spec.HolderIdentity, "")
-		list := &corev1.PodList{}
-		if err := k8s.List(ctx, list, client.InNamespace(system), client.MatchingLabels{"app.kubernetes.io/component": "manager"}); err != nil {
-			return err
-		}
-		for i := range list.Items {
-			pod := &list.Items[i]
-			if strings.HasPrefix(holder, pod.Name+"_") && podReady(pod) && pod.DeletionTimestamp == nil {
-				leader = pod.Name
-				return nil
-			}
-		}
-		return fmt.Errorf("lease held by %q, not a current manager pod", holder)
-	})
-	return leader
-}
-
-// applySamples creates what config/samples' kustomization lists in the tenant's namespace. The
-// Consumer runs the example handler's image (a second of work per batch), and its dispatcher
-// gets the test's static credentials from a Secret (no IRSA here).
-func applySamples(ctx context.Context, t *testing.T, k8s client.Client, dir string) {
-	t.Helper()
-	raw, err := os.ReadFile(filepath.Join(dir, "kustomization.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var kustomization struct{ Resources []string }
-	if err := yaml.Unmarshal(raw, &kustomization); err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range kustomization.Resources {
-		data, err := os.ReadFile(filepath.Join(dir, f))
-		if err != nil {
-			t.Fatal(err)
-		}
-		dec := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(data)))
-		for {
-			doc, err := dec.Read()
-			if errors.Is(err, io.EOF) {
-				break
-			} else if err != nil {
-				t.Fatal(err)
-			}
-			u := &unstructured.Unstructured{}
-			if err := yaml.Unmarshal(doc, &u.Object); err != nil || len(u.Object) == 0 {
-				continue
-			}
-			u.SetNamespace(tenant)
-			if u.GetKind() == "Consumer" {
-				setHandler(t, u)
-			}
-			if err := k8s.Create(ctx, u); err != nil {
-				t.Fatalf("creating %s %s: %v", u.GetKind(), u.GetName(), err)
-			}
-		}
-	}
-}
-
-func setHandler(t *testing.T, u *unstructured.Unstructured) {
-	containers, _, _ := unstructured.NestedSlice(u.Object, "spec", "template", "spec", "containers")
-	handler := containers[0].(map[string]any)
-	handler["image"] = "ghcr.io/millrace-io/millrace-handler:dev"
-	handler["imagePullPolicy"] = "Never"
-	handler["env"] = []any{map[string]any{"name": "HANDLER_WORK", "value": "1s"}}
-	dispatcher := map[string]any{"name": consumer.DispatcherName,
-		"envFrom": []any{map[string]any{"secretRef": map[string]any{"name": awsSecret}}}}
-	if err := unstructured.SetNestedSlice(u.Object, containers, "spec", "template", "spec", "containers"); err != nil {
-		t.Fatal(err)
-	}
-	if err := unstructured.SetNestedSlice(u.Object, []any{dispatcher}, "spec", "template", "spec", "initContainers"); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// consumerPods follows a Consumer's pods: their handlers' logs (what they handled and charged:
-// a pod's log goes with it, so it is read as it is written) and when they were Ready and gone.
-type consumerPods struct {
-	mu                sync.Mutex
-	handledIDs        map[string]int
-	charged           map[string]int // workflow task id -> charges
-	runningNow        int
-	firstReady        time.Time
-	zeroAt            []time.Time // when the last pod went, each time
-	podsNow           int
-	readyWithReplicas bool
-	logDir            string
-}
-
-var (
-	handledLine = regexp.MustCompile(`handled (\S+): `)
-	chargedLine = regexp.MustCompile(`charged \S+ for (\S+)`)
-)
-
-func watchConsumerPods(ctx context.Context, t *testing.T, k8s client.Client, cs *kubernetes.Clientset, name string) *consumerPods {
-	p := &consumerPods{handledIDs: map[string]int{}, charged: map[string]int{}, logDir: t.TempDir()}
-	ctx, cancel := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	t.Cleanup(func() { cancel(); wg.Wait() })
-	following := map[types.UID]bool{}
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for ctx.Err() == nil {
-			list := &corev1.PodList{}
-			if err := k8s.List(ctx, list, client.InNamespace(tenant), client.MatchingLabels{consumer.LabelConsumer: name}); err == nil {
-				running, ready := 0, 0
-				for i := range list.Items {
-					pod := &list.Items[i]
-					if pod.Status.Phase == corev1.PodRunning {
-						running++
-					}
-					if podReady(pod) {
-						ready++
-					}
-					if !following[pod.UID] && handlerStarted(pod) {
-						following[pod.UID] = true
-						wg.Add(1)
-						go func() { defer wg.Done(); p.follow(ctx, cs, pod.Name) }()
-					}
-				}
-				c := &millracev1.Consumer{}
-				cReady := k8s.Get(ctx, client.ObjectKey{Namespace: tenant, Name: name}, c) == nil &&
-					meta.IsStatusConditionTrue(c.Status.Conditions, "Ready") && c.Status.ReadyReplicas > 0
-				now := time.Now()
-				p.mu.Lock()
-				p.runningNow = running
-				if ready > 0 && p.firstReady.IsZero() {
-					p.firstReady = now
-				}
-				if len(list.Items) == 0 && p.podsNow > 0 {
-					p.zeroAt = append(p.zeroAt, now)
-				}
-				p.podsNow = len(list.Items)
-				p.readyWithReplicas = p.readyWithReplicas || cReady
-				p.mu.Unlock()
-			}
-			select {
-			case <-ctx.Done():
-			case <-time.After(200 * time.Millisecond):
-			}
-		}
-	}()
-	return p
-}
-
-func podReady(pod *corev1.Pod) bool {
-	for _, c := range pod.Status.Conditions {
-		if c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue {
-			return true
-		}
-	}
-	return false
-}
-
-func handlerStarted(pod *corev1.Pod) bool {
-	for _, s := range pod.Status.ContainerStatuses {
-		if s.Name == "handler" && (s.State.Running != nil || s.State.Terminated != nil) {
-			return true
-		}
-	}
-	return false
-}
-
-// follow reads a pod's handler log until the container ends (and keeps both containers' logs in
-// logDir, for a failure's report).
-func (p *consumerPods) follow(ctx context.Context, cs *kubernetes.Clientset, pod string) {
-	kept := make(chan struct{})
-	go func() { p.keep(ctx, cs, pod, consumer.DispatcherName); close(kept) }()
-	defer func() { <-kept }()
-	stream, err := cs.CoreV1().Pods(tenant).GetLogs(pod, &corev1.PodLogOptions{Container: "handler", Follow: true}).Stream(ctx)
-	if err != nil {
-		return
-	}
-	defer stream.Close()
-	f, _ := os.Create(filepath.Join(p.logDir, pod+".handler.log"))
-	defer f.Close()
-	scanner := bufio.NewScanner(stream)
-	for scanner.Scan() {
-		line := scanner.Text()
-		fmt.Fprintln(f, line)
-		p.mu.Lock()
-		if m := handledLine.FindStringSubmatch(line); m != nil {
-			p.handledIDs[m[1]]++
-		} else if m := chargedLine.FindStringSubmatch(line); m != nil {
-			p.charged[m[1]]++
-		}
-		p.mu.Unlock()
-	}
-}
-
-func (p *consumerPods) keep(ctx context.Context, cs *kubernetes.Clientset, pod, container string) {
-	stream, err := cs.CoreV1().Pods(tenant).GetLogs(pod, &corev1.PodLogOptions{Container: container, Follow: true}).Stream(ctx)
-	if err != nil {
-		return
-	}
-	defer stream.Close()
-	f, _ := os.Create(filepath.Join(p.logDir, pod+"."+container+".log"))
-	defer f.Close()
-	_, _ = io.Copy(f, stream)
-}
-
-var drainingLine = regexp.MustCompile(`"draining","inFlightBatches":([1-9][0-9]*)`)
-
-// drainedMidBatch counts the pods whose dispatcher began draining with batches in flight.
-func (p *consumerPods) drainedMidBatch() int {
-	files, _ := filepath.Glob(filepath.Join(p.logDir, "*."+consumer.DispatcherName+".log"))
-	n := 0
-	for _, f := range files {
-		if b, err := os.ReadFile(f); err == nil && drainingLine.Match(b) {
-			n++
-		}
-	}
-	return n
-}
-
-// dump logs the kept logs' tails.
-func (p *consumerPods) dump(t *testing.T) {
-	files, _ := filepath.Glob(filepath.Join(p.logDir, "*.log"))
-	for _, f := range files {
-		b, _ := os.ReadFile(f)
-		if len(b) > 3000 {
-			b = b[len(b)-3000:]
-		}
-		t.Logf("--- %s (tail)\n%s", filepath.Base(f), b)
-	}
-}
-
-func (p *consumerPods) running(_, _ string) int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.runningNow
-}
-
-func (p *consumerPods) handled() map[string]int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	out := make(map[string]int, len(p.handledIDs))
-	for k, v := range p.handledIDs {
-		out[k] = v
-	}
-	return out
-}
-
-func (p *consumerPods) charges(id string) int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.charged[id]
-}
-
-// timings: when the first pod was Ready, when the last pod went after the queue drained, and
-// whether the Consumer was seen Ready=True with ready replicas.
-func (p *consumerPods) timings(drained time.Time) (firstReady, zeroAt time.Time, readyWithReplicas bool) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for _, z := range p.zeroAt {
-		if z.After(drained) {
-			zeroAt = z
-			break
-		}
-	}
-	return p.firstReady, zeroAt, p.readyWithReplicas
 }
 
 func checkCharged(t *testing.T, run *millracev1.WorkflowRun, id string, amount float64) {
@@ -539,35 +217,108 @@ func checkCharged(t *testing.T, run *millracev1.WorkflowRun, id string, amount f
 	}
 }
 
-// waitCondition is `kubectl wait --for=condition=Ready`: the object's Ready condition is True.
-func waitCondition(ctx context.Context, t *testing.T, k8s client.Client, obj client.Object) {
-	t.Helper()
-	testenv.Eventually(t, time.Minute, func() error {
+// scaleInMidBatch proves the order preStop -> drain -> SIGTERM on the kubelet: three pods take
+// batches whose handler works 4 s each (two at a time each, more waiting in the queue), and the
+// Consumer is cut to one replica while they work.
+// The two pods deleted mid-batch finish their batches before their handlers get SIGTERM: every
+// message is handled exactly once, all within the visibility timeout (a batch cut short would come
+// back only after it), and the queue ends empty (each message deleted).
+func scaleInMidBatch(ctx context.Context, t *testing.T, k8s client.Client, sqsClient *sqs.Client, pods *demo.ConsumerPods) {
+	setScaling := func(work string, minReplicas, maxReplicas int) {
+		t.Helper()
 		u := &unstructured.Unstructured{}
-		gvk, err := k8s.GroupVersionKindFor(obj)
+		u.SetGroupVersionKind(millracev1.GroupVersion.WithKind("Consumer"))
+		if err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			if err := k8s.Get(ctx, client.ObjectKey{Namespace: tenant, Name: "billing"}, u); err != nil {
+				return err
+			}
+			containers, _, _ := unstructured.NestedSlice(u.Object, "spec", "template", "spec", "containers")
+			containers[0].(map[string]any)["env"] = []any{map[string]any{"name": "HANDLER_WORK", "value": work}}
+			_ = unstructured.SetNestedSlice(u.Object, containers, "spec", "template", "spec", "containers")
+			_ = unstructured.SetNestedField(u.Object, int64(minReplicas), "spec", "scaling", "minReplicas")
+			_ = unstructured.SetNestedField(u.Object, int64(maxReplicas), "spec", "scaling", "maxReplicas")
+			return k8s.Update(ctx, u)
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	readyPods := func(want int) {
+		t.Helper()
+		testenv.Eventually(t, 2*time.Minute, func() error {
+			d := &appsv1.Deployment{}
+			if err := k8s.Get(ctx, client.ObjectKey{Namespace: tenant, Name: "billing"}, d); err != nil {
+				return err
+			}
+			if d.Status.UpdatedReplicas != int32(want) || d.Status.ReadyReplicas != int32(want) || d.Status.Replicas != int32(want) {
+				return fmt.Errorf("billing: %d replicas, %d updated, %d ready; want %d", d.Status.Replicas, d.Status.UpdatedReplicas, d.Status.ReadyReplicas, want)
+			}
+			return nil
+		})
+	}
+	setScaling("4s", 3, 3)
+	readyPods(3)
+	q := &millracev1.Queue{}
+	if err := k8s.Get(ctx, client.ObjectKey{Namespace: tenant, Name: "orders"}, q); err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for b := 0; b < 12; b++ { // 12 batches of 10: two at a time on each of three pods, six waiting
+		var entries []sqstypes.SendMessageBatchRequestEntry
+		for i := 0; i < 10; i++ {
+			entries = append(entries, sqstypes.SendMessageBatchRequestEntry{Id: aws.String(strconv.Itoa(i)), MessageBody: aws.String(fmt.Sprintf(`{"order":"scale-in-%d-%d"}`, b, i))})
+		}
+		out, err := sqsClient.SendMessageBatch(ctx, &sqs.SendMessageBatchInput{QueueUrl: aws.String(q.Status.QueueURL), Entries: entries})
+		if err != nil || len(out.Failed) > 0 {
+			t.Fatalf("sending: %v %+v", err, out)
+		}
+		for _, e := range out.Successful {
+			ids = append(ids, aws.ToString(e.MessageId))
+		}
+	}
+	sent := time.Now()
+	drainedBefore := pods.DrainedMidBatch()
+	time.Sleep(2 * time.Second) // the batches are received and handed over; the handlers work 4 s
+	setScaling("4s", 0, 1)
+	deadline := 25 * time.Second // under the queue's 30 s visibility timeout
+	testenv.Eventually(t, deadline, func() error {
+		handled := pods.Handled()
+		for _, id := range ids {
+			if handled[id] == 0 {
+				return fmt.Errorf("message %s not handled yet", id)
+			}
+		}
+		return nil
+	})
+	took := time.Since(sent)
+	handled := pods.Handled()
+	for _, id := range ids {
+		if handled[id] != 1 {
+			t.Errorf("message %s handled %d times: a batch cut short by the scale-in?", id, handled[id])
+		}
+	}
+	testenv.Eventually(t, 30*time.Second, func() error {
+		attrs, err := sqsClient.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: aws.String(q.Status.QueueURL),
+			AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameApproximateNumberOfMessages, sqstypes.QueueAttributeNameApproximateNumberOfMessagesNotVisible}})
 		if err != nil {
 			return err
 		}
-		u.SetGroupVersionKind(gvk)
-		if err := k8s.Get(ctx, client.ObjectKeyFromObject(obj), u); err != nil {
-			return err
+		if v, n := attrs.Attributes["ApproximateNumberOfMessages"], attrs.Attributes["ApproximateNumberOfMessagesNotVisible"]; v != "0" || n != "0" {
+			return fmt.Errorf("queue orders: %s visible, %s in flight; want every message deleted", v, n)
 		}
-		conditions, _, _ := unstructured.NestedSlice(u.Object, "status", "conditions")
-		for _, c := range conditions {
-			if m, _ := c.(map[string]any); m["type"] == "Ready" {
-				if m["status"] == "True" {
-					return nil
-				}
-				return fmt.Errorf("%s %s: Ready=%v %v: %v", gvk.Kind, obj.GetName(), m["status"], m["reason"], m["message"])
-			}
-		}
-		return fmt.Errorf("%s %s has no Ready condition", gvk.Kind, obj.GetName())
+		return nil
 	})
+	drained := pods.DrainedMidBatch() - drainedBefore
+	if drained < 2 {
+		t.Errorf("%d pods began draining with batches in flight; want the 2 removed by the scale-in", drained)
+	}
+	t.Logf("scale-in mid-batch: 3 -> 1 replicas while 120 messages were in 4 s batches; %d pods drained with batches in flight, every message handled once within %.1fs and deleted",
+		drained, took.Seconds())
+	setScaling("1s", 0, 20) // back to the demo's settings
 }
 
 // managerRestartMidRun deletes the manager's pod while a WorkflowRun waits for its Charge task
 // (the Consumer wakes from zero): a new manager pod takes over and the run finishes, charged once.
-func managerRestartMidRun(ctx context.Context, t *testing.T, k8s client.Client, pods *consumerPods) {
+func managerRestartMidRun(ctx context.Context, t *testing.T, k8s client.Client, pods *demo.ConsumerPods) {
 	run := &millracev1.WorkflowRun{ObjectMeta: metav1.ObjectMeta{Namespace: tenant, Name: "order-2"},
 		Spec: millracev1.WorkflowRunSpec{WorkflowRef: millracev1.WorkflowReference{Name: "order"},
 			Input: &apiextensionsv1.JSON{Raw: []byte(`{"id":"order-2","amount":20}`)}}}
@@ -597,7 +348,7 @@ func managerRestartMidRun(ctx context.Context, t *testing.T, k8s client.Client, 
 			return err
 		}
 		for i := range list.Items {
-			if list.Items[i].Name != old.Items[0].Name && podReady(&list.Items[i]) {
+			if list.Items[i].Name != old.Items[0].Name && demo.PodReady(&list.Items[i]) {
 				return nil
 			}
 		}
@@ -632,7 +383,7 @@ func managerRestartMidRun(ctx context.Context, t *testing.T, k8s client.Client, 
 		t.Errorf("run order-2 finished %d times: %+v", finished, run.Status.History)
 	}
 	time.Sleep(2 * time.Second) // the handler's log may still be streaming in
-	n := pods.charges("order-2")
+	n := pods.Charges("order-2")
 	if n == 0 {
 		t.Errorf("no handler charged order-2")
 	}
@@ -642,7 +393,7 @@ func managerRestartMidRun(ctx context.Context, t *testing.T, k8s client.Client, 
 // gatewayTakesAPodsToken runs a client pod (test/realnode/caller) that sends an order through the
 // gateway with its kubelet-projected ServiceAccount token (audience millrace-gateway, RBAC on
 // queues/messages of orders) and once without a token, and finds the order handled.
-func gatewayTakesAPodsToken(ctx context.Context, t *testing.T, k8s client.Client, cs *kubernetes.Clientset, pods *consumerPods) {
+func gatewayTakesAPodsToken(ctx context.Context, t *testing.T, k8s client.Client, cs *kubernetes.Clientset, pods *demo.ConsumerPods) {
 	q := &millracev1.Queue{ObjectMeta: metav1.ObjectMeta{Namespace: tenant, Name: "orders"}}
 	if err := k8s.Patch(ctx, q, client.RawPatch(types.MergePatchType, []byte(`{"spec":{"http":{"enabled":true}}}`))); err != nil {
 		t.Fatal(err)
@@ -683,7 +434,7 @@ func gatewayTakesAPodsToken(ctx context.Context, t *testing.T, k8s client.Client
 		return json.Unmarshal([]byte(with.Body), &sent)
 	})
 	testenv.Eventually(t, time.Minute, func() error {
-		if pods.handled()[sent.MessageID] == 0 {
+		if pods.Handled()[sent.MessageID] == 0 {
 			return fmt.Errorf("message %s from the gateway not handled yet", sent.MessageID)
 		}
 		return nil
@@ -707,10 +458,10 @@ func runCaller(ctx context.Context, k8s client.Client, cs *kubernetes.Clientset,
 	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: tenant, Name: name},
 		Spec: corev1.PodSpec{ServiceAccountName: "checkout", RestartPolicy: corev1.RestartPolicyNever,
 			AutomountServiceAccountToken: ptr.To(false),
-			SecurityContext: &corev1.PodSecurityContext{RunAsNonRoot: ptr.To(true), SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault}},
+			SecurityContext:              &corev1.PodSecurityContext{RunAsNonRoot: ptr.To(true), SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault}},
 			Volumes: []corev1.Volume{{Name: "token", VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{
 				Sources: []corev1.VolumeProjection{{ServiceAccountToken: &corev1.ServiceAccountTokenProjection{
-					Audience: gatewayAudience, ExpirationSeconds: ptr.To[int64](600), Path: "gateway"}}}}}}},
+					Audience: demo.GatewayAudience, ExpirationSeconds: ptr.To[int64](600), Path: "gateway"}}}}}}},
 			Containers: []corev1.Container{{Name: "caller", Image: "millrace.local/caller:dev", ImagePullPolicy: corev1.PullNever,
 				Args:         []string{"-url", url, "-token-file", "/var/run/secrets/tokens/gateway"},
 				VolumeMounts: []corev1.VolumeMount{{Name: "token", MountPath: "/var/run/secrets/tokens", ReadOnly: true}},

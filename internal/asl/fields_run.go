@@ -25,6 +25,9 @@ type MapRun struct {
 	ToleratedCount      *int     `json:"toleratedCount,omitempty"`
 	ToleratedPercentage *float64 `json:"toleratedPercentage,omitempty"`
 	Failures            int      `json:"failures,omitempty"`
+	// FailedItems are the iterations that failed within the threshold (their results hold
+	// their errors): a redrive runs them again, from their beginning.
+	FailedItems []int `json:"failedItems,omitempty"`
 }
 
 // TimeoutSeconds is the Task's timeout: its TimeoutSecondsPath as evaluated when the attempt
@@ -277,6 +280,7 @@ func (s *stepper) tolerate(c Run) (tolerated bool, exceeded *Run) {
 		return false, &Run{Status: Failed, Error: ErrExceedToleratedFailureThreshold,
 			Cause: fmt.Sprintf("%d of %d iterations failed, %s (the last: %s: %s)", next.Failures, s.run.ItemsTotal, over, c.Error, c.Cause)}
 	}
+	next.FailedItems = append(slices.Clip(next.FailedItems), c.Item)
 	errOut := map[string]any{"Error": c.Error, "Cause": c.Cause}
 	if len(s.run.Results) <= c.Item {
 		s.run.Results = append(s.run.Results, make([]any, c.Item+1-len(s.run.Results))...)

@@ -273,16 +273,14 @@ func (s *stepper) items(st *State, effective any) ([]any, bool) {
 	if st.QueryLanguage == QueryJSONata {
 		list, err := s.itemsJSONata(st, s.newEnv(nil))
 		if err != nil {
-			s.resetChildren(0)
-			s.fail(st, errorName(err, ErrQueryEvaluation), err.Error())
+			s.failFanOut(st, errorName(err, ErrQueryEvaluation), err.Error(), nil)
 			return nil, false
 		}
 		return list, true
 	}
 	list, cause := s.mapItems(st, effective)
 	if cause != "" {
-		s.resetChildren(0)
-		s.fail(st, ErrRuntime, cause)
+		s.failFanOut(st, ErrRuntime, cause, nil)
 		return nil, false
 	}
 	return list, true

@@ -1026,7 +1026,7 @@ func (s *stepper) withExecution(child Run) Run {
 
 func (s *stepper) resetChildren(total int) {
 	s.run.Children, s.run.Results, s.run.ResultBytes = nil, nil, 0
-	s.run.ItemsTotal, s.run.NextItem, s.run.Map = total, 0, nil
+	s.run.ItemsTotal, s.run.NextItem, s.run.Map, s.run.Redo = total, 0, nil, nil
 	if total > 0 {
 		s.run.Epoch++
 	}

@@ -494,3 +494,27 @@ func TestStoredKeepsWhatARedriveNeeds(t *testing.T) {
 		t.Errorf("a succeeded run stored as %+v", got)
 	}
 }
+
+// A JSONata Map with an expression threshold and batches redrives like a JSONPath one.
+func TestRedriveOfAJSONataMapWithBatchesAndAThreshold(t *testing.T) {
+	m := mustParse(t, `{"QueryLanguage":"JSONata","StartAt":"M","States":{"M":{"Type":"Map","Items":"{% $states.input.items %}","MaxConcurrency":1,
+		"ToleratedFailureCount":"{% 0 %}","ItemBatcher":{"MaxItemsPerBatch":"{% 2 %}","BatchInput":{"r":"{% $states.context.Execution.RedriveCount %}"}},
+		"ItemProcessor":{"StartAt":"W","States":{"W":{"Type":"Task","Resource":"test:w","End":true}}},"End":true}}}`)
+	first, tasks, _ := start(t, m, `{"items":[1,2,3,4,5]}`, failing("M[1].W"))
+	if first.Status != Failed || first.Error != ErrExceedToleratedFailureThreshold || len(tasks) != 2 {
+		t.Fatalf("first attempt: %s %s, tasks %v", first.Status, first.Error, tasks)
+	}
+	run, tasks, _ := redriveAndSteer(t, m, first, redriveStart.Add(time.Hour), failing())
+	if run.Status != Succeeded {
+		t.Fatalf("redriven: %s %s %s", run.Status, run.Error, run.Cause)
+	}
+	// The failed batch goes on as it was (its input computed before the redrive); the batch never
+	// started is computed now.
+	want := []string{`M[1].W {"Items":[3,4],"r":0}`, `M[2].W {"Items":[5],"r":1}`}
+	if !reflect.DeepEqual(tasks, want) {
+		t.Errorf("the redrive ran %v, want %v", tasks, want)
+	}
+	if out := doc(t, `[{"Items":[1,2],"r":0},{"Items":[3,4],"r":0},{"Items":[5],"r":1}]`); !reflect.DeepEqual(run.Output, out) {
+		t.Errorf("output %v", run.Output)
+	}
+}

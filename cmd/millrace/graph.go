@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -138,15 +139,31 @@ func fromCluster(ctx context.Context, c client.Client, ns, workflow, run string,
 	if err != nil {
 		return nil, err
 	}
+	h := RunHistory(r)
 	title := fmt.Sprintf("%s (%s)", run, strings.ToLower(string(r.Status.Phase)))
-	return graph.FromMachine(title, m, graph.Statuses(m, RunHistory(r))), nil
+	if h.RedriveCount > 0 {
+		title = fmt.Sprintf("%s (%s, redrive %d)", run, strings.ToLower(string(r.Status.Phase)), h.RedriveCount)
+	}
+	g := graph.FromMachine(title, m, graph.Statuses(m, h))
+	g.MarkRedriven(graph.Redriven(m, h))
+	return g, nil
 }
 
-// RunHistory is what a WorkflowRun's status says about its states.
+// RunHistory is what a WorkflowRun's status says about its states, and its redrives (from the
+// engine state).
 func RunHistory(r *millracev1.WorkflowRun) graph.History {
 	var h graph.History
 	for _, e := range r.Status.History {
-		h.Transitions = append(h.Transitions, graph.Transition{State: e.State, Type: e.Type})
+		h.Transitions = append(h.Transitions, graph.Transition{State: e.State, Type: e.Type, Info: e.Info, At: e.Time.Time})
+	}
+	if r.Status.Engine != nil {
+		var engine asl.Run
+		if json.Unmarshal(r.Status.Engine.Raw, &engine) == nil {
+			h.RedriveCount = engine.Execution.RedriveCount
+			if t := engine.Execution.RedriveTime; t != nil {
+				h.RedriveTime = *t
+			}
+		}
 	}
 	for _, a := range r.Status.ActiveStates {
 		label := a.Path

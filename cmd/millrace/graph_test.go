@@ -78,6 +78,31 @@ func TestGraphOfARunInTheCluster(t *testing.T) {
 	if _, errOut, code := execute("graph", "--run", "missing", "-n", "shop", "--kubeconfig", kubeconfig); code == 0 || !strings.Contains(errOut, "not found") {
 		t.Errorf("a missing run: exit %d, %s", code, errOut)
 	}
+
+	// A redriven run: the states its latest redrive ran are marked with its number (the redrive
+	// count is the engine's).
+	redriven := &millracev1.WorkflowRun{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "order-2"},
+		Spec: millracev1.WorkflowRunSpec{WorkflowRef: millracev1.WorkflowReference{Name: "order"}}}
+	if err := c.Create(ctx, redriven); err != nil {
+		t.Fatal(err)
+	}
+	start := firstState(t, def)
+	redriven.Status.Phase = millracev1.RunRunning
+	redriven.Status.Definition = &apiextensionsv1.JSON{Raw: def}
+	redriven.Status.Engine = &apiextensionsv1.JSON{Raw: []byte(`{"status":"RUNNING","state":"` + start + `","execution":{"Id":"","Name":"","Input":null,"StartTime":"2026-03-01T09:00:00Z","RedriveCount":2,"RedriveTime":"2026-03-01T10:00:00Z"}}`)}
+	redriven.Status.History = []millracev1.HistoryEvent{
+		{Time: metav1.Now(), State: start, Type: "Entered"}, {Time: metav1.Now(), State: start, Type: "Failed", Info: "Broken"},
+		{Time: metav1.Now(), State: start, Type: "Redriven", Info: "redrive 2"}, {Time: metav1.Now(), State: start, Type: "Entered"}}
+	if err := c.Status().Update(ctx, redriven); err != nil {
+		t.Fatal(err)
+	}
+	out, errOut, code = execute("graph", "--run", "order-2", "-n", "shop", "--kubeconfig", kubeconfig, "--format", "mermaid")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	if !strings.Contains(out, "redrive 2") {
+		t.Errorf("the redriven run's graph does not mark the redrive:\n%s", out)
+	}
 }
 
 func firstState(t *testing.T, def []byte) string {

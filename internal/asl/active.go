@@ -156,7 +156,7 @@ func (m *Machine) fanOuts(run Run, prefix string, out *[]FanOut) {
 	}
 	label := prefix + run.State
 	*out = append(*out, FanOut{Label: label, State: st, Total: run.ItemsTotal,
-		Succeeded: run.NextItem - len(run.Children), Running: len(run.Children), Pending: run.ItemsTotal - run.NextItem})
+		Succeeded: run.ItemsTotal - len(run.Children) - pendingItems(run), Running: len(run.Children), Pending: pendingItems(run)})
 	for _, c := range run.Children {
 		child := st.ItemProcessor
 		if st.Type == "Parallel" {
@@ -183,7 +183,7 @@ func (m *Machine) NeedsContinue(run Run, opt Options) bool {
 	if st.Type != "Parallel" && st.Type != "Map" {
 		return false
 	}
-	if st.Type == "Map" && run.NextItem < run.ItemsTotal && len(run.Children) < runMapLimit(st, run, opt) {
+	if st.Type == "Map" && pendingItems(run) > 0 && len(run.Children) < runMapLimit(st, run, opt) {
 		return true
 	}
 	for _, c := range run.Children {

@@ -25,6 +25,9 @@ type MapRun struct {
 	ToleratedCount      *int     `json:"toleratedCount,omitempty"`
 	ToleratedPercentage *float64 `json:"toleratedPercentage,omitempty"`
 	Failures            int      `json:"failures,omitempty"`
+	// FailedItems are the iterations that failed within the threshold (their results hold
+	// their errors): a redrive runs them again, from their beginning.
+	FailedItems []int `json:"failedItems,omitempty"`
 }
 
 // TimeoutSeconds is the Task's timeout: its TimeoutSecondsPath as evaluated when the attempt
@@ -88,7 +91,12 @@ func (s *stepper) taskSettings(st *State, effective any) (timeout, heartbeat int
 // failure threshold, the batches) and returns its number of iterations: its items, or its
 // batches. The MapRun is nil when the state has none of those fields.
 func (s *stepper) startMap(st *State, effective any, list []any) (int, *MapRun, error) {
-	if st.MaxConcurrencyPath == nil && st.ItemBatcher == nil && !st.Tolerance.Set() {
+	jf := st.JSONata
+	if jf == nil {
+		jf = &JSONataFields{}
+	}
+	if st.MaxConcurrencyPath == nil && st.ItemBatcher == nil && !st.Tolerance.Set() &&
+		jf.ToleratedFailureCount == nil && jf.ToleratedFailurePercentage == nil {
 		return len(list), nil, nil
 	}
 	mr := &MapRun{}
@@ -100,6 +108,12 @@ func (s *stepper) startMap(st *State, effective any, list []any) (int, *MapRun, 
 	}
 	t := st.Tolerance
 	switch {
+	case jf.ToleratedFailureCount != nil:
+		n, err := jf.ToleratedFailureCount.evalInt(s.newEnv(nil), "ToleratedFailureCount", 0, math.MaxInt32)
+		if err != nil {
+			return 0, nil, err
+		}
+		mr.ToleratedCount = &n
 	case t.Count != nil:
 		n := int(*t.Count)
 		mr.ToleratedCount = &n
@@ -111,6 +125,12 @@ func (s *stepper) startMap(st *State, effective any, list []any) (int, *MapRun, 
 		mr.ToleratedCount = &n
 	}
 	switch {
+	case jf.ToleratedFailurePercentage != nil:
+		f, err := jf.ToleratedFailurePercentage.evalNumber(s.newEnv(nil), "ToleratedFailurePercentage", 0, 100)
+		if err != nil {
+			return 0, nil, err
+		}
+		mr.ToleratedPercentage = &f
 	case t.Percentage != nil:
 		f := *t.Percentage
 		mr.ToleratedPercentage = &f
@@ -139,6 +159,16 @@ func (s *stepper) cutBatches(st *State, effective any, list []any, mr *MapRun) (
 	b := st.ItemBatcher
 	maxItems, maxBytes := b.MaxItemsPerBatch, b.MaxInputBytesPerBatch
 	var err error
+	if jf := st.JSONata; jf != nil && jf.MaxItemsPerBatch != nil {
+		if maxItems, err = jf.MaxItemsPerBatch.evalInt(s.newEnv(nil), "ItemBatcher/MaxItemsPerBatch", 1, MaxMapItemsPerRun); err != nil {
+			return 0, err
+		}
+	}
+	if jf := st.JSONata; jf != nil && jf.MaxInputBytesPerBatch != nil {
+		if maxBytes, err = jf.MaxInputBytesPerBatch.evalInt(s.newEnv(nil), "ItemBatcher/MaxInputBytesPerBatch", 1, DefaultMaxPayloadBytes); err != nil {
+			return 0, err
+		}
+	}
 	if b.MaxItemsPerBatchPath != nil {
 		if maxItems, err = s.intAt(b.MaxItemsPerBatchPath, "MaxItemsPerBatchPath", effective, 1, MaxMapItemsPerRun); err != nil {
 			return 0, err
@@ -194,8 +224,23 @@ func (s *stepper) cutBatches(st *State, effective any, list []any, mr *MapRun) (
 	return len(ends), nil
 }
 
-// batchInput resolves the ItemBatcher's BatchInput (nil without one).
+// batchInput resolves the ItemBatcher's BatchInput (nil without one): a payload template, or in a
+// JSONata state a JSONata value, which must give an object.
 func (s *stepper) batchInput(st *State, effective any) (map[string]any, error) {
+	if jf := st.JSONata; jf != nil && jf.BatchInput != nil {
+		v, err := jf.BatchInput.eval(s.newEnv(nil), "ItemBatcher/BatchInput")
+		if err != nil {
+			return nil, err
+		}
+		m, ok := v.(map[string]any)
+		if !ok {
+			return nil, queryErrorf("The JSONata expression '%s' specified for the field 'ItemBatcher/BatchInput' returned %s, not an object.", jf.BatchInput.Expression(), shortJSON(v))
+		}
+		if _, err := s.payload("BatchInput", m); err != nil {
+			return nil, err
+		}
+		return m, nil
+	}
 	if st.ItemBatcher.BatchInput == nil {
 		return nil, nil
 	}
@@ -277,6 +322,7 @@ func (s *stepper) tolerate(c Run) (tolerated bool, exceeded *Run) {
 		return false, &Run{Status: Failed, Error: ErrExceedToleratedFailureThreshold,
 			Cause: fmt.Sprintf("%d of %d iterations failed, %s (the last: %s: %s)", next.Failures, s.run.ItemsTotal, over, c.Error, c.Cause)}
 	}
+	next.FailedItems = append(slices.Clip(next.FailedItems), c.Item)
 	errOut := map[string]any{"Error": c.Error, "Cause": c.Cause}
 	if len(s.run.Results) <= c.Item {
 		s.run.Results = append(s.run.Results, make([]any, c.Item+1-len(s.run.Results))...)

@@ -43,14 +43,25 @@ func FuzzRun(f *testing.F) {
 		if len(errs) > 0 || json.Unmarshal(input, &in) != nil {
 			return
 		}
-		drive(m, in, maxFuzzSteps, func(s stepStats) {
+		check := func(s stepStats) {
 			if s.history > DefaultMaxHistory {
 				t.Fatalf("a step returned %d transitions", s.history)
 			}
 			if _, err := json.Marshal(s.run); err != nil {
 				t.Fatalf("the run cannot be persisted: %v", err)
 			}
-		})
+		}
+		run := drive(m, in, maxFuzzSteps, check)
+		// A run that failed is redriven once, and driven again (with tasks that fail as before).
+		if at := run.Stopped; Redrivable(run, at) == nil {
+			budget := NewBudget()
+			next, pending, hist, err := m.Redrive(run, at, Options{Budget: budget})
+			if err != nil {
+				t.Fatalf("a redrivable run was refused: %v", err)
+			}
+			check(stepStats{run: next, history: len(hist), budget: *budget})
+			driveFrom(m, next, pending, at, maxFuzzSteps, check)
+		}
 	})
 }
 
@@ -69,6 +80,12 @@ func drive(m *Machine, input any, maxSteps int, each func(stepStats)) Run {
 	budget := NewBudget()
 	run, pending, hist := m.Step(Run{}, Event{Kind: EventStart, At: clock, Input: input}, Options{Budget: budget})
 	each(stepStats{run: run, history: len(hist), budget: *budget})
+	return driveFrom(m, run, pending, clock, maxSteps, each)
+}
+
+// driveFrom is drive from a run and its pending effects.
+func driveFrom(m *Machine, run Run, pending []Effect, clock time.Time, maxSteps int, each func(stepStats)) Run {
+	var hist []Transition
 	tasks := 0
 	for steps := 1; steps < maxSteps && run.Status == Running && len(pending) > 0; steps++ {
 		e := pending[0]
@@ -85,7 +102,7 @@ func drive(m *Machine, input any, maxSteps int, each func(stepStats)) Run {
 				ev = Event{Kind: EventTaskFailed, At: clock, Path: e.Path, Attempt: e.Attempt, Error: "Fuzz.Failed"}
 			}
 		}
-		budget = NewBudget()
+		budget := NewBudget()
 		var next []Effect
 		run, next, hist = m.Step(run, ev, Options{Budget: budget})
 		pending = append(pending, next...)

@@ -405,6 +405,19 @@ func (v *Value) evalInt(e *jenv, field string, lo, hi int) (int, error) {
 	return int(f), nil
 }
 
+// evalNumber evaluates a field that must give a number in [lo, hi].
+func (v *Value) evalNumber(e *jenv, field string, lo, hi float64) (float64, error) {
+	out, err := v.eval(e, field)
+	if err != nil {
+		return 0, err
+	}
+	f, ok := out.(float64)
+	if !ok || f < lo || f > hi {
+		return 0, queryErrorf("The JSONata expression '%s' specified for the field '%s' returned %s, not a number from %g to %g.", v.Expression(), field, shortJSON(out), lo, hi)
+	}
+	return f, nil
+}
+
 // evalString evaluates a field that must give a string.
 func (v *Value) evalString(e *jenv, field string) (string, error) {
 	out, err := v.eval(e, field)

@@ -9,7 +9,9 @@ import (
 // jsonPathOnly are the state fields of JSONPath states only; jsonataOnly those of JSONata states.
 var (
 	jsonPathOnly = []string{"InputPath", "OutputPath", "ResultPath", "Parameters", "ResultSelector", "Result",
-		"SecondsPath", "TimestampPath", "ErrorPath", "CausePath", "ItemsPath"}
+		"SecondsPath", "TimestampPath", "ErrorPath", "CausePath", "ItemsPath",
+		// The Path forms of the newer fields: a JSONata state writes an expression in the field.
+		"TimeoutSecondsPath", "HeartbeatSecondsPath", "MaxConcurrencyPath", "ToleratedFailureCountPath", "ToleratedFailurePercentagePath"}
 	jsonataOnly = []string{"Arguments", "Output", "Items"}
 )
 
@@ -165,6 +167,51 @@ func (p *parser) jsonataFields(s *State, obj map[string]any, at string, allowed 
 		jf.Cause = expression("Cause")
 	case "Map":
 		jf.MaxConcurrency = expression("MaxConcurrency")
+		jf.ToleratedFailureCount = expression("ToleratedFailureCount")
+		jf.ToleratedFailurePercentage = expression("ToleratedFailurePercentage")
+		if b, ok := obj["ItemBatcher"].(map[string]any); ok && slices.Contains(allowed, "ItemBatcher") {
+			rest["ItemBatcher"] = p.jsonataBatcher(jf, b, at+".ItemBatcher")
+		}
+	}
+	return rest
+}
+
+// jsonataBatcher takes the JSONata parts of a JSONata Map's ItemBatcher: MaxItemsPerBatch and
+// MaxInputBytesPerBatch may be expressions (their Path forms are JSONPath's), BatchInput is a
+// JSONata value. It returns the ItemBatcher for the shared parsing, with a placeholder for each
+// expression (jsonataFixup clears them).
+func (p *parser) jsonataBatcher(jf *JSONataFields, b map[string]any, at string) map[string]any {
+	rest := maps.Clone(b)
+	for _, f := range []string{"MaxItemsPerBatch", "MaxInputBytesPerBatch"} {
+		if _, ok := b[f+"Path"]; ok {
+			p.add(at+"."+f+"Path", "field %q is only allowed in JSONPath states; in a JSONata state write %s as a JSONata expression (\"{%% ... %%}\")", f+"Path", f)
+			delete(rest, f+"Path")
+		}
+		str, ok := b[f].(string)
+		if !ok {
+			continue
+		}
+		if !isExpression(str) {
+			if strings.Contains(str, "{%") {
+				p.add(at+"."+f, "%s", wrapMessage)
+				delete(rest, f)
+			}
+			continue
+		}
+		v := p.value(str, at+"."+f)
+		if f == "MaxItemsPerBatch" {
+			jf.MaxItemsPerBatch = v
+		} else {
+			jf.MaxInputBytesPerBatch = v
+		}
+		rest[f] = 1.0 // a maximum, which the expression gives
+	}
+	if v, ok := b["BatchInput"]; ok {
+		delete(rest, "BatchInput")
+		jf.BatchInput = p.value(v, at+".BatchInput")
+		if _, isObj := v.(map[string]any); !isObj && jf.BatchInput.expr == nil {
+			p.add(at+".BatchInput", "BatchInput must be a JSON object or a JSONata expression giving one")
+		}
 	}
 	return rest
 }
@@ -179,6 +226,14 @@ func (p *parser) jsonataFixup(s *State) {
 	}
 	if s.JSONata.Timestamp != nil {
 		s.Timestamp = ""
+	}
+	if b := s.ItemBatcher; b != nil {
+		if s.JSONata.MaxItemsPerBatch != nil {
+			b.MaxItemsPerBatch = 0
+		}
+		if s.JSONata.MaxInputBytesPerBatch != nil {
+			b.MaxInputBytesPerBatch = 0
+		}
 	}
 }
 

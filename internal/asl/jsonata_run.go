@@ -15,6 +15,11 @@ type JSONataFields struct {
 	Seconds, Timestamp               *Value
 	Error, Cause                     *Value
 	MaxConcurrency                   *Value
+	// A Map's tolerated failure threshold and ItemBatcher maximums, where expressions give them,
+	// and its ItemBatcher's BatchInput.
+	ToleratedFailureCount, ToleratedFailurePercentage *Value
+	MaxItemsPerBatch, MaxInputBytesPerBatch           *Value
+	BatchInput                                        *Value
 }
 
 // runMapLimit is mapLimit with a MaxConcurrency a JSONata expression gave (kept in the run).
@@ -112,8 +117,14 @@ func (s *stepper) executeJSONata(st *State) {
 			s.fail(st, ErrDataLimitExceeded, fmt.Sprintf("the run's Map states would start %d iterations (limit %d per run)", s.opt.tree.mapItems, MaxMapItemsPerRun))
 			return
 		}
+		total, mapRun, err := s.startMap(st, s.run.Input, list)
+		if err != nil {
+			s.fail(st, errorName(err, ErrQueryEvaluation), err.Error())
+			return
+		}
 		s.run.Attempt = 1
-		s.resetChildren(len(list))
+		s.resetChildren(total)
+		s.run.Map = mapRun
 		s.childrenChanged(st)
 	default:
 		s.fail(st, ErrRuntime, fmt.Sprintf("%s states are not supported by this engine yet", st.Type))
@@ -273,16 +284,14 @@ func (s *stepper) items(st *State, effective any) ([]any, bool) {
 	if st.QueryLanguage == QueryJSONata {
 		list, err := s.itemsJSONata(st, s.newEnv(nil))
 		if err != nil {
-			s.resetChildren(0)
-			s.fail(st, errorName(err, ErrQueryEvaluation), err.Error())
+			s.failFanOut(st, errorName(err, ErrQueryEvaluation), err.Error(), nil)
 			return nil, false
 		}
 		return list, true
 	}
 	list, cause := s.mapItems(st, effective)
 	if cause != "" {
-		s.resetChildren(0)
-		s.fail(st, ErrRuntime, cause)
+		s.failFanOut(st, ErrRuntime, cause, nil)
 		return nil, false
 	}
 	return list, true

@@ -104,6 +104,16 @@ type Run struct {
 	// MaxConcurrency is the running Map state's, where a JSONata expression gives it (0: the
 	// state's own).
 	MaxConcurrency int `json:"maxConcurrency,omitempty"`
+	// Redo are the iterations of a redriven Map state to start again from their beginning (those
+	// that failed within its tolerated failure threshold), before the items not started yet.
+	Redo []int `json:"redo,omitempty"`
+
+	// Stopped is when the run stopped (top run only; zero while it runs, or when the caller
+	// stopped it without the engine). A redrive is refused RedrivePeriod after it.
+	Stopped time.Time `json:"stopped,omitzero"`
+	// NotRedrivable says why the run cannot be redriven ("": it can, if it did not succeed): set
+	// when the run ended without the state a redrive needs (the transition limit of a run).
+	NotRedrivable string `json:"notRedrivable,omitempty"`
 }
 
 // Execution identifies a run in the context object ($$.Execution).
@@ -112,6 +122,10 @@ type Execution struct {
 	Name      string    `json:"Name"`
 	Input     any       `json:"Input"`
 	StartTime time.Time `json:"StartTime"`
+	// RedriveCount counts the redrives of the run ($$.Execution.RedriveCount, 0 before any);
+	// RedriveTime is when the latest one happened ($$.Execution.RedriveTime, only once redriven).
+	RedriveCount int        `json:"RedriveCount,omitempty"`
+	RedriveTime  *time.Time `json:"RedriveTime,omitempty"`
 }
 
 // EventKind is what happened to a run.
@@ -266,16 +280,27 @@ func (m *Machine) Step(run Run, ev Event, opt Options) (Run, []Effect, []Transit
 		opt.tree.mapItems, opt.tree.executed = 0, 0
 	}
 	next, eff, hist := m.step(run, ev, opt)
+	next, eff, hist = settle(run, next, eff, hist, opt, ev.At)
+	return next, eff, trimHistory(hist, opt, opt.MaxHistory)
+}
+
+// settle finishes a top-level step: the run's counts, the transition limit, when it stopped.
+func settle(before, next Run, eff []Effect, hist []Transition, opt Options, at time.Time) (Run, []Effect, []Transition) {
 	next.MapItems, next.Executed = opt.tree.mapItems, opt.tree.executed
 	if opt.tree.exhausted && next.Status == Running {
-		// Like Step Functions at 25,000 history events: the run ends, whatever catches its states.
+		// Like Step Functions at 25,000 history events: the run ends, whatever catches its
+		// states, and cannot be redriven.
 		next = Run{Status: Failed, State: next.State, Execution: next.Execution, Transitions: next.Transitions,
 			MapItems: next.MapItems, Executed: next.Executed, Error: ErrRuntime,
-			Cause: fmt.Sprintf("the run made %d transitions, the limit of a run", MaxTransitionsPerRun)}
+			Cause:         fmt.Sprintf("the run made %d transitions, the limit of a run", MaxTransitionsPerRun),
+			NotRedrivable: fmt.Sprintf("the run reached the limit of %d transitions", MaxTransitionsPerRun)}
 		eff = nil
-		hist = append(hist, Transition{At: ev.At, State: next.State, Kind: string(Failed), Info: ErrRuntime})
+		hist = append(hist, Transition{At: at, State: next.State, Kind: string(Failed), Info: ErrRuntime})
 	}
-	return next, eff, trimHistory(hist, opt, opt.MaxHistory)
+	if next.Status != Running && (before.Status == Running || before.Status == "") {
+		next.Stopped = at
+	}
+	return next, eff, hist
 }
 
 // trimHistory keeps the latest max transitions (max < 0: all), counting the others.
@@ -453,9 +478,14 @@ func (s *stepper) resume(st *State) {
 }
 
 func (s *stepper) contextMap() any {
+	exec := map[string]any{"Id": s.run.Execution.ID, "Name": s.run.Execution.Name,
+		"Input": s.run.Execution.Input, "StartTime": s.run.Execution.StartTime.UTC().Format(time.RFC3339Nano),
+		"RedriveCount": float64(s.run.Execution.RedriveCount)}
+	if t := s.run.Execution.RedriveTime; t != nil {
+		exec["RedriveTime"] = t.UTC().Format(time.RFC3339Nano)
+	}
 	return map[string]any{
-		"Execution": map[string]any{"Id": s.run.Execution.ID, "Name": s.run.Execution.Name,
-			"Input": s.run.Execution.Input, "StartTime": s.run.Execution.StartTime.UTC().Format(time.RFC3339Nano)},
+		"Execution": exec,
 		"State": map[string]any{"Name": s.run.State, "EnteredTime": s.run.Entered.UTC().Format(time.RFC3339Nano),
 			"RetryCount": float64(max(s.run.Attempt-1, 0))},
 		"StateMachine": map[string]any{"Id": s.run.Execution.ID, "Name": s.run.Execution.Name},
@@ -474,7 +504,9 @@ func (s *stepper) enter(name string, input any) {
 
 func (s *stepper) finish(status Status, output any, errName, cause string) {
 	s.run.Status, s.run.Output, s.run.Error, s.run.Cause = status, output, errName, cause
-	s.run.Variables, s.run.VariableBytes = nil, 0 // out of scope
+	if status == Succeeded {
+		s.run.Variables, s.run.VariableBytes = nil, 0 // out of scope
+	} // an unsuccessful run keeps them: a redrive goes on with them
 	s.record(s.run.State, string(status), errName)
 }
 
@@ -994,7 +1026,7 @@ func (s *stepper) withExecution(child Run) Run {
 
 func (s *stepper) resetChildren(total int) {
 	s.run.Children, s.run.Results, s.run.ResultBytes = nil, nil, 0
-	s.run.ItemsTotal, s.run.NextItem, s.run.Map = total, 0, nil
+	s.run.ItemsTotal, s.run.NextItem, s.run.Map, s.run.Redo = total, 0, nil, nil
 	if total > 0 {
 		s.run.Epoch++
 	}
@@ -1033,20 +1065,19 @@ func (s *stepper) mapItems(st *State, effective any) ([]any, string) {
 // start, from the state's input, so items not yet started take no room in the run.
 func (s *stepper) startItems(st *State) {
 	limit := runMapLimit(st, s.run, s.opt)
-	if s.run.NextItem >= s.run.ItemsTotal || len(s.run.Children) >= limit {
+	if pendingItems(s.run) == 0 || len(s.run.Children) >= limit {
 		return
 	}
 	effective, err := s.inputOf(st)
 	if err != nil {
-		s.resetChildren(0)
-		s.fail(st, errorName(err, ErrRuntime), err.Error())
+		s.failFanOut(st, errorName(err, ErrRuntime), err.Error(), nil)
 		return
 	}
 	list, ok := s.items(st, effective)
 	if !ok {
 		return
 	}
-	for s.run.NextItem < min(s.run.ItemsTotal, len(list)) && len(s.run.Children) < limit {
+	for (len(s.run.Redo) > 0 || s.run.NextItem < min(s.run.ItemsTotal, len(list))) && len(s.run.Children) < limit {
 		if s.opt.Budget.Spent() {
 			s.effects = append(s.effects, Effect{Kind: EffectContinue, State: st.Name})
 			return
@@ -1056,13 +1087,20 @@ func (s *stepper) startItems(st *State) {
 			return
 		}
 		i := s.run.NextItem
+		if len(s.run.Redo) > 0 {
+			i = s.run.Redo[0]
+		}
 		in, err := s.iterationInput(st, effective, list, i)
 		if err != nil {
-			s.resetChildren(0) // the state fails: its running iterations are abandoned
-			s.fail(st, errorName(err, ErrParameterPathFailure), err.Error())
+			// The state fails: its running iterations are abandoned.
+			s.failFanOut(st, errorName(err, ErrParameterPathFailure), err.Error(), nil)
 			return
 		}
-		s.run.NextItem++
+		if len(s.run.Redo) > 0 {
+			s.run.Redo = s.run.Redo[1:]
+		} else {
+			s.run.NextItem++
+		}
 		s.startChild(st.ItemProcessor, i, in)
 	}
 }
@@ -1074,6 +1112,7 @@ func (s *stepper) childrenChanged(st *State) {
 	s.run.Results = slices.Clone(s.run.Results) // Step never changes its argument's arrays
 	for {
 		var failed *Run
+		var failedRuns []Run // the failed children, as they failed (a redrive goes on with them)
 		s.run.Children = slices.DeleteFunc(s.run.Children, func(c Run) bool {
 			switch c.Status {
 			case Running:
@@ -1091,6 +1130,7 @@ func (s *stepper) childrenChanged(st *State) {
 				if tolerated {
 					return true
 				}
+				failedRuns = append(failedRuns, c)
 				if exceeded != nil {
 					c = *exceeded
 				}
@@ -1101,35 +1141,69 @@ func (s *stepper) childrenChanged(st *State) {
 			return true
 		})
 		if failed != nil {
-			s.resetChildren(0)
-			s.fail(st, failed.Error, failed.Cause)
+			s.failFanOut(st, failed.Error, failed.Cause, failedRuns)
 			return
 		}
 		if s.run.ResultBytes > s.opt.MaxPayloadBytes {
-			s.resetChildren(0)
-			s.fail(st, ErrDataLimitExceeded, fmt.Sprintf("the %s state's results exceed %d bytes", st.Type, s.opt.MaxPayloadBytes))
+			s.failFanOut(st, ErrDataLimitExceeded, fmt.Sprintf("the %s state's results exceed %d bytes", st.Type, s.opt.MaxPayloadBytes), nil)
 			return
 		}
-		if st.Type != "Map" || s.run.NextItem >= s.run.ItemsTotal || s.run.Status != Running {
+		if st.Type != "Map" || pendingItems(s.run) == 0 || s.run.Status != Running {
 			break
 		}
-		before := s.run.NextItem
+		before := pendingItems(s.run)
 		s.startItems(st)
 		if s.run.Status != Running || s.run.Waiting != nil || s.run.Attempt == 0 {
 			return // the state failed (and was caught or retried) while starting items
 		}
-		if s.run.NextItem == before {
+		if pendingItems(s.run) == before {
 			break // at the concurrency limit
 		}
 		// Items that finished as they started (Pass-only iterations) free their slots: go on.
 	}
-	if len(s.run.Children) > 0 || s.run.NextItem < s.run.ItemsTotal {
+	if len(s.run.Children) > 0 || pendingItems(s.run) > 0 {
 		return
 	}
 	results := make([]any, s.run.ItemsTotal)
 	copy(results, s.run.Results)
-	s.resetChildren(0)
-	s.taskDone(st, any(results))
+	s.keepForRedrive(func() {
+		s.resetChildren(0)
+		s.taskDone(st, any(results))
+	})
+}
+
+// pendingItems counts a Map state's iterations not started yet (those a redrive starts again
+// included).
+func pendingItems(run Run) int { return run.ItemsTotal - run.NextItem + len(run.Redo) }
+
+// failFanOut fails a Parallel or Map state whose children failed (failedRuns, as they ended) or
+// whose results cannot be kept: its children are abandoned, and, if the failure ends the run,
+// kept in it with the results so far, for a redrive to go on with.
+func (s *stepper) failFanOut(st *State, errName, cause string, failedRuns []Run) {
+	if len(failedRuns) > 0 {
+		children := append(slices.Clone(s.run.Children), failedRuns...)
+		slices.SortFunc(children, func(a, b Run) int { return a.Item - b.Item })
+		s.run.Children = children
+	}
+	s.keepForRedrive(func() {
+		s.resetChildren(0)
+		s.fail(st, errName, cause)
+	})
+}
+
+// keepForRedrive runs end, which abandons a Parallel or Map state's children (or uses their
+// results); when that ends the run unsuccessfully (no Retry or Catch took over), the run keeps
+// the state's children and results as they were, so that a redrive reruns only the branches and
+// iterations that did not succeed.
+func (s *stepper) keepForRedrive(end func()) {
+	kept := s.run
+	end()
+	if s.run.Status != Failed {
+		return
+	}
+	s.run.Attempt = max(kept.Attempt, 1)
+	s.run.Children, s.run.Results, s.run.ResultBytes = kept.Children, kept.Results, kept.ResultBytes
+	s.run.ItemsTotal, s.run.NextItem, s.run.Map, s.run.Redo = kept.ItemsTotal, kept.NextItem, kept.Map, kept.Redo
 }
 
 // mapLimit is how many iterations of a Map state run at once: its MaxConcurrency (0: no limit of

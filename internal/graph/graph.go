@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+	"time"
 
 	"github.com/millrace-io/millrace/internal/asl"
 )
@@ -30,6 +31,9 @@ type Node struct {
 	Kind   string // the state's Type, or "Start" / "End"
 	Detail string // the Task's resource, the Wait's duration, ...
 	Status Status
+	// Redrive is the run's latest redrive when that redrive ran the state (0: it did not, or the
+	// run was not redriven).
+	Redrive int
 	// Inner are the branches of a Parallel state or the item processor of a Map state.
 	Inner []*Graph
 }
@@ -198,15 +202,22 @@ func ruleLabel(r *asl.ChoiceRule, i int) string {
 	return fmt.Sprintf("%s %s %s", r.Variable, op, operand)
 }
 
-// History is what a run recorded: its transitions (oldest first) and its active states.
+// History is what a run recorded: its transitions (oldest first) and its active states, and its
+// redrives (the engine's Execution.RedriveCount and RedriveTime; 0 and zero when never redriven).
 type History struct {
-	Transitions []Transition
-	Active      []string // labels of the states being executed
+	Transitions  []Transition
+	Active       []string // labels of the states being executed
+	RedriveCount int
+	RedriveTime  time.Time
 }
 
-// Transition is one history event: a state label ("Fulfil[1].Ship") and its type (Entered,
-// Exited, Failed, Retrying, Caught, SUCCEEDED, FAILED, TIMED_OUT, Aborted).
-type Transition struct{ State, Type string }
+// Transition is one history event: a state label ("Fulfil[1].Ship"), its type (Entered, Exited,
+// Failed, Retrying, Caught, Redriven, SUCCEEDED, FAILED, TIMED_OUT, Aborted), its info ("redrive
+// 2" for Redriven) and its time.
+type Transition struct {
+	State, Type, Info string
+	At                time.Time
+}
 
 var itemIndex = regexp.MustCompile(`\[(\d+)\]`)
 
@@ -224,7 +235,7 @@ func Statuses(m *asl.Machine, h History) map[string]Status {
 	}
 	for _, t := range h.Transitions {
 		switch t.Type {
-		case "Entered", "Retrying":
+		case "Entered", "Retrying", "Redriven":
 			set(t.State, Running)
 		case "Exited", "SUCCEEDED":
 			set(t.State, Succeeded)
@@ -249,6 +260,61 @@ func Statuses(m *asl.Machine, h History) map[string]Status {
 		out[id] = best
 	}
 	return out
+}
+
+// Redriven gives the drawing IDs of the states the run's latest redrive ran, with its number: the
+// states of the transitions from the first one the redrive recorded ("Redriven", Info "redrive
+// <n>") on. When the history no longer holds that transition (only the latest are kept), the
+// transitions at or after RedriveTime. Nil when the run was not redriven.
+func Redriven(m *asl.Machine, h History) map[string]int {
+	n := h.RedriveCount
+	if n == 0 {
+		for _, t := range h.Transitions {
+			if t.Type == "Redriven" {
+				fmt.Sscanf(t.Info, "redrive %d", &n)
+			}
+		}
+	}
+	if n == 0 {
+		return nil
+	}
+	from := -1
+	for i, t := range h.Transitions {
+		if t.Type == "Redriven" && t.Info == fmt.Sprintf("redrive %d", n) {
+			from = i
+			break
+		}
+	}
+	if from < 0 && !h.RedriveTime.IsZero() {
+		for i, t := range h.Transitions {
+			if !t.At.Before(h.RedriveTime) {
+				from = i
+				break
+			}
+		}
+	}
+	out := map[string]int{}
+	if from >= 0 {
+		for _, t := range h.Transitions[from:] {
+			out[drawingID(m, t.State)] = n
+		}
+	}
+	for _, a := range h.Active {
+		out[drawingID(m, a)] = n // running now, so since the redrive
+	}
+	return out
+}
+
+// MarkRedriven sets Redrive on the nodes (inner ones too) whose IDs redriven lists.
+func (g *Graph) MarkRedriven(redriven map[string]int) {
+	for _, n := range g.Nodes {
+		if r, ok := redriven[n.ID]; ok {
+			n.Redrive = r
+		}
+		for _, in := range n.Inner {
+			in.MarkRedriven(redriven)
+		}
+	}
 }
 
 // drawingID maps a run's state label to the ID of its node in the drawing.

@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/millrace-io/millrace/internal/asl"
 )
@@ -65,12 +66,12 @@ func TestFromMachine(t *testing.T) {
 
 func TestStatusesFromARunsHistory(t *testing.T) {
 	h := History{Transitions: []Transition{
-		{"Price", "Entered"}, {"Price", "Exited"}, {"Charge", "Entered"}, {"Charge", "Exited"},
-		{"Fulfil", "Entered"}, {"Fulfil[0].Ship", "Entered"}, {"Fulfil[0].Ship", "Exited"},
-		{"Fulfil[1].Email", "Entered"}, {"Fulfil[1].Email", "Failed"}, {"Fulfil[1].Email", "Retrying"}, {"Fulfil[1].Email", "Exited"},
-		{"Fulfil", "Exited"}, {"Big?", "Entered"}, {"Big?", "Exited"}, {"Lines", "Entered"},
-		{"Lines[0].Pick", "Entered"}, {"Lines[0].Pick", "Exited"}, {"Lines[1].Pick", "Entered"}, {"Lines[1].Pick", "Failed"},
-		{"Lines[2].Pick", "Entered"},
+		{State: "Price", Type: "Entered"}, {State: "Price", Type: "Exited"}, {State: "Charge", Type: "Entered"}, {State: "Charge", Type: "Exited"},
+		{State: "Fulfil", Type: "Entered"}, {State: "Fulfil[0].Ship", Type: "Entered"}, {State: "Fulfil[0].Ship", Type: "Exited"},
+		{State: "Fulfil[1].Email", Type: "Entered"}, {State: "Fulfil[1].Email", Type: "Failed"}, {State: "Fulfil[1].Email", Type: "Retrying"}, {State: "Fulfil[1].Email", Type: "Exited"},
+		{State: "Fulfil", Type: "Exited"}, {State: "Big?", Type: "Entered"}, {State: "Big?", Type: "Exited"}, {State: "Lines", Type: "Entered"},
+		{State: "Lines[0].Pick", Type: "Entered"}, {State: "Lines[0].Pick", Type: "Exited"}, {State: "Lines[1].Pick", Type: "Entered"}, {State: "Lines[1].Pick", Type: "Failed"},
+		{State: "Lines[2].Pick", Type: "Entered"},
 	}, Active: []string{"Lines[2].Pick"}}
 	got := Statuses(machine(t), h)
 	want := map[string]Status{"Price": Succeeded, "Charge": Succeeded, "Fulfil": Succeeded, "Fulfil[0].Ship": Succeeded,
@@ -78,7 +79,7 @@ func TestStatusesFromARunsHistory(t *testing.T) {
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("statuses\n got %v\nwant %v", got, want)
 	}
-	caught := Statuses(machine(t), History{Transitions: []Transition{{"Charge", "Entered"}, {"Charge", "Failed"}, {"Charge", "Caught"}, {"Refund", "Entered"}, {"Refund", "FAILED"}}})
+	caught := Statuses(machine(t), History{Transitions: []Transition{{State: "Charge", Type: "Entered"}, {State: "Charge", Type: "Failed"}, {State: "Charge", Type: "Caught"}, {State: "Refund", Type: "Entered"}, {State: "Refund", Type: "FAILED"}}})
 	if caught["Charge"] != Caught || caught["Refund"] != Failed {
 		t.Errorf("caught: %v", caught)
 	}
@@ -125,7 +126,7 @@ func TestControlCharactersInStateNamesKeepTheSVGWellFormed(t *testing.T) {
 
 func TestRenderings(t *testing.T) {
 	m := machine(t)
-	g := FromMachine("order-1", m, Statuses(m, History{Transitions: []Transition{{"Price", "Exited"}, {"Charge", "Entered"}}}))
+	g := FromMachine("order-1", m, Statuses(m, History{Transitions: []Transition{{State: "Price", Type: "Exited"}, {State: "Charge", Type: "Entered"}}}))
 
 	svg := SVG(g)
 	wellFormed(t, svg)
@@ -155,5 +156,68 @@ func TestRenderings(t *testing.T) {
 	}
 	if strings.Count(mm, "subgraph") != strings.Count(mm, "\n  end\n")+strings.Count(mm, "\n    end\n") {
 		t.Errorf("unbalanced subgraphs:\n%s", mm)
+	}
+}
+
+// The states a redrive ran are marked with its number, from the engine's own history: the
+// failed Map iteration's task and the Map, not the states that succeeded before.
+func TestRedrivenStatesAreMarked(t *testing.T) {
+	m, errs := asl.Parse([]byte(`{"StartAt":"Prep","States":{"Prep":{"Type":"Pass","Next":"M"},
+		"M":{"Type":"Map","ItemsPath":"$.items","MaxConcurrency":1,"Next":"Done","ItemProcessor":{"StartAt":"W","States":{"W":{"Type":"Task","Resource":"test:w","End":true}}}},
+		"Done":{"Type":"Succeed"}}}`))
+	if len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	at := time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)
+	var h History
+	keep := func(ts []asl.Transition) {
+		for _, tr := range ts {
+			h.Transitions = append(h.Transitions, Transition{State: tr.State, Type: tr.Kind, Info: tr.Info, At: tr.At})
+		}
+	}
+	run, effs, ts := m.Step(asl.Run{}, asl.Event{Kind: asl.EventStart, At: at, Input: map[string]any{"items": []any{1.0, 2.0}}}, asl.Options{})
+	keep(ts)
+	run, effs, ts = m.Step(run, asl.Event{Kind: asl.EventTaskSucceeded, At: at, Path: effs[0].Path, Attempt: 1, Output: "ok"}, asl.Options{})
+	keep(ts)
+	run, _, ts = m.Step(run, asl.Event{Kind: asl.EventTaskFailed, At: at, Path: effs[0].Path, Attempt: 1, Error: "Broken"}, asl.Options{})
+	keep(ts)
+	if run.Status != asl.Failed {
+		t.Fatalf("run %s", run.Status)
+	}
+	redriveAt := at.Add(time.Hour)
+	run, _, ts, err := m.Redrive(run, redriveAt, asl.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	keep(ts)
+	h.Active = []string{m.Active(run)[0].Label}
+	h.RedriveCount, h.RedriveTime = run.Execution.RedriveCount, *run.Execution.RedriveTime
+	want := map[string]int{"M": 1, "M[*].W": 1}
+	if got := Redriven(m, h); !reflect.DeepEqual(got, want) {
+		t.Errorf("redriven %v, want %v", got, want)
+	}
+	// The history kept no "Redriven" transition: the time tells.
+	var late History
+	late.RedriveCount, late.RedriveTime = h.RedriveCount, h.RedriveTime
+	for _, tr := range h.Transitions {
+		if tr.Type != "Redriven" {
+			late.Transitions = append(late.Transitions, tr)
+		}
+	}
+	if got := Redriven(m, late); !reflect.DeepEqual(got, map[string]int{"M[*].W": 1}) {
+		t.Errorf("redriven by time %v", got)
+	}
+	if got := Redriven(m, History{Transitions: h.Transitions[:4]}); got != nil {
+		t.Errorf("a run never redriven: %v", got)
+	}
+	g := FromMachine("r", m, Statuses(m, h))
+	g.MarkRedriven(Redriven(m, h))
+	if g.Nodes[2].ID != "M" || g.Nodes[2].Status != Running || g.Nodes[2].Redrive != 1 || g.Nodes[1].Redrive != 0 {
+		t.Errorf("nodes %+v %+v", g.Nodes[1], g.Nodes[2])
+	}
+	for name, out := range map[string]string{"svg": SVG(g), "dot": DOT(g), "mermaid": Mermaid(g)} {
+		if !strings.Contains(out, "M (Map) · redrive 1") || !strings.Contains(out, "redrive 1") || strings.Count(out, "redrive 1") != 2 {
+			t.Errorf("%s: %d marks of the redrive\n%s", name, strings.Count(out, "redrive 1"), out)
+		}
 	}
 }

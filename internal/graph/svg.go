@@ -58,12 +58,12 @@ func measure(g *Graph) *layout {
 				b.w += il.w
 				b.h = max(b.h, il.h)
 			}
-			b.w = max(b.w+2*pad, textWidth(n.Label+" ("+n.Kind+")")+2*pad)
+			b.w = max(b.w+2*pad, textWidth(n.header())+2*pad)
 			b.h += header + 2*pad
 		default:
-			b.w = max(textWidth(n.Label), textWidth(n.Detail)) + 24
+			b.w = max(textWidth(n.Label), textWidth(n.detail())) + 24
 			b.h = nodeHeight
-			if n.Detail != "" {
+			if n.detail() != "" {
 				b.h += 14
 			}
 		}
@@ -313,7 +313,7 @@ func (l *layout) draw(b *strings.Builder, ox, oy float64) {
 		case len(bx.inner) > 0:
 			fmt.Fprintf(b, `<g><title>%s</title><rect x="%.1f" y="%.1f" width="%.1f" height="%.1f" rx="8" fill="%s" fill-opacity="0.35" stroke="%s" stroke-dasharray="5,3"/>`+"\n",
 				xmlText(n.ID+" ("+n.Kind+")"), x, y, bx.w, bx.h, c[0], c[1])
-			fmt.Fprintf(b, `<text x="%.1f" y="%.1f" font-weight="bold" fill="#18181b">%s</text></g>`+"\n", x+pad, y+pad+8, xmlText(n.Label+" ("+n.Kind+")"))
+			fmt.Fprintf(b, `<text x="%.1f" y="%.1f" font-weight="bold" fill="#18181b">%s</text></g>`+"\n", x+pad, y+pad+8, xmlText(n.header()))
 			ix := x + pad
 			for _, il := range bx.inner {
 				fmt.Fprintf(b, `<text x="%.1f" y="%.1f" font-size="10" fill="#52525b">%s</text>`+"\n", ix, y+header+pad+6, xmlText(il.g.Title))
@@ -321,11 +321,15 @@ func (l *layout) draw(b *strings.Builder, ox, oy float64) {
 				ix += il.w + hGap
 			}
 		default:
-			fmt.Fprintf(b, `<g><title>%s</title><rect x="%.1f" y="%.1f" width="%.1f" height="%.1f" rx="6" fill="%s" stroke="%s" stroke-width="1.5"/>`+"\n",
-				xmlText(n.ID+" ("+n.Kind+")"), x, y, bx.w, bx.h, c[0], c[1])
+			width := "1.5"
+			if n.Redrive > 0 {
+				width = "3" // run by the latest redrive
+			}
+			fmt.Fprintf(b, `<g><title>%s</title><rect x="%.1f" y="%.1f" width="%.1f" height="%.1f" rx="6" fill="%s" stroke="%s" stroke-width="%s"/>`+"\n",
+				xmlText(n.ID+" ("+n.Kind+")"), x, y, bx.w, bx.h, c[0], c[1], width)
 			fmt.Fprintf(b, `<text x="%.1f" y="%.1f" text-anchor="middle" fill="#18181b">%s</text>`, x+bx.w/2, y+20, xmlText(n.Label))
-			if n.Detail != "" {
-				fmt.Fprintf(b, `<text x="%.1f" y="%.1f" text-anchor="middle" font-size="10" fill="#52525b">%s</text>`, x+bx.w/2, y+34, xmlText(n.Detail))
+			if d := n.detail(); d != "" {
+				fmt.Fprintf(b, `<text x="%.1f" y="%.1f" text-anchor="middle" font-size="10" fill="#52525b">%s</text>`, x+bx.w/2, y+34, xmlText(d))
 			}
 			b.WriteString("</g>\n")
 		}

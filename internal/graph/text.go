@@ -15,10 +15,31 @@ var colors = map[Status][2]string{
 }
 
 func nodeText(n *Node) string {
-	if n.Detail == "" || n.Kind == "Start" || n.Kind == "End" {
+	if n.detail() == "" || n.Kind == "Start" || n.Kind == "End" {
 		return n.Label
 	}
-	return n.Label + "\n" + n.Detail
+	return n.Label + "\n" + n.detail()
+}
+
+// detail is a state's detail line, with the redrive that ran it.
+func (n *Node) detail() string {
+	if n.Redrive == 0 {
+		return n.Detail
+	}
+	r := fmt.Sprintf("redrive %d", n.Redrive)
+	if n.Detail == "" {
+		return r
+	}
+	return n.Detail + " · " + r
+}
+
+// header is a Parallel or Map state's title, with the redrive that ran it.
+func (n *Node) header() string {
+	h := n.Label + " (" + n.Kind + ")"
+	if n.Redrive > 0 {
+		h += fmt.Sprintf(" · redrive %d", n.Redrive)
+	}
+	return h
 }
 
 // DOT renders the graph for Graphviz.
@@ -39,7 +60,7 @@ func dotBody(b *strings.Builder, g *Graph, indent string) {
 			fmt.Fprintf(b, "%s%s [label=%s, shape=circle, fixedsize=true, width=0.5, fillcolor=\"#27272a\", fontcolor=white, fontsize=8];\n", indent, quote(n.ID), quote(n.Label))
 		case len(n.Inner) > 0:
 			// The state is the cluster's label; edges to it go to its first inner start.
-			fmt.Fprintf(b, "%s%s [label=%s, shape=box, fillcolor=%s, color=%s];\n", indent, quote(n.ID), quote(nodeText(n)+" ("+n.Kind+")"), quote(c[0]), quote(c[1]))
+			fmt.Fprintf(b, "%s%s [label=%s, shape=box, fillcolor=%s, color=%s];\n", indent, quote(n.ID), quote(strings.TrimSuffix(n.header()+"\n"+n.Detail, "\n")), quote(c[0]), quote(c[1]))
 			for i, inner := range n.Inner {
 				fmt.Fprintf(b, "%ssubgraph %s {\n%s  label=%s; style=\"rounded,dashed\"; color=%s;\n", indent, quote(fmt.Sprintf("cluster_%s_%d", n.ID, i)), indent, quote(n.Label+": "+inner.Title), quote(c[1]))
 				dotBody(b, inner, indent+"  ")
@@ -97,7 +118,7 @@ func mermaidBody(b *strings.Builder, g *Graph, indent string, id func(string) st
 		case n.Kind == "Start" || n.Kind == "End":
 			fmt.Fprintf(b, "%s%s((%s))\n", indent, id(n.ID), label)
 		case len(n.Inner) > 0:
-			fmt.Fprintf(b, "%ssubgraph %s [%s]\n", indent, id(n.ID), mermaidText(n.Label+" ("+n.Kind+")"))
+			fmt.Fprintf(b, "%ssubgraph %s [%s]\n", indent, id(n.ID), mermaidText(n.header()))
 			for i, inner := range n.Inner {
 				fmt.Fprintf(b, "%s  subgraph %s [%s]\n", indent, id(fmt.Sprintf("%s#%d", n.ID, i)), mermaidText(inner.Title))
 				mermaidBody(b, inner, indent+"    ", id)

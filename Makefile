@@ -94,7 +94,7 @@ deps: k8s-bins fauxqs ## Install everything the tests and `make dev` need.
 	go mod download
 
 .PHONY: test-deps
-test-deps: fauxqs ## Install what the tests need (the SQS emulator, the control plane and a node's binaries, and Helm).
+test-deps: fauxqs ric ## Install what the tests need (the SQS emulator, the control plane and a node's binaries, Helm, AWS's Node.js Lambda runtime client).
 	hack/k8s-bins.sh kube-apiserver etcd kube-controller-manager kube-scheduler kubelet kube-proxy kubectl >/dev/null
 	hack/helm.sh >/dev/null
 	go mod download
@@ -118,6 +118,11 @@ fauxqs: hack/fauxqs/node_modules/.package-lock.json ## Install the pinned SQS em
 hack/fauxqs/node_modules/.package-lock.json: hack/fauxqs/package-lock.json
 	cd hack/fauxqs && npm ci --no-audit --no-fund
 	touch $@
+
+.PHONY: ric
+ric: hack/ric/node_modules/.installed ## Install AWS's Node.js Lambda runtime interface client (aws-lambda-ric, built from its sources) for the dispatcher's tests.
+hack/ric/node_modules/.installed: hack/ric/package-lock.json hack/fauxqs/node_modules/.package-lock.json
+	hack/ric/install.sh || [ $$? = 3 ] # 3: cannot be installed here (said why); its tests skip
 
 $(CONTROLLER_GEN):
 	mkdir -p $(LOCALBIN)

@@ -136,7 +136,9 @@ func (c *httpCalls) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c.requests[key]++
 	c.mu.Unlock()
 	c.total.Add(1)
-	time.Sleep(300 * time.Millisecond) // calls are in flight when the manager stops
+	// Longer than DispatchRecordDelay: a manager that recorded a task as dispatched while it ran
+	// (as it once did) would lose the calls in flight when it stops.
+	time.Sleep(1500 * time.Millisecond)
 	w.Header().Set("Content-Type", "application/json")
 	_, _ = w.Write([]byte(`{"ok":true}`))
 }

@@ -242,7 +242,7 @@ func TestHTTPTasks(t *testing.T) {
 		}
 		body, _ := io.ReadAll(r.Body)
 		w.Header().Set("Content-Type", "application/json")
-		fmt.Fprintf(w, `{"method":%q,"got":%s,"auth":%q}`, r.Method, body, r.Header.Get("Authorization"))
+		fmt.Fprintf(w, `{"method":%q,"got":%s,"auth":%q,"key":%q}`, r.Method, body, r.Header.Get("Authorization"), r.Header.Get("Idempotency-Key"))
 	}))
 	defer api.Close()
 	ns := newNamespace(t)
@@ -259,7 +259,8 @@ func TestHTTPTasks(t *testing.T) {
 	_ = json.Unmarshal(run.Status.Output.Raw, &out)
 	body, _ := out["body"].(map[string]any)
 	got, _ := body["got"].(map[string]any)
-	if out["status"] != 200.0 || body["method"] != "POST" || got["n"] != 7.0 || body["auth"] != "Bearer x" || out["notFound"] == nil {
+	key, _ := body["key"].(string)
+	if out["status"] != 200.0 || body["method"] != "POST" || got["n"] != 7.0 || body["auth"] != "Bearer x" || out["notFound"] == nil || len(key) != 64 {
 		t.Fatalf("output %s", run.Status.Output.Raw)
 	}
 }

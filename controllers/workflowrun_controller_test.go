@@ -248,7 +248,7 @@ func TestHTTPTasks(t *testing.T) {
 	ns := newNamespace(t)
 	grantHTTP(t, ns, millracev1.HTTPDestination{CIDR: "127.0.0.1", Ports: []int32{portOf(t, api.URL)}})
 	create(t, newWorkflow(ns, "http", fmt.Sprintf(`{"StartAt":"Call","States":{
-		"Call":{"Type":"Task","Resource":"millrace:http","Parameters":{"Method":"POST","Url":"%[1]s/echo","Headers":{"Authorization":"Bearer x"},"Body":{"n.$":"$.n"}},
+		"Call":{"Type":"Task","Resource":"millrace:http","TimeoutSeconds":30,"Parameters":{"Method":"POST","Url":"%[1]s/echo","Headers":{"Authorization":"Bearer x"},"Body":{"n.$":"$.n"}},
 			"ResultSelector":{"status.$":"$.StatusCode","body.$":"$.Body"},"Next":"Missing"},
 		"Missing":{"Type":"Task","Resource":"millrace:http","Parameters":{"Url":"%[1]s/missing"},"ResultPath":null,
 			"Catch":[{"ErrorEquals":["States.Http.StatusCode.404"],"ResultPath":"$.notFound","Next":"Done"}],"End":true},

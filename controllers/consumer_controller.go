@@ -421,6 +421,12 @@ func (r *ConsumerReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Mana
 	if r.Now == nil {
 		r.Now = time.Now
 	}
+	if r.Metrics == nil {
+		r.Metrics = NewConsumerMetrics(nil)
+	}
+	if r.Monitor == nil {
+		return fmt.Errorf("the Consumer controller needs the depth monitor")
+	}
 	r.states = map[k8stypes.NamespacedName]*consumerState{}
 	r.samples = make(chan event.TypedGenericEvent[*millracev1.Consumer], 4096)
 	if err := mgr.GetFieldIndexer().IndexField(ctx, &millracev1.Consumer{}, consumerQueueKey, func(o client.Object) []string {

@@ -523,6 +523,12 @@ func mustJSON(v any) []byte {
 
 // SetupWithManager registers the controller, its index of dead-letter references and its runnables.
 func (r *QueueReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager) error {
+	if r.Monitor == nil {
+		r.Monitor = depth.NewMonitor(r.SQS, depth.Options{})
+	}
+	if r.Counts == nil {
+		r.Counts = &QueueCountsWriter{Client: r.Client, MinInterval: 5 * time.Second}
+	}
 	if err := mgr.GetFieldIndexer().IndexField(ctx, &millracev1.Queue{}, deadLetterKey, func(o client.Object) []string {
 		q := o.(*millracev1.Queue)
 		if q.Spec.DeadLetter == nil || q.Spec.DeadLetter.QueueRef == nil {

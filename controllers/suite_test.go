@@ -24,7 +24,6 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/millrace-io/millrace/controllers"
-	"github.com/millrace-io/millrace/internal/callback"
 	"github.com/millrace-io/millrace/internal/consumer"
 	"github.com/millrace-io/millrace/internal/depth"
 	"github.com/millrace-io/millrace/internal/egress"
@@ -34,7 +33,8 @@ import (
 )
 
 // The suite runs one real kube-apiserver + etcd (envtest, our built binaries), one fauxqs emulator
-// and one manager with the Queue controller for the whole package; each test uses its own namespace.
+// and one manager wired by controllers.Setup (as cmd/manager is) for the whole package; each test
+// uses its own namespace.
 var (
 	runs        *controllers.WorkflowRunReconciler
 	callbackURL string
@@ -93,55 +93,30 @@ func runSuite(m *testing.M) int {
 		return 1
 	}
 	sqsEndpoint = fauxqs.Endpoint
-	monitor = depth.NewMonitor(controllerSQS, depth.Options{MaxInterval: 2 * time.Second, Registerer: prometheus.NewRegistry()})
-	err = (&controllers.QueueReconciler{
-		Client:        mgr.GetClient(),
-		SQS:           controllerSQS,
-		Recorder:      mgr.GetEventRecorder("millrace-queue-controller"),
-		Monitor:       monitor,
-		Counts:        &controllers.QueueCountsWriter{Client: mgr.GetClient(), MinInterval: testStatusWrites},
-		ClusterName:   "test",
-		Resync:        testResync,
-		StalledRetry:  time.Hour,
-		DepthInterval: time.Second,
-	}).SetupWithManager(ctx, mgr)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	err = (&controllers.ConsumerReconciler{
-		Client:              mgr.GetClient(),
-		Recorder:            mgr.GetEventRecorder("millrace-consumer-controller"),
-		Monitor:             monitor,
-		Metrics:             controllers.NewConsumerMetrics(prometheus.NewRegistry()),
-		Render:              consumer.Options{DispatcherImage: "dispatcher:test"},
-		APIReader:           mgr.GetAPIReader(),
+	signer, _ := tasktoken.NewSigner([]byte("suite-task-token-key-0123456789ab"))
+	wired, err := controllers.Setup(ctx, mgr, controllers.Options{
+		SQS:                 controllerSQS,
+		ClusterName:         "test",
+		Resync:              testResync,
+		StalledRetry:        time.Hour,
+		DepthInterval:       time.Second,
+		DepthMaxInterval:    2 * time.Second,
+		StatusWriteInterval: testStatusWrites,
 		Region:              "us-east-1",
 		Endpoint:            fauxqs.Endpoint,
-		StatusWriteInterval: testStatusWrites,
-	}).SetupWithManager(ctx, mgr)
+		Render:              consumer.Options{DispatcherImage: "dispatcher:test"},
+		Signer:              signer,
+		HTTP:                egress.New(egress.Options{}),
+		Webhooks:            true,
+	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	signer, _ := tasktoken.NewSigner([]byte("suite-task-token-key-0123456789ab"))
-	runs = &controllers.WorkflowRunReconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("millrace-workflowrun-controller"),
-		SQS: controllerSQS, Signer: signer, APIReader: mgr.GetAPIReader(), HTTP: egress.New(egress.Options{})}
-	if err = runs.SetupWithManager(ctx, mgr); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	callbackServer := httptest.NewServer(callback.Handler(signer, runs))
+	runs, monitor = wired.Runs, wired.Monitor
+	callbackServer := httptest.NewServer(wired.Callback)
 	defer callbackServer.Close()
 	callbackURL = callbackServer.URL
-	if err = (controllers.WorkflowRunValidator{}).SetupWebhookWithManager(mgr); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	if err = (&controllers.WorkflowReconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("millrace-workflow-controller")}).SetupWithManager(mgr); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
 	go func() {
 		if err := mgr.Start(ctx); err != nil {
 			fmt.Fprintln(os.Stderr, "manager:", err)

@@ -14,7 +14,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 
 	millracev1 "github.com/millrace-io/millrace/api/v1alpha1"
-	"github.com/millrace-io/millrace/internal/asl"
 	"github.com/millrace-io/millrace/internal/conditions"
 )
 
@@ -34,14 +33,16 @@ type WorkflowReconciler struct {
 // +kubebuilder:rbac:groups=millrace.io,resources=workflows,verbs=get;list;watch
 // +kubebuilder:rbac:groups=millrace.io,resources=workflows/status,verbs=get;update;patch
 
-// Reconcile parses the definition and reports Ready, or Stalled with every error and its JSON path.
+// Reconcile parses the definition, and reads each Task's Resource, and reports Ready, or Stalled
+// with every error and its JSON path (a Resource this manager cannot perform is one: runs of the
+// Workflow would otherwise fail later, one task at a time).
 func (r *WorkflowReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	wf := &millracev1.Workflow{}
 	if err := r.Get(ctx, req.NamespacedName, wf); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	original := wf.DeepCopy()
-	m, errs := asl.Parse(wf.Spec.Definition.Raw)
+	m, errs := parseWorkflow(wf.Spec.Definition.Raw)
 	wf.Status.Errors = nil
 	if len(errs) > 0 {
 		for i, e := range errs {

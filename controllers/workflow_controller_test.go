@@ -69,3 +69,30 @@ func TestADefinitionWithoutStartAtIsStalled(t *testing.T) {
 func conditionTrue(c []metav1.Condition, kind string) bool {
 	return meta.IsStatusConditionTrue(c, kind)
 }
+
+// A Task whose Resource this manager cannot perform makes the Workflow Stalled when it is applied,
+// with the field named, and its runs wait (Stalled, Pending) instead of failing one task later.
+func TestAWorkflowWithAnUnsupportedResourceIsStalledAndItsRunsDoNotStart(t *testing.T) {
+	ns := newNamespace(t)
+	create(t, newWorkflow(ns, "lambda", `{"StartAt":"Each","States":{"Each":{"Type":"Map","End":true,
+		"ItemProcessor":{"StartAt":"Invoke","States":{"Invoke":{"Type":"Task","Resource":"arn:aws:lambda:us-east-1:123456789012:function:f","End":true}}}}}}`))
+	waitWorkflow(t, ns, "lambda", func(wf *millracev1.Workflow) error {
+		c := meta.FindStatusCondition(wf.Status.Conditions, millracev1.ConditionStalled)
+		if c == nil || c.Status != metav1.ConditionTrue || c.Reason != controllers.ReasonInvalidDefinition ||
+			!strings.Contains(strings.Join(wf.Status.Errors, "\n"), `$.States.Each.ItemProcessor.States.Invoke.Resource: resource "arn:aws:lambda:us-east-1:123456789012:function:f" is not supported`) {
+			return fmt.Errorf("status %+v", wf.Status)
+		}
+		return nil
+	})
+	create(t, newRun(ns, "never", "lambda", `[1]`))
+	run := waitRun(t, ns, "never", millracev1.RunPending)
+	eventually(t, waitReady, func() error {
+		if err := k8s.Get(context.Background(), client.ObjectKeyFromObject(run), run); err != nil {
+			return err
+		}
+		if !conditionTrue(run.Status.Conditions, millracev1.ConditionStalled) || run.Status.Engine != nil {
+			return fmt.Errorf("run status %+v", run.Status)
+		}
+		return nil
+	})
+}

@@ -242,13 +242,13 @@ func TestHTTPTasks(t *testing.T) {
 		}
 		body, _ := io.ReadAll(r.Body)
 		w.Header().Set("Content-Type", "application/json")
-		fmt.Fprintf(w, `{"method":%q,"got":%s,"auth":%q}`, r.Method, body, r.Header.Get("Authorization"))
+		fmt.Fprintf(w, `{"method":%q,"got":%s,"auth":%q,"key":%q}`, r.Method, body, r.Header.Get("Authorization"), r.Header.Get("Idempotency-Key"))
 	}))
 	defer api.Close()
 	ns := newNamespace(t)
 	grantHTTP(t, ns, millracev1.HTTPDestination{CIDR: "127.0.0.1", Ports: []int32{portOf(t, api.URL)}})
 	create(t, newWorkflow(ns, "http", fmt.Sprintf(`{"StartAt":"Call","States":{
-		"Call":{"Type":"Task","Resource":"millrace:http","Parameters":{"Method":"POST","Url":"%[1]s/echo","Headers":{"Authorization":"Bearer x"},"Body":{"n.$":"$.n"}},
+		"Call":{"Type":"Task","Resource":"millrace:http","TimeoutSeconds":30,"Parameters":{"Method":"POST","Url":"%[1]s/echo","Headers":{"Authorization":"Bearer x"},"Body":{"n.$":"$.n"}},
 			"ResultSelector":{"status.$":"$.StatusCode","body.$":"$.Body"},"Next":"Missing"},
 		"Missing":{"Type":"Task","Resource":"millrace:http","Parameters":{"Url":"%[1]s/missing"},"ResultPath":null,
 			"Catch":[{"ErrorEquals":["States.Http.StatusCode.404"],"ResultPath":"$.notFound","Next":"Done"}],"End":true},
@@ -259,7 +259,8 @@ func TestHTTPTasks(t *testing.T) {
 	_ = json.Unmarshal(run.Status.Output.Raw, &out)
 	body, _ := out["body"].(map[string]any)
 	got, _ := body["got"].(map[string]any)
-	if out["status"] != 200.0 || body["method"] != "POST" || got["n"] != 7.0 || body["auth"] != "Bearer x" || out["notFound"] == nil {
+	key, _ := body["key"].(string)
+	if out["status"] != 200.0 || body["method"] != "POST" || got["n"] != 7.0 || body["auth"] != "Bearer x" || out["notFound"] == nil || len(key) != 64 {
 		t.Fatalf("output %s", run.Status.Output.Raw)
 	}
 }

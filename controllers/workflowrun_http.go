@@ -21,9 +21,11 @@ import (
 // Headers (name -> string), Body (a string, or JSON sent as application/json). The result is
 // {StatusCode, Headers, Body} with a JSON body parsed; a non-2xx answer fails with
 // States.Http.StatusCode.<code>. The call goes through the egress client, to a destination the
-// namespace's TenantPolicies grant, or fails with Millrace.Forbidden having sent nothing.
-func (r *WorkflowRunReconciler) httpTask(ctx context.Context, ns string, params map[string]any, timeout time.Duration) callback.Result {
-	res := r.callHTTP(ctx, ns, params, timeout)
+// namespace's TenantPolicies grant, or fails with Millrace.Forbidden having sent nothing. It
+// carries the task's request id as its Idempotency-Key header (unless Headers set one): the same
+// on every performance of this attempt, after a restart too.
+func (r *WorkflowRunReconciler) httpTask(ctx context.Context, ns string, params map[string]any, timeout time.Duration, requestID string) callback.Result {
+	res := r.callHTTP(ctx, ns, params, timeout, requestID)
 	r.Metrics.HTTPCalls.WithLabelValues(ns, httpResult(res)).Inc()
 	return res
 }
@@ -45,11 +47,11 @@ func httpResult(res callback.Result) string {
 	return "error"
 }
 
-func (r *WorkflowRunReconciler) callHTTP(ctx context.Context, ns string, params map[string]any, timeout time.Duration) callback.Result {
+func (r *WorkflowRunReconciler) callHTTP(ctx context.Context, ns string, params map[string]any, timeout time.Duration, requestID string) callback.Result {
 	if r.HTTP == nil {
 		return forbiddenResult("millrace:http tasks are disabled on this cluster (the manager runs without --http-tasks)")
 	}
-	req, problem := httpTaskRequest(params)
+	req, problem := httpTaskRequest(params, requestID)
 	if problem != nil {
 		return *problem
 	}
@@ -91,8 +93,12 @@ func (r *WorkflowRunReconciler) callHTTP(ctx context.Context, ns string, params 
 	return callback.Result{Kind: callback.Success, Output: out}
 }
 
-// httpTaskRequest builds the request a task's Parameters describe.
-func httpTaskRequest(params map[string]any) (*http.Request, *callback.Result) {
+// IdempotencyKeyHeader carries a millrace:http task's request id.
+const IdempotencyKeyHeader = "Idempotency-Key"
+
+// httpTaskRequest builds the request a task's Parameters describe, with requestID as its
+// Idempotency-Key unless the Parameters' Headers give one.
+func httpTaskRequest(params map[string]any, requestID string) (*http.Request, *callback.Result) {
 	fail := func(cause string) (*http.Request, *callback.Result) {
 		return nil, &callback.Result{Kind: callback.Failure, Error: asl.ErrRuntime, Cause: cause}
 	}
@@ -124,6 +130,9 @@ func httpTaskRequest(params map[string]any) (*http.Request, *callback.Result) {
 	}
 	if contentType != "" {
 		req.Header.Set("Content-Type", contentType)
+	}
+	if requestID != "" {
+		req.Header.Set(IdempotencyKeyHeader, requestID)
 	}
 	if headers, ok := params["Headers"].(map[string]any); ok {
 		for k, v := range headers {

@@ -4,8 +4,6 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"sync"
-
-	"github.com/millrace-io/millrace/internal/asl"
 )
 
 // machineCacheBytes bounds the pinned definitions whose parsed machines are kept: a parsed
@@ -17,13 +15,13 @@ const machineCacheBytes = 4 << 20
 // takes about 100 ms to parse). A parsed machine is never changed, so reconciles share it.
 type machineCache struct {
 	mu     sync.Mutex
-	byHash map[[32]byte]*asl.Machine
+	byHash map[[32]byte]*workflowMachine
 	order  [][32]byte // oldest first
 	sizes  map[[32]byte]int
 	bytes  int
 }
 
-func (c *machineCache) parse(raw []byte) (*asl.Machine, error) {
+func (c *machineCache) parse(raw []byte) (*workflowMachine, error) {
 	sum := sha256.Sum256(raw)
 	c.mu.Lock()
 	m, ok := c.byHash[sum]
@@ -31,7 +29,7 @@ func (c *machineCache) parse(raw []byte) (*asl.Machine, error) {
 	if ok {
 		return m, nil
 	}
-	m, errs := asl.Parse(raw)
+	m, errs := parseWorkflow(raw)
 	if len(errs) > 0 {
 		return nil, fmt.Errorf("the pinned definition is invalid: %v", errs[0])
 	}
@@ -39,11 +37,11 @@ func (c *machineCache) parse(raw []byte) (*asl.Machine, error) {
 	return m, nil
 }
 
-func (c *machineCache) add(sum [32]byte, m *asl.Machine, size int) {
+func (c *machineCache) add(sum [32]byte, m *workflowMachine, size int) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.byHash == nil {
-		c.byHash, c.sizes = map[[32]byte]*asl.Machine{}, map[[32]byte]int{}
+		c.byHash, c.sizes = map[[32]byte]*workflowMachine{}, map[[32]byte]int{}
 	}
 	if _, ok := c.byHash[sum]; ok || size > machineCacheBytes {
 		return

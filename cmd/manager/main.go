@@ -1,15 +1,14 @@
-// Command manager runs Millrace's controllers: the Queue controller, the shared queue-depth monitor
-// and (in later releases) the Consumer and Workflow controllers.
+// Command manager runs Millrace's controllers (controllers.Setup): Queue with the shared
+// queue-depth monitor, Consumer, Workflow and WorkflowRun, the task callback API and, when asked,
+// the admission webhook.
 package main
 
 import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"errors"
 	"flag"
 	"fmt"
-	"net/http"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -27,11 +26,8 @@ import (
 
 	millracev1 "github.com/millrace-io/millrace/api/v1alpha1"
 	"github.com/millrace-io/millrace/controllers"
-	"github.com/millrace-io/millrace/internal/callback"
 	"github.com/millrace-io/millrace/internal/consumer"
-	"github.com/millrace-io/millrace/internal/depth"
 	"github.com/millrace-io/millrace/internal/egress"
-	"github.com/millrace-io/millrace/internal/httpserver"
 	"github.com/millrace-io/millrace/internal/metricsauth"
 	"github.com/millrace-io/millrace/internal/sqsx"
 	"github.com/millrace-io/millrace/internal/tasktoken"
@@ -52,6 +48,7 @@ type options struct {
 	callbackURL            string
 	tokenKeyFile           string
 	runWorkers             int
+	localTaskWorkers       int
 	watchNamespaces        string
 	httpTasks              bool
 	webhook                webhookOptions
@@ -87,6 +84,7 @@ func main() {
 	flag.StringVar(&o.webhook.service, "webhook-service", "millrace-webhook", "Service through which the API server calls the webhook (the certificate's name).")
 	flag.StringVar(&o.webhook.configuration, "webhook-configuration", "millrace-validation", "ValidatingWebhookConfiguration whose caBundle the manager keeps.")
 	flag.IntVar(&o.runWorkers, "workflowrun-workers", 8, "How many WorkflowRuns are reconciled at once.")
+	flag.IntVar(&o.localTaskWorkers, "local-task-workers", 16, "How many workflow tasks the manager performs itself (millrace:http, sqs:sendMessage) at once.")
 	flag.StringVar(&o.tokenKeyFile, "task-token-key-file", os.Getenv("MILLRACE_TASK_TOKEN_KEY_FILE"), "File holding the HMAC key (at least 32 bytes) that signs task tokens; mount it from a Secret. Empty: a random key, valid until the manager restarts.")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
@@ -141,43 +139,6 @@ func run(ctx context.Context, o options) error {
 	if err != nil {
 		return err
 	}
-	monitor := depth.NewMonitor(client, depth.Options{
-		MaxInterval: o.depthMaxInterval,
-		Registerer:  metrics.Registry,
-		Log:         ctrl.Log.WithName("depth"),
-	})
-	if err := (&controllers.QueueReconciler{
-		Client:        mgr.GetClient(),
-		SQS:           client,
-		Recorder:      mgr.GetEventRecorder("millrace-queue-controller"),
-		Monitor:       monitor,
-		Counts:        &controllers.QueueCountsWriter{Client: mgr.GetClient(), MinInterval: o.statusWriteInterval, Log: ctrl.Log.WithName("queue-counts")},
-		ClusterName:   o.clusterName,
-		Resync:        o.resync,
-		StalledRetry:  o.stalledRetry,
-		DepthInterval: o.depthInterval,
-	}).SetupWithManager(ctx, mgr); err != nil {
-		return fmt.Errorf("setting up the Queue controller: %w", err)
-	}
-	if err := (&controllers.ConsumerReconciler{
-		Client:              mgr.GetClient(),
-		Recorder:            mgr.GetEventRecorder("millrace-consumer-controller"),
-		Monitor:             monitor,
-		Metrics:             controllers.NewConsumerMetrics(metrics.Registry),
-		Render:              consumer.Options{DispatcherImage: o.dispatcherImage, CallbackURL: o.callbackURL},
-		APIReader:           mgr.GetAPIReader(),
-		Region:              client.Options().Region,
-		Endpoint:            o.endpoint,
-		StatusWriteInterval: o.statusWriteInterval,
-	}).SetupWithManager(ctx, mgr); err != nil {
-		return fmt.Errorf("setting up the Consumer controller: %w", err)
-	}
-	if err := (&controllers.WorkflowReconciler{
-		Client:   mgr.GetClient(),
-		Recorder: mgr.GetEventRecorder("millrace-workflow-controller"),
-	}).SetupWithManager(mgr); err != nil {
-		return fmt.Errorf("setting up the Workflow controller: %w", err)
-	}
 	key, err := taskTokenKey(o.tokenKeyFile)
 	if err != nil {
 		return err
@@ -190,20 +151,25 @@ func run(ctx context.Context, o options) error {
 	if err != nil {
 		return err
 	}
-	runs := &controllers.WorkflowRunReconciler{
-		HTTP:      httpClient,
-		Client:    mgr.GetClient(),
-		Recorder:  mgr.GetEventRecorder("millrace-workflowrun-controller"),
-		SQS:       client,
-		Signer:    signer,
-		APIReader: mgr.GetAPIReader(),
-		Workers:   o.runWorkers,
-		Metrics:   controllers.NewWorkflowRunMetrics(metrics.Registry),
-	}
-	if err := runs.SetupWithManager(ctx, mgr); err != nil {
-		return fmt.Errorf("setting up the WorkflowRun controller: %w", err)
-	}
-	if err := mgr.Add(&callbackServer{addr: o.callbackAddr, handler: callback.Handler(signer, runs)}); err != nil {
+	if _, err := controllers.Setup(ctx, mgr, controllers.Options{
+		SQS:                 client,
+		Registerer:          metrics.Registry,
+		ClusterName:         o.clusterName,
+		Resync:              o.resync,
+		StalledRetry:        o.stalledRetry,
+		DepthInterval:       o.depthInterval,
+		DepthMaxInterval:    o.depthMaxInterval,
+		StatusWriteInterval: o.statusWriteInterval,
+		Region:              client.Options().Region,
+		Endpoint:            o.endpoint,
+		Render:              consumer.Options{DispatcherImage: o.dispatcherImage, CallbackURL: o.callbackURL},
+		Signer:              signer,
+		HTTP:                httpClient,
+		RunWorkers:          o.runWorkers,
+		LocalTaskWorkers:    o.localTaskWorkers,
+		CallbackAddr:        o.callbackAddr,
+		Webhooks:            o.webhook.port != 0,
+	}); err != nil {
 		return err
 	}
 	if err := o.webhook.register(mgr); err != nil {
@@ -251,29 +217,4 @@ func taskTokenKey(file string) ([]byte, error) {
 	key := make([]byte, 32)
 	_, err := rand.Read(key)
 	return key, err
-}
-
-// callbackServer serves the task callback API on every replica (results are written through the
-// API server, so any replica can take them). Any pod that can reach the port may connect, so every
-// phase of a connection is bounded (internal/httpserver): the handler's deadline (15s) stays
-// within the dispatcher's 30s of retries for one report.
-type callbackServer struct {
-	addr    string
-	handler http.Handler
-	// limits are httpserver's defaults unless a test shortens them.
-	limits httpserver.Limits
-}
-
-func (s *callbackServer) NeedLeaderElection() bool { return false }
-
-func (s *callbackServer) Start(ctx context.Context) error {
-	server := httpserver.New(s.addr, s.handler, s.limits)
-	go func() {
-		<-ctx.Done()
-		_ = server.Close()
-	}()
-	if err := server.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return err
-	}
-	return nil
 }

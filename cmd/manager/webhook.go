@@ -12,7 +12,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
-	"github.com/millrace-io/millrace/controllers"
 	"github.com/millrace-io/millrace/internal/webhookcert"
 )
 
@@ -47,13 +46,11 @@ func (w *webhookOptions) server(ctx context.Context, cfg *rest.Config, scheme *r
 	return webhook.NewServer(webhook.Options{Port: w.port, CertDir: w.certDir}), nil
 }
 
-// register adds the validators and the keeper of the certificate to the manager.
+// register adds the keeper of the certificate to the manager (controllers.Setup registers the
+// validators).
 func (w *webhookOptions) register(mgr ctrl.Manager) error {
 	if w.port == 0 {
 		return nil
-	}
-	if err := (controllers.WorkflowRunValidator{}).SetupWebhookWithManager(mgr); err != nil {
-		return err
 	}
 	log := ctrl.Log.WithName("webhook-cert")
 	return mgr.Add(&webhookcert.Keeper{Client: w.direct, Options: w.cert, Log: func(err error) { log.Error(err, "keeping the webhook certificate") }})

@@ -17,6 +17,7 @@ const (
 	Succeeded Status = "SUCCEEDED"
 	Failed    Status = "FAILED"
 	TimedOut  Status = "TIMED_OUT"
+	Aborted   Status = "ABORTED"
 )
 
 // Predefined error names.
@@ -31,6 +32,8 @@ const (
 	ErrParameterPathFailure  = "States.ParameterPathFailure"
 	ErrHeartbeatTimeout      = "States.HeartbeatTimeout"
 	ErrDataLimitExceeded     = "States.DataLimitExceeded"
+	// ErrAborted is the error of a run stopped by its owner (EventAbort).
+	ErrAborted = "States.Aborted"
 	// ErrExceedToleratedFailureThreshold: more iterations of a Map state failed than it tolerates.
 	ErrExceedToleratedFailureThreshold = "States.ExceedToleratedFailureThreshold"
 )
@@ -138,6 +141,8 @@ const (
 	EventTimer         EventKind = "TimerFired"
 	EventContinue      EventKind = "Continue"
 	EventTimeout       EventKind = "ExecutionTimedOut"
+	// EventAbort stops a running run at once (Cause says why); its tasks' later reports are stale.
+	EventAbort EventKind = "Abort"
 )
 
 // Event drives a run one step.
@@ -147,7 +152,7 @@ type Event struct {
 	Input  any    // Start
 	Output any    // TaskSucceeded
 	Error  string // TaskFailed
-	Cause  string // TaskFailed
+	Cause  string // TaskFailed, Abort
 	// Execution names the run (Start).
 	Execution Execution
 	// Attempt is the attempt a task event belongs to; events of other attempts are ignored.
@@ -328,6 +333,11 @@ func (m *Machine) step(run Run, ev Event, opt Options) (Run, []Effect, []Transit
 	case EventTimeout:
 		if s.run.Status == Running {
 			s.finish(TimedOut, nil, ErrTimeout, "the execution exceeded its TimeoutSeconds")
+		}
+		return s.run, nil, s.history
+	case EventAbort:
+		if s.run.Status == Running {
+			s.finish(Aborted, nil, ErrAborted, ev.Cause)
 		}
 		return s.run, nil, s.history
 	}

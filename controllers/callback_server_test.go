@@ -1,4 +1,4 @@
-package main
+package controllers
 
 import (
 	"context"
@@ -21,8 +21,8 @@ func TestSlowBodiesCannotExhaustTheCallbackServer(t *testing.T) {
 	addr := testenv.FreeAddr(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	s := &callbackServer{addr: addr, handler: callback.Handler(signer, nil),
-		limits: httpserver.Limits{Read: 300 * time.Millisecond, Write: 500 * time.Millisecond}}
+	s := &CallbackServer{Addr: addr, Handler: callback.Handler(signer, nil),
+		Limits: httpserver.Limits{Read: 300 * time.Millisecond, Write: 500 * time.Millisecond}}
 	go func() { _ = s.Start(ctx) }()
 	testenv.Eventually(t, 10*time.Second, func() error {
 		resp, err := http.Get("http://" + addr + "/")

@@ -66,7 +66,7 @@ var intrinsicResults = map[string]argKind{
 // States.Hash take (Step Functions' limit); a longer one fails with States.IntrinsicFailure.
 const MaxIntrinsicInputChars = 10000
 
-// hashAlgorithms are those States.Hash supports.
+// hashAlgorithms are those States.Hash and JSONata's $hash support (newHash).
 var hashAlgorithms = []string{"MD5", "SHA-1", "SHA-256", "SHA-384", "SHA-512"}
 
 // checkArgTypes refuses a call whose constant arguments (literals, or nested calls whose result

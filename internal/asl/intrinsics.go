@@ -415,20 +415,9 @@ func applyIntrinsic(name string, args []any) (any, error) {
 		if err != nil {
 			return nil, err
 		}
-		var h hash.Hash
-		switch algo {
-		case "MD5":
-			h = md5.New()
-		case "SHA-1":
-			h = sha1.New()
-		case "SHA-256":
-			h = sha256.New()
-		case "SHA-384":
-			h = sha512.New384()
-		case "SHA-512":
-			h = sha512.New()
-		default:
-			return nil, fail("States.Hash: unknown algorithm %q (MD5, SHA-1, SHA-256, SHA-384, SHA-512)", algo)
+		h := newHash(algo)
+		if h == nil {
+			return nil, fail("States.Hash: unknown algorithm %q (%s)", algo, strings.Join(hashAlgorithms, ", "))
 		}
 		data, ok := args[0].(string)
 		if !ok {
@@ -543,4 +532,21 @@ func splitAny(s, sep string) []any {
 		out = append(out, part)
 	}
 	return out
+}
+
+// newHash returns the hash of one of hashAlgorithms (nil for another name).
+func newHash(algo string) hash.Hash {
+	switch algo {
+	case "MD5":
+		return md5.New()
+	case "SHA-1":
+		return sha1.New()
+	case "SHA-256":
+		return sha256.New()
+	case "SHA-384":
+		return sha512.New384()
+	case "SHA-512":
+		return sha512.New()
+	}
+	return nil
 }

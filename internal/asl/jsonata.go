@@ -2,15 +2,10 @@ package asl
 
 import (
 	"context"
-	"crypto/md5"
-	"crypto/sha1"
-	"crypto/sha256"
-	"crypto/sha512"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash"
 	"math"
 	"math/rand/v2"
 	"regexp"
@@ -483,20 +478,9 @@ func init() {
 	def("hash", "<ss:s>", func(args []any) (any, error) {
 		data, _ := args[0].(string)
 		algo, _ := args[1].(string)
-		var h hash.Hash
-		switch algo {
-		case "MD5":
-			h = md5.New()
-		case "SHA-1":
-			h = sha1.New()
-		case "SHA-256":
-			h = sha256.New()
-		case "SHA-384":
-			h = sha512.New384()
-		case "SHA-512":
-			h = sha512.New()
-		default:
-			return nil, fmt.Errorf("$hash: unknown algorithm %q (MD5, SHA-1, SHA-256, SHA-384, SHA-512)", algo)
+		h := newHash(algo)
+		if h == nil {
+			return nil, fmt.Errorf("$hash: unknown algorithm %q (%s)", algo, strings.Join(hashAlgorithms, ", "))
 		}
 		h.Write([]byte(data))
 		return hex.EncodeToString(h.Sum(nil)), nil

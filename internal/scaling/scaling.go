@@ -217,7 +217,7 @@ func Decide(p Policy, current int32, obs Observation, now time.Time, st *State) 
 		st.lastMessage = seen
 	}
 	d := Decision{Backlog: backlog, Active: backlog > p.ActivationBacklog}
-	idle, canIdle := p.idle()
+	idle, canIdle := p.Idle()
 	perReplica := max(p.BacklogPerReplica, 1)
 	raw := int32(min((backlog+perReplica-1)/perReplica, math.MaxInt32))
 	reason := fmt.Sprintf("backlog %d at %d per replica", backlog, perReplica)
@@ -271,8 +271,8 @@ func (p Policy) backlog(obs Observation) int64 {
 	return backlog
 }
 
-// idle returns the count an idle Consumer runs and whether it may idle at all.
-func (p Policy) idle() (int32, bool) {
+// Idle returns the count an idle Consumer runs and whether it may idle at all.
+func (p Policy) Idle() (int32, bool) {
 	if p.IdleReplicas != nil && *p.IdleReplicas < p.MinReplicas {
 		return max(*p.IdleReplicas, 0), true
 	}
@@ -325,7 +325,7 @@ func (p Policy) unknown(current int32, obs Observation, now time.Time, st *State
 		return p.finish(d, current, target, reason, now, st)
 	}
 	hold := clamp(current, p.MinReplicas, p.MaxReplicas)
-	if idle, canIdle := p.idle(); canIdle && current == idle {
+	if idle, canIdle := p.Idle(); canIdle && current == idle {
 		hold = current
 	}
 	return p.set(d, hold, fmt.Sprintf("queue depth unknown (%v): holding %d replicas", obs.Err, hold), now, st)

@@ -230,7 +230,8 @@ func Decide(p Policy, current int32, obs Observation, now time.Time, st *State) 
 		raw = current
 		reason += fmt.Sprintf(", within the %g%% tolerance", tol*100)
 	}
-	if raw == 0 && canIdle && current > idle {
+	// selectPolicy Disabled forbids every scale-down, the idle step too (KEDA's paused-scale-in).
+	if raw == 0 && canIdle && current > idle && p.ScaleDown.Select != SelectDisabled {
 		idleSince := st.lastMessage
 		release := idleSince.Add(p.ScaleToZeroDelay)
 		if !now.Before(release) {

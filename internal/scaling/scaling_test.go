@@ -197,6 +197,17 @@ func TestScaleDownRatePolicies(t *testing.T) {
 	})
 }
 
+func TestADisabledScaleDownAlsoKeepsTheConsumerFromIdling(t *testing.T) {
+	p := free()
+	p.ScaleToZeroDelay = 10 * time.Second
+	p.ScaleDown.Select = SelectDisabled
+	run(t, p, 3, []step{
+		{0, Observation{Visible: 1}, 3},
+		{10 * time.Second, Observation{}, 3},
+		{time.Hour, Observation{}, 3},
+	})
+}
+
 func TestGoingIdleAfterTheDelayIsNotRateLimited(t *testing.T) {
 	// Like KEDA's cooldownPeriod: once the queue has been empty for scaleToZeroDelay, no work is
 	// left and the count is set to zero at once; rate policies govern 1..N only.

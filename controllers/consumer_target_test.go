@@ -15,6 +15,7 @@ import (
 	eventsv1 "k8s.io/api/events/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -229,18 +230,30 @@ func hasEventContaining(t testing.TB, ns, name, reason, text string) error {
 
 func TestAConsumerCannotSwitchBetweenTemplateAndScaleTargetRef(t *testing.T) {
 	ns := newNamespace(t)
-	c := newConsumer(ns, "worker", "q", fastScaling(0))
-	create(t, c)
-	c.Spec.Template = corev1.PodTemplateSpec{}
-	c.Spec.ScaleTargetRef = &millracev1.ScaleTargetReference{Name: "web"}
-	c.Spec.Delivery.Mode = millracev1.DeliveryNone
-	if err := k8s.Update(context.Background(), c); err == nil || !strings.Contains(err.Error(), "cannot switch between template and scaleTargetRef") {
+	// update changes a fresh copy (the controller writes status meanwhile) and returns the
+	// API server's answer.
+	update := func(name string, change func(*millracev1.Consumer)) error {
+		return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			c := &millracev1.Consumer{}
+			if err := k8s.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, c); err != nil {
+				return err
+			}
+			change(c)
+			return k8s.Update(context.Background(), c)
+		})
+	}
+	create(t, newConsumer(ns, "worker", "q", fastScaling(0)))
+	err := update("worker", func(c *millracev1.Consumer) {
+		c.Spec.Template = corev1.PodTemplateSpec{}
+		c.Spec.ScaleTargetRef = &millracev1.ScaleTargetReference{Name: "web"}
+		c.Spec.Delivery.Mode = millracev1.DeliveryNone
+	})
+	if err == nil || !strings.Contains(err.Error(), "cannot switch between template and scaleTargetRef") {
 		t.Fatalf("error %v", err)
 	}
-	d := targeting(ns, "scaler", "q", "", "web", fastScaling(0))
-	create(t, d)
-	d.Spec.ScaleTargetRef.Name = "api"
-	if err := k8s.Update(context.Background(), d); err == nil || !strings.Contains(err.Error(), "scaleTargetRef is immutable") {
+	create(t, targeting(ns, "scaler", "q", "", "web", fastScaling(0)))
+	err = update("scaler", func(c *millracev1.Consumer) { c.Spec.ScaleTargetRef.Name = "api" })
+	if err == nil || !strings.Contains(err.Error(), "scaleTargetRef is immutable") {
 		t.Fatalf("error %v", err)
 	}
 }

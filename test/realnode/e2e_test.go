@@ -50,9 +50,9 @@ const (
 	// API server, which any pod has mounted, is refused).
 	gatewayAudience = "millrace-gateway"
 	release         = "millrace"
-	system          = "millrace-system"
-	tenant          = "shop" // the samples' namespace, Pod Security "restricted"
-	awsSecret       = "aws-keys"
+	system    = "millrace-system"
+	tenant    = "shop" // the samples' namespace, Pod Security "restricted"
+	awsSecret = "aws-keys"
 )
 
 // TestTheDemoOnARealNode is test/e2e's demo with real pods: the images built by hack/images.sh,
@@ -707,7 +707,7 @@ func runCaller(ctx context.Context, k8s client.Client, cs *kubernetes.Clientset,
 	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: tenant, Name: name},
 		Spec: corev1.PodSpec{ServiceAccountName: "checkout", RestartPolicy: corev1.RestartPolicyNever,
 			AutomountServiceAccountToken: ptr.To(false),
-			SecurityContext:              &corev1.PodSecurityContext{RunAsNonRoot: ptr.To(true), SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault}},
+			SecurityContext: &corev1.PodSecurityContext{RunAsNonRoot: ptr.To(true), SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault}},
 			Volumes: []corev1.Volume{{Name: "token", VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{
 				Sources: []corev1.VolumeProjection{{ServiceAccountToken: &corev1.ServiceAccountTokenProjection{
 					Audience: gatewayAudience, ExpirationSeconds: ptr.To[int64](600), Path: "gateway"}}}}}}},

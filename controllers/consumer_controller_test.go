@@ -302,6 +302,35 @@ func TestTheAPIServerRejectsInvalidConsumers(t *testing.T) {
 			c.Spec.Delivery.Mode = millracev1.DeliveryLambdaRuntime
 			c.Spec.Delivery.Lambda = &millracev1.LambdaSpec{Handler: "index handler"}
 		}, "spec.delivery.lambda.handler"},
+		{"both a template and a scaleTargetRef are rejected", func(c *millracev1.Consumer) {
+			c.Spec.ScaleTargetRef = &millracev1.ScaleTargetReference{Name: "web"}
+			c.Spec.Delivery.Mode = millracev1.DeliveryNone
+		}, "set exactly one of template"},
+		{"neither a template nor a scaleTargetRef is rejected", func(c *millracev1.Consumer) { c.Spec.Template = corev1.PodTemplateSpec{} }, "set exactly one of template"},
+		{"a scaleTargetRef with a dispatcher mode is rejected", func(c *millracev1.Consumer) {
+			c.Spec.Template = corev1.PodTemplateSpec{}
+			c.Spec.ScaleTargetRef = &millracev1.ScaleTargetReference{Name: "web"}
+		}, "set delivery.mode to None"},
+		{"a scaleTargetRef of another kind is rejected", func(c *millracev1.Consumer) {
+			c.Spec.Template = corev1.PodTemplateSpec{}
+			c.Spec.Delivery.Mode = millracev1.DeliveryNone
+			c.Spec.ScaleTargetRef = &millracev1.ScaleTargetReference{Kind: "ReplicaSet", Name: "web"}
+		}, "spec.scaleTargetRef.kind"},
+		{"idleReplicas at minReplicas is rejected", func(c *millracev1.Consumer) {
+			c.Spec.Scaling.MinReplicas, c.Spec.Scaling.IdleReplicas = ptr.To[int32](2), ptr.To[int32](2)
+		}, "idleReplicas must be below minReplicas"},
+		{"a fallback above maxReplicas is rejected", func(c *millracev1.Consumer) {
+			c.Spec.Scaling.Fallback = &millracev1.FallbackSpec{FailureThreshold: 3, Replicas: 6}
+		}, "fallback.replicas must not exceed maxReplicas"},
+		{"a fallback of zero replicas is rejected", func(c *millracev1.Consumer) {
+			c.Spec.Scaling.Fallback = &millracev1.FallbackSpec{FailureThreshold: 3, Replicas: 0}
+		}, "spec.scaling.fallback.replicas"},
+		{"an unknown fallback behavior is rejected", func(c *millracev1.Consumer) {
+			c.Spec.Scaling.Fallback = &millracev1.FallbackSpec{FailureThreshold: 3, Replicas: 2, Behavior: "Sometimes"}
+		}, "spec.scaling.fallback.behavior"},
+		{"a tolerance of 100% is rejected", func(c *millracev1.Consumer) { c.Spec.Scaling.Behavior.ScaleDown.TolerancePercent = ptr.To[int32](100) }, "tolerancePercent"},
+		{"an idle poll interval above 5m is rejected", func(c *millracev1.Consumer) { c.Spec.Scaling.IdlePollInterval = dur("6m") }, "spec.scaling.idlePollInterval"},
+		{"negative pausedReplicas are rejected", func(c *millracev1.Consumer) { c.Spec.Scaling.PausedReplicas = ptr.To[int32](-1) }, "spec.scaling.pausedReplicas"},
 		{"a rate policy without a period is rejected", func(c *millracev1.Consumer) {
 			c.Spec.Scaling.Behavior.ScaleUp.Policies = []millracev1.ScalingPolicy{{Type: "Pods", Value: 1}}
 		}, "period"},

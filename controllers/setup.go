@@ -35,6 +35,9 @@ type Options struct {
 	// StatusWriteInterval bounds how often message counts and backlog-only changes are written
 	// (default 5 s).
 	StatusWriteInterval time.Duration
+	// IdlePollInterval is how often an idle Consumer's queue is read unless its
+	// spec.scaling.idlePollInterval says (default DefaultIdlePollInterval).
+	IdlePollInterval time.Duration
 	// Region and Endpoint of SQS, handed to dispatchers and handlers.
 	Region, Endpoint string
 	// Render configures the Deployments of Consumers (the dispatcher's image, the callback URL).
@@ -125,6 +128,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, o Options) (*Controllers, erro
 		Region:              o.Region,
 		Endpoint:            o.Endpoint,
 		StatusWriteInterval: o.StatusWriteInterval,
+		IdlePollInterval:    o.IdlePollInterval,
 	}
 	if err := c.Consumers.SetupWithManager(ctx, mgr); err != nil {
 		return nil, fmt.Errorf("setting up the Consumer controller: %w", err)

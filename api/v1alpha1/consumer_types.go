@@ -159,6 +159,13 @@ type ScalingRules struct {
 	// +kubebuilder:validation:MaxItems=10
 	// +listType=atomic
 	Policies []ScalingPolicy `json:"policies,omitempty"`
+	// tolerancePercent: a change in this direction is ignored while the backlog per replica is
+	// within this percentage of backlogPerReplica (0 to 99; default 10, the HPA's tolerance;
+	// autoscaling/v2's behavior tolerance 0.05 is tolerancePercent 5).
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=99
+	TolerancePercent *int32 `json:"tolerancePercent,omitempty"`
 }
 
 // ScalingBehavior configures scale-up and scale-down separately. Unset directions take the HPA
@@ -170,8 +177,35 @@ type ScalingBehavior struct {
 	ScaleDown *ScalingRules `json:"scaleDown,omitempty"`
 }
 
+// FallbackBehavior chooses the replica count of a fallback (KEDA's fallback.behavior).
+// +kubebuilder:validation:Enum=Static;CurrentReplicas;CurrentReplicasIfHigher;CurrentReplicasIfLower
+type FallbackBehavior string
+
+// FallbackSpec is the replica count to run while the queue depth cannot be read.
+type FallbackSpec struct {
+	// failureThreshold is how many depth readings in a row must fail before the fallback applies
+	// (1 to 1000).
+	// +required
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=1000
+	FailureThreshold int32 `json:"failureThreshold"`
+	// replicas to run once the threshold is reached, also from zero (at least 1: Millrace never
+	// scales to zero on an error; kept within minReplicas and maxReplicas).
+	// +required
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=10000
+	Replicas int32 `json:"replicas"`
+	// behavior is Static (default: replicas), CurrentReplicas (keep the count),
+	// CurrentReplicasIfHigher (the higher of the two) or CurrentReplicasIfLower (the lower).
+	// +optional
+	// +kubebuilder:default=Static
+	Behavior FallbackBehavior `json:"behavior,omitempty"`
+}
+
 // ScalingSpec says how the replica count follows the queue.
 // +kubebuilder:validation:XValidation:rule="!has(self.minReplicas) || self.minReplicas <= self.maxReplicas",message="minReplicas must not exceed maxReplicas",fieldPath=".minReplicas"
+// +kubebuilder:validation:XValidation:rule="!has(self.idleReplicas) || (has(self.minReplicas) && self.idleReplicas < self.minReplicas)",message="idleReplicas must be below minReplicas (with minReplicas 0 the Consumer idles at zero already)",fieldPath=".idleReplicas"
+// +kubebuilder:validation:XValidation:rule="!has(self.fallback) || self.fallback.replicas <= self.maxReplicas",message="fallback.replicas must not exceed maxReplicas",fieldPath=".fallback.replicas"
 type ScalingSpec struct {
 	// minReplicas is the fewest replicas (0 allows scaling to zero; default 0).
 	// +optional
@@ -183,6 +217,13 @@ type ScalingSpec struct {
 	// +kubebuilder:validation:Minimum=1
 	// +kubebuilder:validation:Maximum=10000
 	MaxReplicas int32 `json:"maxReplicas,omitempty"`
+	// idleReplicas is the replica count after scaleToZeroDelay without any message, below
+	// minReplicas (KEDA's idleReplicaCount); a backlog above activationBacklog lifts it to
+	// minReplicas at once. Unset: a Consumer with minReplicas 0 idles at zero, one with
+	// minReplicas above 0 never goes below it.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	IdleReplicas *int32 `json:"idleReplicas,omitempty"`
 	// backlogPerReplica is the backlog one replica is expected to handle (default 10).
 	// +optional
 	// +kubebuilder:default=10
@@ -203,6 +244,13 @@ type ScalingSpec struct {
 	// +kubebuilder:default="5s"
 	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1s') && duration(self) <= duration('5m')",message="must be between 1s and 5m"
 	PollInterval Duration `json:"pollInterval,omitempty"`
+	// idlePollInterval is how often the queue depth is read while the Consumer is idle (at zero
+	// or idleReplicas), waiting for the first message: the longest a message waits before the
+	// Consumer wakes, and the SQS bill of an idle queue (1s to 5m; unset: the manager's
+	// --idle-poll-interval, default 30s, KEDA's pollingInterval).
+	// +optional
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1s') && duration(self) <= duration('5m')",message="must be between 1s and 5m"
+	IdlePollInterval *Duration `json:"idlePollInterval,omitempty"`
 	// scaleToZeroDelay is how long the queue must be empty (in flight included) before the last
 	// replica is removed (0s to 24h; default 5m).
 	// +optional
@@ -212,19 +260,69 @@ type ScalingSpec struct {
 	// behavior tunes stabilization and rate limits.
 	// +optional
 	Behavior *ScalingBehavior `json:"behavior,omitempty"`
-	// paused holds the current replica count.
+	// fallback is the replica count to run after consecutive failed depth readings (KEDA's
+	// fallback). Unset: the current count is held while the depth is unknown.
+	// +optional
+	Fallback *FallbackSpec `json:"fallback,omitempty"`
+	// paused stops autoscaling: the current replica count is held, or set to pausedReplicas.
 	// +optional
 	Paused bool `json:"paused,omitempty"`
+	// pausedReplicas is the replica count while paused (KEDA's paused-replicas annotation),
+	// even outside minReplicas and maxReplicas, e.g. 0 for maintenance. Ignored while not paused,
+	// so a pause is switched with paused alone. Unset: paused holds the current count.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=10000
+	PausedReplicas *int32 `json:"pausedReplicas,omitempty"`
+}
+
+// ScaleTargetKind is the kind of workload a Consumer may scale without rendering it.
+// +kubebuilder:validation:Enum=Deployment;StatefulSet
+type ScaleTargetKind string
+
+const (
+	ScaleTargetDeployment  ScaleTargetKind = "Deployment"
+	ScaleTargetStatefulSet ScaleTargetKind = "StatefulSet"
+)
+
+// ScaleTargetReference names a workload in the Consumer's namespace whose replica count the
+// Consumer drives (KEDA's scaleTargetRef). Only its scale subresource is written.
+type ScaleTargetReference struct {
+	// apiVersion of the workload (apps/v1, the default and only value).
+	// +optional
+	// +kubebuilder:default="apps/v1"
+	// +kubebuilder:validation:Enum="apps/v1"
+	APIVersion string `json:"apiVersion,omitempty"`
+	// kind is Deployment (default) or StatefulSet.
+	// +optional
+	// +kubebuilder:default=Deployment
+	Kind ScaleTargetKind `json:"kind,omitempty"`
+	// name of the workload, in the Consumer's namespace.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Name string `json:"name"`
 }
 
 // ConsumerSpec declares a handler of a queue's messages.
+// +kubebuilder:validation:XValidation:rule="has(self.template) != has(self.scaleTargetRef)",message="set exactly one of template (Millrace runs the handler as a Deployment it renders) and scaleTargetRef (Millrace scales your own Deployment or StatefulSet)"
+// +kubebuilder:validation:XValidation:rule="!has(self.scaleTargetRef) || (has(self.delivery) && has(self.delivery.mode) && self.delivery.mode == 'None')",message="scaleTargetRef scales a workload Millrace does not render, so no dispatcher is injected: set delivery.mode to None",fieldPath=".delivery.mode"
+// +kubebuilder:validation:XValidation:rule="has(oldSelf.scaleTargetRef) == has(self.scaleTargetRef)",message="a Consumer cannot switch between template and scaleTargetRef; create a new Consumer"
+// +kubebuilder:validation:XValidation:rule="!has(oldSelf.scaleTargetRef) || oldSelf.scaleTargetRef.kind == self.scaleTargetRef.kind && oldSelf.scaleTargetRef.name == self.scaleTargetRef.name",message="scaleTargetRef is immutable; create a new Consumer",fieldPath=".scaleTargetRef"
 type ConsumerSpec struct {
 	// queueRef names the Queue in the Consumer's namespace.
 	// +required
 	QueueRef ConsumerQueueReference `json:"queueRef"`
-	// template is the pod template of the handler.
-	// +required
-	Template corev1.PodTemplateSpec `json:"template"`
+	// template is the pod template of the handler; Millrace renders a Deployment of it with the
+	// dispatcher. Exactly one of template and scaleTargetRef is set.
+	// +optional
+	Template corev1.PodTemplateSpec `json:"template,omitzero"`
+	// scaleTargetRef names an existing Deployment or StatefulSet in the Consumer's namespace that
+	// Millrace scales without rendering it (your manifests, delivery mode None): only its replica
+	// count is written, through the scale subresource. Exactly one of template and scaleTargetRef
+	// is set.
+	// +optional
+	ScaleTargetRef *ScaleTargetReference `json:"scaleTargetRef,omitempty"`
 	// delivery says how messages reach the handler.
 	// +optional
 	// +kubebuilder:default={}
@@ -257,9 +355,13 @@ type ConsumerStatus struct {
 	// +listType=map
 	// +listMapKey=type
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
-	// deployment is the name of the Deployment running the handler.
+	// deployment is the name of the Deployment Millrace renders for the handler.
 	// +optional
 	Deployment string `json:"deployment,omitempty"`
+	// target is the workload whose replicas the Consumer drives: Deployment/<name> or
+	// StatefulSet/<name>.
+	// +optional
+	Target string `json:"target,omitempty"`
 	// replicas is the Deployment's current replica count.
 	// +optional
 	Replicas int32 `json:"replicas"`
@@ -290,6 +392,7 @@ type ConsumerStatus struct {
 // +kubebuilder:printcolumn:name="Ready",type=integer,JSONPath=`.status.readyReplicas`
 // +kubebuilder:printcolumn:name="Active",type=string,JSONPath=`.status.conditions[?(@.type=="Active")].status`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+// +kubebuilder:printcolumn:name="Target",type=string,JSONPath=`.status.target`,priority=1
 // +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.lastScaleReason`,priority=1
 type Consumer struct {
 	metav1.TypeMeta   `json:",inline"`

@@ -43,6 +43,7 @@ type options struct {
 	depthInterval          time.Duration
 	depthMaxInterval       time.Duration
 	statusWriteInterval    time.Duration
+	idlePollInterval       time.Duration
 	dispatcherImage        string
 	callbackAddr           string
 	callbackURL            string
@@ -72,6 +73,7 @@ func main() {
 	flag.DurationVar(&o.depthInterval, "depth-interval", 10*time.Second, "How often queue depth is read while it changes.")
 	flag.DurationVar(&o.depthMaxInterval, "depth-max-interval", time.Minute, "Slowest depth polling interval while a queue is steady.")
 	flag.DurationVar(&o.statusWriteInterval, "status-write-interval", 5*time.Second, "Minimum time between two writes of a Queue's message counts.")
+	flag.DurationVar(&o.idlePollInterval, "idle-poll-interval", controllers.DefaultIdlePollInterval, "How often an idle Consumer's queue is read, unless its spec.scaling.idlePollInterval says.")
 	flag.StringVar(&o.dispatcherImage, "dispatcher-image", "ghcr.io/millrace-io/millrace-dispatcher:v0.1.0", "Image of the dispatcher sidecar injected into Consumer pods.")
 	flag.StringVar(&o.callbackAddr, "callback-bind-address", ":9443", "Address of the task callback API (POST /v1/tasks/{success,failure,heartbeat}).")
 	flag.StringVar(&o.callbackURL, "callback-url", os.Getenv("MILLRACE_CALLBACK_URL"), "URL at which dispatchers reach the callback API (e.g. http://millrace-callback.millrace-system:9443).")
@@ -160,6 +162,7 @@ func run(ctx context.Context, o options) error {
 		DepthInterval:       o.depthInterval,
 		DepthMaxInterval:    o.depthMaxInterval,
 		StatusWriteInterval: o.statusWriteInterval,
+		IdlePollInterval:    o.idlePollInterval,
 		Region:              client.Options().Region,
 		Endpoint:            o.endpoint,
 		Render:              consumer.Options{DispatcherImage: o.dispatcherImage, CallbackURL: o.callbackURL},

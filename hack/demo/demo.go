@@ -100,8 +100,8 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	say("demo settings for the billing Consumer: poll every 1s, scale to zero after 5s idle, scale down within 3s, failed messages back after 1s")
-	patch := []byte(`{"spec":{"delivery":{"failureBackoff":"1s","concurrency":2},"scaling":{"pollInterval":"1s","scaleToZeroDelay":"5s",` +
+	say("demo settings for the billing Consumer: poll every 1s (also at zero), scale to zero after 5s idle, scale down within 3s, failed messages back after 1s")
+	patch := []byte(`{"spec":{"delivery":{"failureBackoff":"1s","concurrency":2},"scaling":{"pollInterval":"1s","idlePollInterval":"1s","scaleToZeroDelay":"5s",` +
 		`"behavior":{"scaleDown":{"stabilizationWindow":"3s","policies":[{"type":"Percent","value":100,"period":"3s"}]}}}}}`)
 	c := &millracev1.Consumer{ObjectMeta: metav1.ObjectMeta{Namespace: o.Namespace, Name: consumerName}}
 	if err := o.Client.Patch(ctx, c, client.RawPatch(k8stypes.MergePatchType, patch)); err != nil {

@@ -194,6 +194,24 @@ func TestPolicyDefaultsAndBehavior(t *testing.T) {
 	}
 }
 
+func TestPolicyCarriesTheKEDAFeatures(t *testing.T) {
+	p := Policy(millracev1.ScalingSpec{MaxReplicas: 10, MinReplicas: ptr.To[int32](2), IdleReplicas: ptr.To[int32](0),
+		Paused: true, PausedReplicas: ptr.To[int32](4), Fallback: &millracev1.FallbackSpec{FailureThreshold: 3, Replicas: 6},
+		Behavior: &millracev1.ScalingBehavior{ScaleUp: &millracev1.ScalingRules{TolerancePercent: ptr.To[int32](0)}}})
+	if p.Fallback == nil || *p.Fallback != (scaling.Fallback{FailureThreshold: 3, Replicas: 6, Behavior: scaling.FallbackStatic}) {
+		t.Fatalf("fallback %+v", p.Fallback)
+	}
+	if *p.IdleReplicas != 0 || !p.Paused || *p.PausedReplicas != 4 {
+		t.Fatalf("policy %+v", p)
+	}
+	if p.ScaleUp.Tolerance != 0 || p.ScaleDown.Tolerance != scaling.DefaultTolerance {
+		t.Fatalf("tolerance up %v down %v: an explicit 0 must stay 0, an unset one the HPA's 10%%", p.ScaleUp.Tolerance, p.ScaleDown.Tolerance)
+	}
+	if d := Policy(millracev1.ScalingSpec{}); d.ScaleUp.Tolerance != 0.1 || d.Fallback != nil || d.IdleReplicas != nil {
+		t.Fatalf("defaults %+v", d)
+	}
+}
+
 // Point 2: the environment a Lambda runtime needs, as Lambda defines it, on the handler container.
 func TestRenderGivesALambdaRuntimeLambdasEnvironment(t *testing.T) {
 	const absent = "<absent>"

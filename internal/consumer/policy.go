@@ -26,6 +26,15 @@ func Policy(s millracev1.ScalingSpec) scaling.Policy {
 		ScaleUp:           scaling.DefaultScaleUp,
 		ScaleDown:         scaling.DefaultScaleDown,
 		Paused:            s.Paused,
+		PausedReplicas:    s.PausedReplicas,
+		IdleReplicas:      s.IdleReplicas,
+	}
+	if f := s.Fallback; f != nil {
+		behavior := scaling.FallbackBehavior(f.Behavior)
+		if behavior == "" {
+			behavior = scaling.FallbackStatic
+		}
+		p.Fallback = &scaling.Fallback{FailureThreshold: f.FailureThreshold, Replicas: f.Replicas, Behavior: behavior}
 	}
 	if p.MaxReplicas == 0 {
 		p.MaxReplicas = 10
@@ -47,6 +56,9 @@ func rules(r *millracev1.ScalingRules, def scaling.Rules) scaling.Rules {
 	}
 	if r.SelectPolicy != "" {
 		out.Select = scaling.SelectPolicy(r.SelectPolicy)
+	}
+	if r.TolerancePercent != nil {
+		out.Tolerance = float64(*r.TolerancePercent) / 100
 	}
 	if len(r.Policies) > 0 {
 		out.Policies = make([]scaling.RatePolicy, 0, len(r.Policies))

@@ -4,28 +4,27 @@ import "time"
 
 // IntervalPolicy is the adaptive polling policy of one queue.
 type IntervalPolicy struct {
-	// Base is the interval while anything moves (the fastest any subscriber asked for).
+	// Base is the interval while anything moves (the fastest any adaptive subscriber asked for).
 	Base time.Duration
 	// Max is the ceiling while the queue is steady.
 	Max time.Duration
 	// SteadyAfter is how many unchanged samples in a row make a queue steady.
 	SteadyAfter int
+	// Ceiling, when set, is the longest interval a subscriber accepts even while the queue is
+	// steady (a Consumer idle at zero waits for its first message); zero: none.
+	Ceiling time.Duration
 }
 
 // Next returns the interval after a sample. unchanged counts the samples in a row equal to their
-// predecessor (0 when this one changed); fast is true when a subscriber needs the base interval
-// regardless (for example a Consumer at zero replicas waiting to activate). A steady queue's
-// interval doubles each sample, from Base up to Max; any change returns to Base at once.
-func (p IntervalPolicy) Next(current time.Duration, unchanged int, fast bool) time.Duration {
-	if fast || unchanged < p.SteadyAfter || p.Max <= p.Base {
-		return p.Base
+// predecessor (0 when this one changed). A steady queue's interval doubles each sample, from Base
+// up to Max; any change returns to Base at once; Ceiling bounds both.
+func (p IntervalPolicy) Next(current time.Duration, unchanged int) time.Duration {
+	next := p.Base
+	if unchanged >= p.SteadyAfter && p.Max > p.Base {
+		next = min(max(current, p.Base)*2, p.Max)
 	}
-	if current < p.Base {
-		current = p.Base
-	}
-	next := current * 2
-	if next > p.Max {
-		next = p.Max
+	if p.Ceiling > 0 {
+		next = min(next, p.Ceiling)
 	}
 	return next
 }

@@ -39,7 +39,9 @@ type Subscription struct {
 	// Interval is the slowest acceptable interval while the queue moves; the poller uses the
 	// smallest of its subscribers'.
 	Interval time.Duration
-	// Fast keeps the poller at its base interval even when the queue is steady.
+	// Fast asks for a reading at least every Interval even while the queue is steady (a Consumer
+	// idle at zero waiting for its first message). Without it the interval of a steady queue
+	// doubles up to the monitor's MaxInterval.
 	Fast bool
 	// Notify receives every sample. It must not block.
 	Notify func(Sample)
@@ -224,24 +226,28 @@ func (p *poller) poke() {
 	}
 }
 
-func (p *poller) policy() (IntervalPolicy, bool) {
+func (p *poller) policy() IntervalPolicy {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	base, fast := time.Duration(0), false
+	var base, ceiling time.Duration
 	for _, s := range p.subs {
-		if s.Interval > 0 && (base == 0 || s.Interval < base) {
+		if s.Interval <= 0 {
+			continue
+		}
+		if s.Fast && (ceiling == 0 || s.Interval < ceiling) {
+			ceiling = s.Interval
+		}
+		if !s.Fast && (base == 0 || s.Interval < base) {
 			base = s.Interval
 		}
-		fast = fast || s.Fast
+	}
+	if base == 0 {
+		base = ceiling
 	}
 	if base == 0 {
 		base = 10 * time.Second
 	}
-	maxInterval := p.monitor.maxInterval
-	if maxInterval < base {
-		maxInterval = base
-	}
-	return IntervalPolicy{Base: base, Max: maxInterval, SteadyAfter: p.monitor.steadyAfter}, fast
+	return IntervalPolicy{Base: base, Max: max(p.monitor.maxInterval, base), SteadyAfter: p.monitor.steadyAfter, Ceiling: ceiling}
 }
 
 func (p *poller) run(ctx context.Context) {
@@ -265,7 +271,7 @@ func (p *poller) run(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
-		policy, fast := p.policy()
+		policy := p.policy()
 		p.mu.Lock()
 		if sample.SameCounts(p.last) {
 			p.unchanged++
@@ -284,7 +290,7 @@ func (p *poller) run(ctx context.Context) {
 				s.Notify(sample)
 			}
 		}
-		interval = policy.Next(interval, unchanged, fast)
+		interval = policy.Next(interval, unchanged)
 		timer.Reset(interval)
 	}
 }

@@ -151,6 +151,27 @@ func TestASteadyQueueIsPolledLessOften(t *testing.T) {
 	}
 }
 
+func TestAnIdleSubscriberIsPolledAtItsOwnIntervalNotTheFastestBase(t *testing.T) {
+	url := newQueue(t, "idle")
+	api := &countingAPI{api: sqsClient}
+	m := depth.NewMonitor(api, depth.Options{MaxInterval: 2 * time.Second, SteadyAfter: 2, Registerer: prometheus.NewRegistry()})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { _ = m.Start(ctx) }()
+	// The Queue's status at 50 ms while it moves, and a Consumer idle at zero that needs a reading
+	// every 300 ms (its idlePollInterval) whatever the queue does. The queue is steady: the
+	// Queue's interval grows, and the idle Consumer's 300 ms bounds it, not the Queue's 50 ms.
+	m.Watch(url, "queue", depth.Subscription{Interval: 50 * time.Millisecond})
+	m.Watch(url, "consumer", depth.Subscription{Interval: 300 * time.Millisecond, Fast: true})
+	time.Sleep(500 * time.Millisecond) // settle into the steady state
+	before := api.calls.Load()
+	time.Sleep(1500 * time.Millisecond)
+	// 50 ms polling would make ~30 calls; 300 ms makes ~5.
+	if calls := api.calls.Load() - before; calls < 3 || calls > 8 {
+		t.Fatalf("%d calls in 1.5s, want about 5 (one per 300 ms)", calls)
+	}
+}
+
 func TestReadErrorsReachSubscribers(t *testing.T) {
 	m := start(t, sqsClient, time.Second)
 	var r recorder

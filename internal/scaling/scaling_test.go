@@ -180,20 +180,44 @@ func TestScaleUpRatePolicies(t *testing.T) {
 }
 
 func TestScaleDownRatePolicies(t *testing.T) {
+	one := Observation{Visible: 1}
 	p := free()
 	p.ScaleDown = Rules{Select: SelectMax, Policies: []RatePolicy{{Kind: Pods, Value: 3, Period: 10 * time.Second}}}
 	run(t, p, 10, []step{
-		{0, Observation{}, 7},
-		{5 * time.Second, Observation{}, 7},
-		{10 * time.Second, Observation{}, 4},
-		{20 * time.Second, Observation{}, 1},
-		{30 * time.Second, Observation{}, 0},
+		{0, one, 7},
+		{5 * time.Second, one, 7},
+		{10 * time.Second, one, 4},
+		{20 * time.Second, one, 1},
 	})
 	p.ScaleDown = Rules{Select: SelectMax, Policies: []RatePolicy{{Kind: Percent, Value: 50, Period: 10 * time.Second}}}
 	run(t, p, 10, []step{
-		{0, Observation{}, 5},
-		{10 * time.Second, Observation{}, 2},
-		{20 * time.Second, Observation{}, 1},
+		{0, one, 5},
+		{10 * time.Second, one, 2}, // 50% of 5 is 2.5, rounded down
+		{20 * time.Second, one, 1},
+	})
+}
+
+func TestADisabledScaleDownAlsoKeepsTheConsumerFromIdling(t *testing.T) {
+	p := free()
+	p.ScaleToZeroDelay = 10 * time.Second
+	p.ScaleDown.Select = SelectDisabled
+	run(t, p, 3, []step{
+		{0, Observation{Visible: 1}, 3},
+		{10 * time.Second, Observation{}, 3},
+		{time.Hour, Observation{}, 3},
+	})
+}
+
+func TestGoingIdleAfterTheDelayIsNotRateLimited(t *testing.T) {
+	// Like KEDA's cooldownPeriod: once the queue has been empty for scaleToZeroDelay, no work is
+	// left and the count is set to zero at once; rate policies govern 1..N only.
+	p := free()
+	p.ScaleToZeroDelay = 30 * time.Second
+	p.ScaleDown = Rules{Select: SelectMax, Policies: []RatePolicy{{Kind: Pods, Value: 1, Period: time.Minute}}}
+	run(t, p, 5, []step{
+		{0, Observation{Visible: 1}, 4},
+		{10 * time.Second, Observation{}, 4}, // the last message was seen at t+0
+		{29 * time.Second, Observation{}, 4},
 		{30 * time.Second, Observation{}, 0},
 	})
 }

@@ -139,7 +139,7 @@ func (r *WorkflowRunReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	if err != nil || run == nil {
 		return ctrl.Result{}, err
 	}
-	if finished(run.Status.Phase) {
+	if finished(run.Status.Phase) && !redriveRequested(run) {
 		return ctrl.Result{}, r.collectGarbage(ctx, run)
 	}
 	original := run.DeepCopy()
@@ -158,7 +158,7 @@ func (r *WorkflowRunReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 		return ctrl.Result{}, err
 	}
 	if steps == nil {
-		return ctrl.Result{}, nil // the run waits for its Workflow, or ended before it started
+		return ctrl.Result{}, nil // the run waits for its Workflow, ended before it started, or a redrive was refused
 	}
 	return r.act(ctx, run, steps, recorded, now)
 }
@@ -177,11 +177,22 @@ func (r *WorkflowRunReconciler) getRun(ctx context.Context, key k8stypes.Namespa
 	return run, nil
 }
 
-// advance steps the run with what happened since it was persisted: its start, an abort, the
-// deadlines that passed (timers, task timeouts, missed heartbeats, the run's own timeout), then
-// the work it can do without waiting, within one budget. Nil steps mean there is no engine to
-// step: the run waits for its Workflow or failed before starting (its status says which).
+// advance steps the run with what happened since it was persisted: its start, a redrive, an
+// abort, the deadlines that passed (timers, task timeouts, missed heartbeats, the run's own
+// timeout), then the work it can do without waiting, within one budget. Nil steps mean there is
+// no engine to step: the run waits for its Workflow, failed before starting, or is a finished run
+// whose redrive was refused (its status says which).
 func (r *WorkflowRunReconciler) advance(ctx context.Context, run *millracev1.WorkflowRun, now time.Time) (*runSteps, error) {
+	if !run.Spec.Abort {
+		run.Status.AbortedAtRedrive = nil // abort was cleared (with a redrive): a new one stops the run
+	}
+	if redriveRequested(run) {
+		steps, err := r.redrive(ctx, run, now)
+		if err != nil || steps != nil || finished(run.Status.Phase) {
+			return steps, err
+		}
+		// Refused for a run that has not finished: it goes on as it was.
+	}
 	if run.Status.Engine == nil {
 		return r.begin(ctx, run, now)
 	}
@@ -191,8 +202,12 @@ func (r *WorkflowRunReconciler) advance(ctx context.Context, run *millracev1.Wor
 		return nil, nil
 	}
 	steps := r.newSteps(run, m, engine)
-	if run.Spec.Abort {
+	if abortAsked(run, steps.engine) {
 		steps.step(asl.Event{Kind: asl.EventAbort, At: now, Cause: "spec.abort is set"})
+		if steps.engine.Status == asl.Aborted {
+			at := int32(steps.engine.Execution.RedriveCount)
+			run.Status.AbortedAtRedrive = &at
+		}
 	}
 	for _, d := range r.deadlines(run, m, steps.engine) {
 		if !now.Before(d.at) {
@@ -233,6 +248,7 @@ func (r *WorkflowRunReconciler) begin(ctx context.Context, run *millracev1.Workf
 		}
 	}
 	run.Status.Definition = &apiextensionsv1.JSON{Raw: slices.Clone(wf.Spec.Definition.Raw)}
+	run.Status.DefinitionHash, _ = asl.DefinitionHash(wf.Spec.Definition.Raw) // valid: it parsed
 	t := metav1.NewTime(now)
 	run.Status.StartTime = &t
 	steps := r.newSteps(run, m, asl.Run{})

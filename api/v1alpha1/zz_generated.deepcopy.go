@@ -1032,6 +1032,15 @@ func (in *WorkflowRunStatus) DeepCopyInto(out *WorkflowRunStatus) {
 		*out = new(apiextensionsv1.JSON)
 		(*in).DeepCopyInto(*out)
 	}
+	if in.RedriveDate != nil {
+		in, out := &in.RedriveDate, &out.RedriveDate
+		*out = (*in).DeepCopy()
+	}
+	if in.AbortedAtRedrive != nil {
+		in, out := &in.AbortedAtRedrive, &out.AbortedAtRedrive
+		*out = new(int32)
+		**out = **in
+	}
 	if in.Definition != nil {
 		in, out := &in.Definition, &out.Definition
 		*out = new(apiextensionsv1.JSON)

@@ -152,6 +152,11 @@ func (s *stepper) redrive(info string, top bool) {
 		if c.Status == Succeeded {
 			continue
 		}
+		if c.Remote {
+			// A child run that failed or was abandoned: a new child run (the Epoch makes a new key).
+			children[pos] = Run{Status: Running, Remote: true, Item: c.Item, Entered: s.now}
+			continue
+		}
 		sub := &stepper{m: s.childMachine(st, c.Item), run: s.withExecution(c), opt: s.childOptions(c.Item), now: s.now}
 		sub.redrive(info, false)
 		sub.advance()

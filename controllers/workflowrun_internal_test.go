@@ -29,6 +29,8 @@ func TestRunsToDelete(t *testing.T) {
 	deleting.DeletionTimestamp = &metav1.Time{Time: t0}
 	redriving := run("redriving", millracev1.RunFailed, 0)
 	redriving.Spec.Redrive = 1
+	child := run("child", millracev1.RunSucceeded, 0)
+	child.Spec.ParentRef = &millracev1.ParentRunReference{Name: "parent"}
 	cases := []struct {
 		name  string
 		limit int
@@ -46,6 +48,8 @@ func TestRunsToDelete(t *testing.T) {
 		{"a finished run asked to be redriven is neither deleted nor counted", 1,
 			[]millracev1.WorkflowRun{redriving, run("a", millracev1.RunSucceeded, 1), run("b", millracev1.RunSucceeded, 2)},
 			[]string{"a"}},
+		{"child runs of a DISTRIBUTED Map are left to their parent", 0,
+			[]millracev1.WorkflowRun{child}, nil},
 		{"runs already being deleted do not count", 1,
 			[]millracev1.WorkflowRun{deleting, run("a", millracev1.RunSucceeded, 1)}, nil},
 		{"runs that finished in the same second go by name", 1,
@@ -316,5 +320,35 @@ func TestARedrivenRunIsRenderedRunning(t *testing.T) {
 	}
 	if !meta.IsStatusConditionTrue(s.Conditions, millracev1.ConditionReconciling) {
 		t.Errorf("a redriven run is not reconciling: %+v", s.Conditions)
+	}
+}
+
+// Child run names are the same for the same iteration of the same start of a Map state (so a
+// create after a restart finds the child already there), differ otherwise, and stay valid names
+// whatever the parent's.
+func TestChildRunNames(t *testing.T) {
+	m, errs := parseWorkflow([]byte(`{"StartAt":"Each","States":{"Each":{"Type":"Map","End":true,
+		"ItemProcessor":{"ProcessorConfig":{"Mode":"DISTRIBUTED","ExecutionType":"EXPRESS"},"StartAt":"P","States":{"P":{"Type":"Pass","End":true}}}}}}`))
+	if len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	engine, _, _ := m.Step(asl.Run{}, asl.Event{Kind: asl.EventStart, At: t0, Input: []any{1.0, 2.0}}, asl.Options{ChildRuns: true})
+	children := m.ChildRuns(engine)
+	if len(children) != 2 {
+		t.Fatalf("child runs %+v", children)
+	}
+	parent := &millracev1.WorkflowRun{ObjectMeta: metav1.ObjectMeta{Name: strings.Repeat("a", 252) + ".", UID: "u-1"}}
+	a, b := childRunName(parent, children[0]), childRunName(parent, children[1])
+	if a == b || a != childRunName(parent, m.ChildRuns(engine)[0]) {
+		t.Errorf("names %s %s", a, b)
+	}
+	if len(a) > 253 || strings.Contains(a, ".-") || !strings.HasSuffix(a, "-0") {
+		t.Errorf("name %q (%d characters)", a, len(a))
+	}
+	other := parent.DeepCopy()
+	other.UID = "u-2"
+	if childRunName(other, children[0]) == a {
+		t.Error("another parent of the same name has the same child names")
 	}
 }

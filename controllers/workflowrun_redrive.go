@@ -82,6 +82,8 @@ func (r *WorkflowRunReconciler) redrivable(ctx context.Context, run *millracev1.
 		return nil, asl.Run{}, refuse(asl.RedriveSucceeded, "it succeeded")
 	case !finished(run.Status.Phase) || run.Status.Engine == nil:
 		return nil, asl.Run{}, refuse(asl.RedriveNotStarted, "it has not started")
+	case run.Spec.ParentRef != nil:
+		return nil, asl.Run{}, refuse(asl.RedriveNotRedrivableReason, "it is a child run of %s: redrive that run", run.Spec.ParentRef.Name)
 	}
 	m, engine, err := r.loadEngine(run)
 	if err != nil {

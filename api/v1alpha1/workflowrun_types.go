@@ -26,7 +26,34 @@ type WorkflowReference struct {
 	Name string `json:"name"`
 }
 
+// ParentRunReference names the run whose DISTRIBUTED Map state started a child run, and the
+// iteration the child runs.
+type ParentRunReference struct {
+	// name of the parent WorkflowRun (same namespace).
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	Name string `json:"name"`
+	// uid of the parent WorkflowRun.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	UID string `json:"uid"`
+	// mapState is the name of the DISTRIBUTED Map state whose ItemProcessor the child runs, as
+	// pinned by the parent.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	MapState string `json:"mapState"`
+	// item is the iteration's index (the batch's, with an ItemBatcher).
+	// +required
+	// +kubebuilder:validation:Minimum=0
+	Item int32 `json:"item"`
+	// key identifies this start of the iteration in the parent's engine state.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	Key string `json:"key"`
+}
+
 // WorkflowRunSpec starts one execution of a Workflow.
+// +kubebuilder:validation:XValidation:rule="has(self.parentRef) == has(oldSelf.parentRef) && (!has(self.parentRef) || self.parentRef == oldSelf.parentRef)",message="parentRef is immutable",fieldPath=".parentRef"
 // +kubebuilder:validation:XValidation:rule="self.workflowRef == oldSelf.workflowRef",message="workflowRef is immutable",fieldPath=".workflowRef"
 // +kubebuilder:validation:XValidation:rule="!has(oldSelf.abort) || !oldSelf.abort || (has(self.abort) && self.abort) || (has(self.redrive) && self.redrive > (has(oldSelf.redrive) ? oldSelf.redrive : 0))",message="abort cannot be undone, except in the update that raises redrive",fieldPath=".abort"
 // +kubebuilder:validation:XValidation:rule="!has(oldSelf.redrive) || (has(self.redrive) && self.redrive >= oldSelf.redrive)",message="redrive cannot decrease: raise it by one to ask for a redrive",fieldPath=".redrive"
@@ -53,6 +80,11 @@ type WorkflowRunSpec struct {
 	// +kubebuilder:validation:Minimum=0
 	// +kubebuilder:validation:Maximum=1000000
 	Redrive int32 `json:"redrive,omitempty"`
+	// parentRef is set on the child runs of a DISTRIBUTED Map state (by the controller, with an
+	// owner reference to the parent): the run executes the Map state's ItemProcessor, as the
+	// parent pinned it, and the parent reads its end. Immutable.
+	// +optional
+	ParentRef *ParentRunReference `json:"parentRef,omitempty"`
 }
 
 // ActiveState is a state a run is in.

@@ -43,6 +43,8 @@ import (
 //	workflowrun_dispatch.go    the task backends (a Consumer's queue, SQS, HTTP)
 //	taskexecutor.go            the runnable that performs the tasks the manager runs itself
 //	callback_sink.go           task results and heartbeats from the callback API
+//	workflowrun_redrive.go     redrive requests (spec.redrive): checks, refusals, abort once
+//	workflowrun_children.go    DISTRIBUTED Map iterations as child WorkflowRuns
 //	workflowrun_gc.go          deleting finished runs beyond a Workflow's historyLimit
 //	workflowrun_metrics.go     Prometheus metrics
 

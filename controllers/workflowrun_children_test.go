@@ -143,3 +143,44 @@ func TestADistributedMapRunsItsItemsAsChildWorkflowRuns(t *testing.T) {
 		return nil
 	})
 }
+
+// Aborting a run aborts the child runs its DISTRIBUTED Map still waits for, and deletes them once
+// they have ended.
+func TestAbortingARunAbortsItsChildRuns(t *testing.T) {
+	ns := newNamespace(t)
+	create(t, newWorkflow(ns, "slow", `{"StartAt":"Each","States":{"Each":{"Type":"Map","MaxConcurrency":2,"End":true,
+		"ItemProcessor":{"ProcessorConfig":{"Mode":"DISTRIBUTED","ExecutionType":"EXPRESS"},
+			"StartAt":"W","States":{"W":{"Type":"Wait","Seconds":3600,"End":true}}}}}}`))
+	create(t, newRun(ns, "slow-1", "slow", `[1,2,3,4]`))
+	children := func() (running, all int, err error) {
+		var list millracev1.WorkflowRunList
+		if err := k8s.List(context.Background(), &list, client.InNamespace(ns)); err != nil {
+			return 0, 0, err
+		}
+		for _, r := range list.Items {
+			if r.Spec.ParentRef != nil && r.DeletionTimestamp.IsZero() {
+				all++
+				if r.Status.Phase == millracev1.RunRunning {
+					running++
+				}
+			}
+		}
+		return running, all, nil
+	}
+	eventually(t, 20*time.Second, func() error {
+		running, all, err := children()
+		if err == nil && (running != 2 || all != 2) {
+			err = fmt.Errorf("%d child runs running of %d, want 2 (MaxConcurrency)", running, all)
+		}
+		return err
+	})
+	mustPatchRun(t, ns, "slow-1", `{"spec":{"abort":true}}`)
+	waitRun(t, ns, "slow-1", millracev1.RunAborted)
+	eventually(t, 20*time.Second, func() error {
+		_, all, err := children()
+		if err == nil && all != 0 {
+			err = fmt.Errorf("%d child runs left", all)
+		}
+		return err
+	})
+}

@@ -26,7 +26,7 @@ const localTaskRecheck = time.Minute
 // deadline. engine is the state as recorded.
 func (r *WorkflowRunReconciler) act(ctx context.Context, run *millracev1.WorkflowRun, steps *runSteps, engine asl.Run, now time.Time) (ctrl.Result, error) {
 	if engine.Status != asl.Running {
-		return ctrl.Result{}, r.collectGarbage(ctx, run)
+		return r.finishedRun(ctx, run)
 	}
 	var w wakeup
 	for _, d := range r.deadlines(run, steps.m, engine) {
@@ -40,6 +40,14 @@ func (r *WorkflowRunReconciler) act(ctx context.Context, run *millracev1.Workflo
 	r.sent.forget(run.UID, recorded)
 	if err != nil {
 		return ctrl.Result{}, err
+	}
+	if err := r.startChildRuns(ctx, run, steps.m, engine, now, &w); err != nil {
+		return ctrl.Result{}, err
+	}
+	if more, err := r.cleanUpChildRuns(ctx, run, steps.m, engine); err != nil {
+		return ctrl.Result{}, err
+	} else if more {
+		w.at(now.Add(continueAfter))
 	}
 	res := w.result(now)
 	if steps.more && (res.RequeueAfter == 0 || res.RequeueAfter > continueAfter) {
@@ -109,6 +117,23 @@ func (r *WorkflowRunReconciler) startTasks(ctx context.Context, run *millracev1.
 		}
 	}
 	return recorded, sendErr
+}
+
+// finishedRun tidies up after a finished run: its child runs (deleted, or aborted if they still
+// run), then the Workflow's finished runs beyond its historyLimit.
+func (r *WorkflowRunReconciler) finishedRun(ctx context.Context, run *millracev1.WorkflowRun) (ctrl.Result, error) {
+	if run.Status.Definition != nil && run.Spec.ParentRef == nil {
+		if m, err := r.machines.parse(run.Status.Definition.Raw); err == nil {
+			more, err := r.cleanUpChildRuns(ctx, run, m, asl.Run{})
+			if err != nil {
+				return ctrl.Result{}, err
+			}
+			if more {
+				return ctrl.Result{RequeueAfter: continueAfter}, nil
+			}
+		}
+	}
+	return ctrl.Result{}, r.collectGarbage(ctx, run)
 }
 
 // wakeup is the earliest time a run must be looked at again.

@@ -43,6 +43,8 @@ import (
 //	workflowrun_dispatch.go    the task backends (a Consumer's queue, SQS, HTTP)
 //	taskexecutor.go            the runnable that performs the tasks the manager runs itself
 //	callback_sink.go           task results and heartbeats from the callback API
+//	workflowrun_redrive.go     redrive requests (spec.redrive): checks, refusals, abort once
+//	workflowrun_children.go    DISTRIBUTED Map iterations as child WorkflowRuns
 //	workflowrun_gc.go          deleting finished runs beyond a Workflow's historyLimit
 //	workflowrun_metrics.go     Prometheus metrics
 
@@ -127,7 +129,7 @@ func (r *WorkflowRunReconciler) setDefaults() {
 // StatusWrites counts the status patches sent so far (for benchmarks and metrics).
 func (r *WorkflowRunReconciler) StatusWrites() int64 { return r.writes.Load() }
 
-// +kubebuilder:rbac:groups=millrace.io,resources=workflowruns,verbs=get;list;watch;delete
+// +kubebuilder:rbac:groups=millrace.io,resources=workflowruns,verbs=get;list;watch;create;patch;delete
 // +kubebuilder:rbac:groups=millrace.io,resources=workflowruns/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=millrace.io,resources=consumers,verbs=get;list;watch
 
@@ -139,8 +141,8 @@ func (r *WorkflowRunReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	if err != nil || run == nil {
 		return ctrl.Result{}, err
 	}
-	if finished(run.Status.Phase) {
-		return ctrl.Result{}, r.collectGarbage(ctx, run)
+	if finished(run.Status.Phase) && !redriveRequested(run) {
+		return r.finishedRun(ctx, run)
 	}
 	original := run.DeepCopy()
 	now := r.Now()
@@ -158,7 +160,7 @@ func (r *WorkflowRunReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 		return ctrl.Result{}, err
 	}
 	if steps == nil {
-		return ctrl.Result{}, nil // the run waits for its Workflow, or ended before it started
+		return ctrl.Result{}, nil // the run waits for its Workflow, ended before it started, or a redrive was refused
 	}
 	return r.act(ctx, run, steps, recorded, now)
 }
@@ -177,11 +179,22 @@ func (r *WorkflowRunReconciler) getRun(ctx context.Context, key k8stypes.Namespa
 	return run, nil
 }
 
-// advance steps the run with what happened since it was persisted: its start, an abort, the
-// deadlines that passed (timers, task timeouts, missed heartbeats, the run's own timeout), then
-// the work it can do without waiting, within one budget. Nil steps mean there is no engine to
-// step: the run waits for its Workflow or failed before starting (its status says which).
+// advance steps the run with what happened since it was persisted: its start, a redrive, an
+// abort, the deadlines that passed (timers, task timeouts, missed heartbeats, the run's own
+// timeout), then the work it can do without waiting, within one budget. Nil steps mean there is
+// no engine to step: the run waits for its Workflow, failed before starting, or is a finished run
+// whose redrive was refused (its status says which).
 func (r *WorkflowRunReconciler) advance(ctx context.Context, run *millracev1.WorkflowRun, now time.Time) (*runSteps, error) {
+	if !run.Spec.Abort {
+		run.Status.AbortedAtRedrive = nil // abort was cleared (with a redrive): a new one stops the run
+	}
+	if redriveRequested(run) {
+		steps, err := r.redrive(ctx, run, now)
+		if err != nil || steps != nil || finished(run.Status.Phase) {
+			return steps, err
+		}
+		// Refused for a run that has not finished: it goes on as it was.
+	}
 	if run.Status.Engine == nil {
 		return r.begin(ctx, run, now)
 	}
@@ -191,8 +204,16 @@ func (r *WorkflowRunReconciler) advance(ctx context.Context, run *millracev1.Wor
 		return nil, nil
 	}
 	steps := r.newSteps(run, m, engine)
-	if run.Spec.Abort {
+	endsLeft, err := r.childRunEnds(ctx, run, steps, now)
+	if err != nil {
+		return nil, err
+	}
+	if abortAsked(run, steps.engine) {
 		steps.step(asl.Event{Kind: asl.EventAbort, At: now, Cause: "spec.abort is set"})
+		if steps.engine.Status == asl.Aborted {
+			at := int32(steps.engine.Execution.RedriveCount)
+			run.Status.AbortedAtRedrive = &at
+		}
 	}
 	for _, d := range r.deadlines(run, m, steps.engine) {
 		if !now.Before(d.at) {
@@ -202,12 +223,26 @@ func (r *WorkflowRunReconciler) advance(ctx context.Context, run *millracev1.Wor
 		}
 	}
 	steps.continueRun(now)
+	steps.more = steps.more || endsLeft
 	return steps, nil
 }
 
-// begin pins the definition of the run's Workflow and starts the run. A missing Workflow keeps
-// the run Pending; an invalid one, or an unusable input, ends it before it starts.
+// begin pins the definition of the run's Workflow (of a child run: its parent's Map state's
+// ItemProcessor) and starts the run. A missing Workflow keeps the run Pending; an invalid one, or
+// an unusable input, ends it before it starts.
 func (r *WorkflowRunReconciler) begin(ctx context.Context, run *millracev1.WorkflowRun, now time.Time) (*runSteps, error) {
+	if run.Spec.ParentRef != nil {
+		def, err := r.parentDefinition(ctx, run, now)
+		if def == nil || err != nil {
+			return nil, err
+		}
+		m, errs := parseWorkflow(def)
+		if len(errs) > 0 {
+			failBeforeStart(run, asl.ErrRuntime, "the Map state's ItemProcessor: "+errs[0].Error(), now)
+			return nil, nil
+		}
+		return r.start(run, m, def, now)
+	}
 	wf := &millracev1.Workflow{}
 	err := r.Get(ctx, k8stypes.NamespacedName{Namespace: run.Namespace, Name: run.Spec.WorkflowRef.Name}, wf)
 	if apierrors.IsNotFound(err) {
@@ -221,6 +256,11 @@ func (r *WorkflowRunReconciler) begin(ctx context.Context, run *millracev1.Workf
 		setPending(run, true, ReasonInvalidDefinition, fmt.Sprintf("Workflow %q is invalid: %s", wf.Name, errs[0].Error()))
 		return nil, nil
 	}
+	return r.start(run, m, wf.Spec.Definition.Raw, now)
+}
+
+// start pins the definition and starts the run with spec.input.
+func (r *WorkflowRunReconciler) start(run *millracev1.WorkflowRun, m *workflowMachine, def []byte, now time.Time) (*runSteps, error) {
 	if n := jsonLen(run.Spec.Input); n > asl.DefaultMaxPayloadBytes {
 		failBeforeStart(run, asl.ErrDataLimitExceeded, fmt.Sprintf("spec.input is %d bytes (limit %d)", n, asl.DefaultMaxPayloadBytes), now)
 		return nil, nil
@@ -232,7 +272,8 @@ func (r *WorkflowRunReconciler) begin(ctx context.Context, run *millracev1.Workf
 			return nil, nil
 		}
 	}
-	run.Status.Definition = &apiextensionsv1.JSON{Raw: slices.Clone(wf.Spec.Definition.Raw)}
+	run.Status.Definition = &apiextensionsv1.JSON{Raw: slices.Clone(def)}
+	run.Status.DefinitionHash, _ = asl.DefinitionHash(def) // valid: it parsed
 	t := metav1.NewTime(now)
 	run.Status.StartTime = &t
 	steps := r.newSteps(run, m, asl.Run{})
@@ -258,10 +299,12 @@ func (r *WorkflowRunReconciler) loadEngine(run *millracev1.WorkflowRun) (*workfl
 	return m, engine, nil
 }
 
+// options are the engine's options for the run: its task tokens, and child runs for its
+// DISTRIBUTED Map states unless it is a child run itself (whose DISTRIBUTED Maps run inline).
 func (r *WorkflowRunReconciler) options(run *millracev1.WorkflowRun) asl.Options {
 	return asl.Options{TaskToken: func(state string, path []int, attempt int, visit string, entered time.Time) string {
 		return r.token(run, state, path, attempt, visit, entered)
-	}}
+	}, ChildRuns: run.Spec.ParentRef == nil}
 }
 
 // token is the one way a task's token is made, for $$.Task.Token and for the task's message alike.
@@ -292,6 +335,7 @@ func (r *WorkflowRunReconciler) SetupWithManager(ctx context.Context, mgr ctrl.M
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&millracev1.WorkflowRun{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Watches(&millracev1.Workflow{}, handler.EnqueueRequestsFromMapFunc(r.pendingRuns)).
+		Watches(&millracev1.WorkflowRun{}, handler.EnqueueRequestsFromMapFunc(r.parentOf), builder.WithPredicates(childRunEnded)).
 		WatchesRawSource(source.TypedChannel(r.wake, &handler.TypedEnqueueRequestForObject[*millracev1.WorkflowRun]{})).
 		Named("workflowrun").
 		WithOptions(controller.Options{MaxConcurrentReconciles: max(r.Workers, 1)}).

@@ -42,12 +42,13 @@ func (r *WorkflowRunReconciler) collectGarbage(ctx context.Context, run *millrac
 
 // runsToDelete picks the runs to delete so that at most limit finished runs remain: the oldest
 // finished ones (by completion, then creation, then name: times have second precision). Runs
-// still running, or already being deleted, are never picked and do not count.
+// still running, asked to be redriven, or already being deleted, and child runs (their parent
+// deletes them), are never picked and do not count.
 func runsToDelete(limit int, runs []millracev1.WorkflowRun) []*millracev1.WorkflowRun {
 	var done []*millracev1.WorkflowRun
 	for i := range runs {
 		r := &runs[i]
-		if finished(r.Status.Phase) && r.Status.CompletionTime != nil && r.DeletionTimestamp.IsZero() {
+		if finished(r.Status.Phase) && r.Status.CompletionTime != nil && r.DeletionTimestamp.IsZero() && !redriveRequested(r) && r.Spec.ParentRef == nil {
 			done = append(done, r)
 		}
 	}

@@ -1,6 +1,7 @@
 package controllers
 
 import (
+	"encoding/json"
 	"slices"
 	"strings"
 	"testing"
@@ -26,6 +27,10 @@ func TestRunsToDelete(t *testing.T) {
 	}
 	deleting := run("deleting", millracev1.RunSucceeded, 0)
 	deleting.DeletionTimestamp = &metav1.Time{Time: t0}
+	redriving := run("redriving", millracev1.RunFailed, 0)
+	redriving.Spec.Redrive = 1
+	child := run("child", millracev1.RunSucceeded, 0)
+	child.Spec.ParentRef = &millracev1.ParentRunReference{Name: "parent"}
 	cases := []struct {
 		name  string
 		limit int
@@ -40,6 +45,11 @@ func TestRunsToDelete(t *testing.T) {
 		{"running and pending runs are neither deleted nor counted", 1,
 			[]millracev1.WorkflowRun{run("running", millracev1.RunRunning, 0), run("pending", millracev1.RunPending, 0), run("a", millracev1.RunSucceeded, 1), run("b", millracev1.RunSucceeded, 2)},
 			[]string{"a"}},
+		{"a finished run asked to be redriven is neither deleted nor counted", 1,
+			[]millracev1.WorkflowRun{redriving, run("a", millracev1.RunSucceeded, 1), run("b", millracev1.RunSucceeded, 2)},
+			[]string{"a"}},
+		{"child runs of a DISTRIBUTED Map are left to their parent", 0,
+			[]millracev1.WorkflowRun{child}, nil},
 		{"runs already being deleted do not count", 1,
 			[]millracev1.WorkflowRun{deleting, run("a", millracev1.RunSucceeded, 1)}, nil},
 		{"runs that finished in the same second go by name", 1,
@@ -244,5 +254,101 @@ func TestRequestIDsDifferByRunAndTaskAttempt(t *testing.T) {
 	}
 	if requestID(a, asl.TaskKey("Call", nil, 1, "3")) != requestID(a.DeepCopy(), asl.TaskKey("Call", nil, 1, "3")) {
 		t.Fatal("a request id changed between two computations")
+	}
+}
+
+func TestAbortStopsARunOncePerRedrive(t *testing.T) {
+	at := func(n int32) *int32 { return &n }
+	cases := []struct {
+		name    string
+		abort   bool
+		abortAt *int32
+		redrive int
+		want    bool
+	}{
+		{"a run without spec.abort is not aborted", false, nil, 0, false},
+		{"spec.abort aborts a run never aborted", true, nil, 0, true},
+		{"spec.abort aborts a redriven run it never aborted", true, nil, 2, true},
+		{"a run redriven after its abort is not aborted again by the same spec.abort", true, at(0), 1, false},
+		{"a run aborted after its redrive stays aborted", true, at(1), 1, true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			run := &millracev1.WorkflowRun{Spec: millracev1.WorkflowRunSpec{Abort: tc.abort}}
+			run.Status.AbortedAtRedrive = tc.abortAt
+			engine := asl.Run{Status: asl.Running, Execution: asl.Execution{RedriveCount: tc.redrive}}
+			if got := abortAsked(run, engine); got != tc.want {
+				t.Fatalf("abortAsked = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+// The status of a redriven run is rendered from its engine alone: running again, without the
+// error, cause and completion time of its end, with its redrive count and time.
+func TestARedrivenRunIsRenderedRunning(t *testing.T) {
+	m, errs := parseWorkflow([]byte(`{"StartAt":"Call","States":{"Call":{"Type":"Task","Resource":"millrace:http","End":true}}}`))
+	if len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	engine, _, _ := m.Step(asl.Run{}, asl.Event{Kind: asl.EventStart, At: t0, Input: map[string]any{"x": 1.0}}, asl.Options{})
+	engine, _, _ = m.Step(engine, asl.Event{Kind: asl.EventTaskFailed, At: t0.Add(time.Second), Attempt: 1, Error: "Boom", Cause: "it broke"}, asl.Options{})
+	run := &millracev1.WorkflowRun{}
+	if _, err := renderStatus(run, m, engine, nil, 0, t0.Add(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	var stored asl.Run
+	if err := json.Unmarshal(run.Status.Engine.Raw, &stored); err != nil {
+		t.Fatal(err)
+	}
+	if run.Status.Phase != millracev1.RunFailed || run.Status.CompletionTime == nil || stored.Execution.Input == nil || stored.Input == nil {
+		t.Fatalf("a failed run must keep what a redrive needs: phase %s, engine %s", run.Status.Phase, run.Status.Engine.Raw)
+	}
+	at := t0.Add(time.Hour)
+	next, _, hist, err := m.Redrive(stored, at, asl.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := renderStatus(run, m, next, hist, 0, at); err != nil {
+		t.Fatal(err)
+	}
+	s := run.Status
+	if s.Phase != millracev1.RunRunning || s.Error != "" || s.Cause != "" || s.CompletionTime != nil ||
+		s.RedriveCount != 1 || s.RedriveDate == nil || !s.RedriveDate.Time.Equal(at) || len(s.ActiveStates) != 1 {
+		t.Fatalf("redriven status %+v", s)
+	}
+	if !meta.IsStatusConditionTrue(s.Conditions, millracev1.ConditionReconciling) {
+		t.Errorf("a redriven run is not reconciling: %+v", s.Conditions)
+	}
+}
+
+// Child run names are the same for the same iteration of the same start of a Map state (so a
+// create after a restart finds the child already there), differ otherwise, and stay valid names
+// whatever the parent's.
+func TestChildRunNames(t *testing.T) {
+	m, errs := parseWorkflow([]byte(`{"StartAt":"Each","States":{"Each":{"Type":"Map","End":true,
+		"ItemProcessor":{"ProcessorConfig":{"Mode":"DISTRIBUTED","ExecutionType":"EXPRESS"},"StartAt":"P","States":{"P":{"Type":"Pass","End":true}}}}}}`))
+	if len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	engine, _, _ := m.Step(asl.Run{}, asl.Event{Kind: asl.EventStart, At: t0, Input: []any{1.0, 2.0}}, asl.Options{ChildRuns: true})
+	children := m.ChildRuns(engine)
+	if len(children) != 2 {
+		t.Fatalf("child runs %+v", children)
+	}
+	parent := &millracev1.WorkflowRun{ObjectMeta: metav1.ObjectMeta{Name: strings.Repeat("a", 252) + ".", UID: "u-1"}}
+	a, b := childRunName(parent, children[0]), childRunName(parent, children[1])
+	if a == b || a != childRunName(parent, m.ChildRuns(engine)[0]) {
+		t.Errorf("names %s %s", a, b)
+	}
+	if len(a) > 253 || strings.Contains(a, ".-") || !strings.HasSuffix(a, "-0") {
+		t.Errorf("name %q (%d characters)", a, len(a))
+	}
+	other := parent.DeepCopy()
+	other.UID = "u-2"
+	if childRunName(other, children[0]) == a {
+		t.Error("another parent of the same name has the same child names")
 	}
 }

@@ -12,6 +12,7 @@ import (
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -49,12 +50,10 @@ func (r *WorkflowRunReconciler) record(run *millracev1.WorkflowRun, steps *runSt
 // and returns the state it wrote. dropped counts the transitions the steps made but did not keep
 // (see asl.Budget).
 func renderStatus(run *millracev1.WorkflowRun, m *workflowMachine, engine asl.Run, history []asl.Transition, dropped int, now time.Time) (asl.Run, error) {
-	kept := engine
+	// A run that succeeded is never stepped again (its output is status.output); any other keeps
+	// what a redrive needs.
+	kept := engine.Stored()
 	var output []byte
-	if engine.Status != asl.Running {
-		// A finished run is never stepped again: its output is status.output, its input spec.input.
-		kept.Input, kept.Output, kept.Execution.Input = nil, nil, nil
-	}
 	if engine.Status == asl.Succeeded {
 		output, _ = json.Marshal(engine.Output)
 	}
@@ -70,7 +69,8 @@ func renderStatus(run *millracev1.WorkflowRun, m *workflowMachine, engine asl.Ru
 		exec := engine.Execution
 		exec.Input = nil
 		engine = asl.Run{Status: asl.Failed, State: engine.State, Execution: exec, Transitions: engine.Transitions,
-			Error: asl.ErrDataLimitExceeded, Cause: fmt.Sprintf("the run's state in %s reached %d bytes with its input and definition (limit %d)", engine.State, size, maxStateBytes)}
+			Error: asl.ErrDataLimitExceeded, Cause: fmt.Sprintf("the run's state in %s reached %d bytes with its input and definition (limit %d)", engine.State, size, maxStateBytes),
+			Stopped: now, NotRedrivable: "the run's state did not fit in its object"}
 		history = append(history, asl.Transition{At: now, State: engine.State, Kind: string(asl.Failed), Info: asl.ErrDataLimitExceeded})
 		if raw, err = json.Marshal(engine); err != nil {
 			return engine, err
@@ -85,9 +85,15 @@ func renderStatus(run *millracev1.WorkflowRun, m *workflowMachine, engine asl.Ru
 		run.Status.History = slices.Clone(run.Status.History[n-maxHistory:])
 	}
 	run.Status.CurrentState = engine.State
+	run.Status.RedriveCount, run.Status.RedriveDate = int32(engine.Execution.RedriveCount), nil
+	if t := engine.Execution.RedriveTime; t != nil {
+		run.Status.RedriveDate = &metav1.Time{Time: *t}
+	}
 	switch engine.Status {
 	case asl.Running:
+		// A redriven run runs again: what its end recorded is gone.
 		run.Status.Phase = millracev1.RunRunning
+		run.Status.Error, run.Status.Cause, run.Status.CompletionTime, run.Status.Output = "", "", nil, nil
 		renderActive(run, m, engine)
 	case asl.Succeeded:
 		run.Status.Output = &apiextensionsv1.JSON{Raw: output}
@@ -234,11 +240,22 @@ func (r *WorkflowRunReconciler) persist(ctx context.Context, original, run *mill
 	return err
 }
 
-// announce emits the Events of what a successful write recorded: the run started, succeeded,
-// failed, timed out or was aborted.
+// announce emits the Events of what a successful write recorded: the run started, was redriven
+// (or its redrive refused), succeeded, failed, timed out or was aborted.
 func (r *WorkflowRunReconciler) announce(original, run *millracev1.WorkflowRun) {
 	if original.Status.StartTime == nil && run.Status.StartTime != nil {
 		r.Recorder.Eventf(run, nil, corev1.EventTypeNormal, ReasonRunStarted, "Start", "run of Workflow %s started", run.Spec.WorkflowRef.Name)
+	}
+	if run.Status.LastHandledRedrive > original.Status.LastHandledRedrive {
+		msg := ""
+		if c := meta.FindStatusCondition(run.Status.Conditions, ConditionRedrive); c != nil {
+			msg = c.Message
+		}
+		if run.Status.RedriveCount > original.Status.RedriveCount {
+			r.Recorder.Eventf(run, nil, corev1.EventTypeNormal, ReasonRunRedriven, "Redrive", "%s", msg)
+		} else {
+			r.Recorder.Eventf(run, nil, corev1.EventTypeWarning, ReasonRedriveRefused, "Redrive", "%s", msg)
+		}
 	}
 	if !finished(run.Status.Phase) || finished(original.Status.Phase) {
 		return

@@ -78,7 +78,7 @@ func (r *WorkflowRunReconciler) deadlines(run *millracev1.WorkflowRun, m *workfl
 		return nil
 	}
 	var out []deadline
-	if at, ok := runTimeoutAt(run, m); ok {
+	if at, ok := m.Deadline(engine); ok { // TimeoutSeconds, from the start or the latest redrive
 		out = append(out, deadline{at: at, event: asl.Event{Kind: asl.EventTimeout}})
 	}
 	for _, a := range m.Active(engine) {
@@ -99,14 +99,6 @@ func (r *WorkflowRunReconciler) deadlines(run *millracev1.WorkflowRun, m *workfl
 		}
 	}
 	return out
-}
-
-// runTimeoutAt is when the run times out (its definition's TimeoutSeconds).
-func runTimeoutAt(run *millracev1.WorkflowRun, m *workflowMachine) (time.Time, bool) {
-	if m.TimeoutSeconds <= 0 || run.Status.StartTime == nil {
-		return time.Time{}, false
-	}
-	return run.Status.StartTime.Add(time.Duration(m.TimeoutSeconds) * time.Second), true
 }
 
 // taskTimeoutAt is when a running task attempt times out (its TimeoutSeconds).

@@ -26,9 +26,37 @@ type WorkflowReference struct {
 	Name string `json:"name"`
 }
 
+// ParentRunReference names the run whose DISTRIBUTED Map state started a child run, and the
+// iteration the child runs.
+type ParentRunReference struct {
+	// name of the parent WorkflowRun (same namespace).
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	Name string `json:"name"`
+	// uid of the parent WorkflowRun.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	UID string `json:"uid"`
+	// mapState is the name of the DISTRIBUTED Map state whose ItemProcessor the child runs, as
+	// pinned by the parent.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	MapState string `json:"mapState"`
+	// item is the iteration's index (the batch's, with an ItemBatcher).
+	// +required
+	// +kubebuilder:validation:Minimum=0
+	Item int32 `json:"item"`
+	// key identifies this start of the iteration in the parent's engine state.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	Key string `json:"key"`
+}
+
 // WorkflowRunSpec starts one execution of a Workflow.
+// +kubebuilder:validation:XValidation:rule="has(self.parentRef) == has(oldSelf.parentRef) && (!has(self.parentRef) || self.parentRef == oldSelf.parentRef)",message="parentRef is immutable",fieldPath=".parentRef"
 // +kubebuilder:validation:XValidation:rule="self.workflowRef == oldSelf.workflowRef",message="workflowRef is immutable",fieldPath=".workflowRef"
-// +kubebuilder:validation:XValidation:rule="!has(oldSelf.abort) || !oldSelf.abort || (has(self.abort) && self.abort)",message="abort cannot be undone",fieldPath=".abort"
+// +kubebuilder:validation:XValidation:rule="!has(oldSelf.abort) || !oldSelf.abort || (has(self.abort) && self.abort) || (has(self.redrive) && self.redrive > (has(oldSelf.redrive) ? oldSelf.redrive : 0))",message="abort cannot be undone, except in the update that raises redrive",fieldPath=".abort"
+// +kubebuilder:validation:XValidation:rule="!has(oldSelf.redrive) || (has(self.redrive) && self.redrive >= oldSelf.redrive)",message="redrive cannot decrease: raise it by one to ask for a redrive",fieldPath=".redrive"
 type WorkflowRunSpec struct {
 	// workflowRef names the Workflow to run. Immutable.
 	// +required
@@ -38,9 +66,25 @@ type WorkflowRunSpec struct {
 	// +kubebuilder:validation:Schemaless
 	// +kubebuilder:pruning:PreserveUnknownFields
 	Input *apiextensionsv1.JSON `json:"input,omitempty"`
-	// abort stops the run (phase Aborted); it cannot be undone.
+	// abort stops the run (phase Aborted). It cannot be undone, except in the update that raises
+	// redrive (so that the redriven run can be aborted again); an abort stops the run once, and
+	// does not stop it again after a redrive.
 	// +optional
 	Abort bool `json:"abort,omitempty"`
+	// redrive asks for a redrive each time it is raised (e.g. from 0 to 1): a Failed, TimedOut or
+	// Aborted run goes on from the state where it stopped, keeping what succeeded, if its
+	// Workflow's definition is the one it started with (status.definitionHash). A refused redrive
+	// is reported by a RedriveRefused Event and the Redrive condition, and is not tried again
+	// until redrive is raised again. It cannot decrease (default 0).
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=1000000
+	Redrive int32 `json:"redrive,omitempty"`
+	// parentRef is set on the child runs of a DISTRIBUTED Map state (by the controller, with an
+	// owner reference to the parent): the run executes the Map state's ItemProcessor, as the
+	// parent pinned it, and the parent reads its end. Immutable.
+	// +optional
+	ParentRef *ParentRunReference `json:"parentRef,omitempty"`
 }
 
 // ActiveState is a state a run is in.
@@ -82,7 +126,8 @@ type FanOutProgress struct {
 type HistoryEvent struct {
 	Time  metav1.Time `json:"time"`
 	State string      `json:"state"`
-	// type: Entered, Exited, Failed, Retrying, Caught, SUCCEEDED, FAILED, TIMED_OUT, Aborted.
+	// type: Entered, Exited, Failed, Retrying, Caught, Redriven, SUCCEEDED, FAILED, TIMED_OUT,
+	// ABORTED.
 	Type string `json:"type"`
 	// +optional
 	Info string `json:"info,omitempty"`
@@ -140,6 +185,24 @@ type WorkflowRunStatus struct {
 	Error string `json:"error,omitempty"`
 	// +optional
 	Cause string `json:"cause,omitempty"`
+	// definitionHash identifies the definition the run started with ("sha256:<hex>" of its
+	// canonical JSON): a redrive needs the Workflow's definition to have the same.
+	// +optional
+	DefinitionHash string `json:"definitionHash,omitempty"`
+	// redriveCount counts the redrives of the run ($$.Execution.RedriveCount).
+	// +optional
+	RedriveCount int32 `json:"redriveCount,omitempty"`
+	// redriveDate is when the latest redrive happened.
+	// +optional
+	RedriveDate *metav1.Time `json:"redriveDate,omitempty"`
+	// lastHandledRedrive is the latest spec.redrive the controller acted on (redrove the run or
+	// refused to): a redrive is asked for while spec.redrive is greater.
+	// +optional
+	LastHandledRedrive int32 `json:"lastHandledRedrive,omitempty"`
+	// abortedAtRedrive is status.redriveCount when spec.abort stopped the run: the same
+	// spec.abort does not stop the run again once it has been redriven.
+	// +optional
+	AbortedAtRedrive *int32 `json:"abortedAtRedrive,omitempty"`
 	// definition is the Workflow definition the run started with (a run pins it).
 	// +optional
 	// +kubebuilder:validation:Schemaless
@@ -168,6 +231,7 @@ type WorkflowRunStatus struct {
 // +kubebuilder:printcolumn:name="Workflow",type=string,JSONPath=`.spec.workflowRef.name`
 // +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`
 // +kubebuilder:printcolumn:name="State",type=string,JSONPath=`.status.currentState`
+// +kubebuilder:printcolumn:name="Redrives",type=integer,JSONPath=`.status.redriveCount`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 // +kubebuilder:printcolumn:name="Error",type=string,JSONPath=`.status.error`,priority=1
 type WorkflowRun struct {

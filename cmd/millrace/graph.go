@@ -149,14 +149,18 @@ func fromCluster(ctx context.Context, c client.Client, ns, workflow, run string,
 	return g, nil
 }
 
-// RunHistory is what a WorkflowRun's status says about its states, and its redrives (from the
-// engine state).
+// RunHistory is what a WorkflowRun's status says about its states, and its redrives
+// (status.redriveCount and redriveDate; the engine state's for a run recorded without them).
 func RunHistory(r *millracev1.WorkflowRun) graph.History {
 	var h graph.History
 	for _, e := range r.Status.History {
 		h.Transitions = append(h.Transitions, graph.Transition{State: e.State, Type: e.Type, Info: e.Info, At: e.Time.Time})
 	}
-	if r.Status.Engine != nil {
+	h.RedriveCount = int(r.Status.RedriveCount)
+	if d := r.Status.RedriveDate; d != nil {
+		h.RedriveTime = d.Time
+	}
+	if h.RedriveCount == 0 && r.Status.Engine != nil {
 		var engine asl.Run
 		if json.Unmarshal(r.Status.Engine.Raw, &engine) == nil {
 			h.RedriveCount = engine.Execution.RedriveCount

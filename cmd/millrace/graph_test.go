@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
@@ -80,7 +81,7 @@ func TestGraphOfARunInTheCluster(t *testing.T) {
 	}
 
 	// A redriven run: the states its latest redrive ran are marked with its number (the redrive
-	// count is the engine's).
+	// count is the engine's; see below for the status fields the controller writes).
 	redriven := &millracev1.WorkflowRun{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "order-2"},
 		Spec: millracev1.WorkflowRunSpec{WorkflowRef: millracev1.WorkflowReference{Name: "order"}}}
 	if err := c.Create(ctx, redriven); err != nil {
@@ -102,6 +103,22 @@ func TestGraphOfARunInTheCluster(t *testing.T) {
 	}
 	if !strings.Contains(out, "redrive 2") {
 		t.Errorf("the redriven run's graph does not mark the redrive:\n%s", out)
+	}
+
+	// As the controller records a redrive: status.redriveCount and redriveDate, the history; a
+	// finished run's engine state.
+	redriven.Status.RedriveCount = 3
+	redriven.Status.RedriveDate = &metav1.Time{Time: time.Date(2026, 3, 1, 11, 0, 0, 0, time.UTC)}
+	redriven.Status.Phase = millracev1.RunFailed
+	redriven.Status.Engine = &apiextensionsv1.JSON{Raw: []byte(`{"status":"FAILED","state":"` + start + `"}`)}
+	redriven.Status.History = append(redriven.Status.History, millracev1.HistoryEvent{Time: metav1.Now(), State: start, Type: "Redriven", Info: "redrive 3"},
+		millracev1.HistoryEvent{Time: metav1.Now(), State: start, Type: "FAILED", Info: "Broken"})
+	if err := c.Status().Update(ctx, redriven); err != nil {
+		t.Fatal(err)
+	}
+	out, errOut, code = execute("graph", "--run", "order-2", "-n", "shop", "--kubeconfig", kubeconfig, "--format", "mermaid")
+	if code != 0 || !strings.Contains(out, "· redrive 3") {
+		t.Errorf("exit %d (%s); the graph of a run redriven 3 times:\n%s", code, errOut, out)
 	}
 }
 

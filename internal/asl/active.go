@@ -170,7 +170,7 @@ func (m *Machine) fanOuts(run Run, prefix string, out *[]FanOut) {
 // that spent its budget leaves a state not yet executed, or a Map state with iterations it may
 // start. An EventContinue goes on with it.
 func (m *Machine) NeedsContinue(run Run, opt Options) bool {
-	if run.Status != Running || run.Waiting != nil {
+	if run.Status != Running || run.Waiting != nil || run.Remote {
 		return false
 	}
 	st := m.States[run.State]

@@ -61,7 +61,7 @@ func (e *RedriveError) Error() string { return "cannot redrive the run: " + e.Me
 func (e *RedriveError) Unwrap() error { return ErrNotRedrivable }
 
 // Redrivable reports whether a run can be redriven at a given time (nil) or why not: it must have
-// failed, been aborted (a FAILED run whose error is States.Aborted) or timed out; stopped less
+// failed, been aborted (EventAbort) or timed out; stopped less
 // than RedrivePeriod ago (a run without Stopped is not checked for it); started less than
 // MaxExecutionTime ago; been redriven fewer than MaxRedrives times; and have ended with the state
 // a redrive needs (not at the transition limit of a run, nor marked NotRedrivable by its
@@ -75,7 +75,7 @@ func Redrivable(run Run, at time.Time) error {
 		return refuse(RedriveRunning, "it is still running")
 	case Succeeded:
 		return refuse(RedriveSucceeded, "it succeeded")
-	case Failed, TimedOut:
+	case Failed, TimedOut, Aborted:
 	default:
 		return refuse(RedriveNotStarted, "it has not started")
 	}
@@ -150,6 +150,11 @@ func (s *stepper) redrive(info string, top bool) {
 	children := slices.Clone(s.run.Children)
 	for pos, c := range children {
 		if c.Status == Succeeded {
+			continue
+		}
+		if c.Remote {
+			// A child run that failed or was abandoned: a new child run (the Epoch makes a new key).
+			children[pos] = Run{Status: Running, Remote: true, Item: c.Item, Entered: s.now}
 			continue
 		}
 		sub := &stepper{m: s.childMachine(st, c.Item), run: s.withExecution(c), opt: s.childOptions(c.Item), now: s.now}

@@ -346,6 +346,28 @@ func TestRedriveOfATimedOutRun(t *testing.T) {
 	}
 }
 
+// An aborted run (EventAbort: status ABORTED) is redriven like a timed-out one: the task it was
+// running runs again as a new attempt.
+func TestRedriveOfAnAbortedRun(t *testing.T) {
+	m := mustParse(t, `{"StartAt":"Slow","States":{"Slow":{"Type":"Task","Resource":"test:slow","End":true}}}`)
+	run, _, _ := m.Step(Run{}, Event{Kind: EventStart, At: redriveStart, Input: doc(t, `{"x":1}`)}, Options{})
+	stop := redriveStart.Add(time.Minute)
+	run, _, _ = m.Step(run, Event{Kind: EventAbort, At: stop, Cause: "spec.abort is set"}, Options{})
+	if run.Status != Aborted || !run.Stopped.Equal(stop) {
+		t.Fatalf("aborted: %s, stopped %v", run.Status, run.Stopped)
+	}
+	if err := Redrivable(run, stop.Add(time.Hour)); err != nil {
+		t.Fatalf("an aborted run is not redrivable: %v", err)
+	}
+	next, effs, hist, err := m.Redrive(roundTrip(t, run), stop.Add(time.Hour), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if next.Status != Running || next.Error != "" || len(effs) != 1 || effs[0].Kind != EffectRunTask || len(hist) == 0 || hist[0].Kind != "Redriven" {
+		t.Fatalf("redriven: %+v, effects %+v, history %+v", next, effs, hist)
+	}
+}
+
 // A Map state that failed because its iterations failed beyond its tolerated threshold runs
 // every failed iteration again: those it had tolerated from their beginning, the last one from
 // where it failed.

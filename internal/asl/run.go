@@ -107,6 +107,10 @@ type Run struct {
 	// MaxConcurrency is the running Map state's, where a JSONata expression gives it (0: the
 	// state's own).
 	MaxConcurrency int `json:"maxConcurrency,omitempty"`
+	// Remote marks an iteration of a DISTRIBUTED Map state that runs as a child run of its own:
+	// the run holds only its status, Entered, and its output or error once it ends (see
+	// ChildRuns).
+	Remote bool `json:"remote,omitempty"`
 	// Redo are the iterations of a redriven Map state to start again from their beginning (those
 	// that failed within its tolerated failure threshold), before the items not started yet.
 	Redo []int `json:"redo,omitempty"`
@@ -219,6 +223,11 @@ type Options struct {
 	// MaxPayloadBytes bounds the JSON size of a Parallel or Map state's results; beyond it the
 	// state fails with States.DataLimitExceeded (0: DefaultMaxPayloadBytes).
 	MaxPayloadBytes int
+	// ChildRuns says the driver runs the iterations of DISTRIBUTED Map states as child runs of
+	// their own (see ChildRuns); without it they run inline. MaxChildRunConcurrency caps the
+	// child runs of one Map state at once (0: DefaultMaxChildRunConcurrency).
+	ChildRuns              bool
+	MaxChildRunConcurrency int
 
 	// path is the position of the run being stepped inside the top run (Parallel/Map children),
 	// visit the prefix of its visits (see Active.Visit).
@@ -318,6 +327,9 @@ func trimHistory(hist []Transition, opt Options, max int) []Transition {
 }
 
 func (m *Machine) step(run Run, ev Event, opt Options) (Run, []Effect, []Transition) {
+	if run.Remote {
+		return stepRemote(run, ev, opt)
+	}
 	s := &stepper{m: m, run: run, opt: opt, now: ev.At}
 	switch ev.Kind {
 	case EventStart:
@@ -1111,6 +1123,10 @@ func (s *stepper) startItems(st *State) {
 		} else {
 			s.run.NextItem++
 		}
+		if st.distributed(s.opt) {
+			s.startRemote(i) // its input is computed again when its child run starts
+			continue
+		}
 		s.startChild(st.ItemProcessor, i, in)
 	}
 }
@@ -1222,6 +1238,12 @@ func mapLimit(st *State, run Run, opt Options) int {
 	limit := opt.MaxMapConcurrency
 	if limit <= 0 {
 		limit = DefaultMaxMapConcurrency
+	}
+	if st.distributed(opt) {
+		limit = opt.MaxChildRunConcurrency
+		if limit <= 0 {
+			limit = DefaultMaxChildRunConcurrency
+		}
 	}
 	mc := st.MaxConcurrency
 	if st.MaxConcurrencyPath != nil && run.Map != nil {

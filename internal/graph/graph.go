@@ -212,7 +212,7 @@ type History struct {
 }
 
 // Transition is one history event: a state label ("Fulfil[1].Ship"), its type (Entered, Exited,
-// Failed, Retrying, Caught, Redriven, SUCCEEDED, FAILED, TIMED_OUT, Aborted), its info ("redrive
+// Failed, Retrying, Caught, Redriven, SUCCEEDED, FAILED, TIMED_OUT, ABORTED), its info ("redrive
 // 2" for Redriven) and its time.
 type Transition struct {
 	State, Type, Info string
@@ -239,7 +239,7 @@ func Statuses(m *asl.Machine, h History) map[string]Status {
 			set(t.State, Running)
 		case "Exited", "SUCCEEDED":
 			set(t.State, Succeeded)
-		case "Failed", "FAILED", "TIMED_OUT", "Aborted":
+		case "Failed", "FAILED", "TIMED_OUT", "ABORTED", "Aborted":
 			set(t.State, Failed)
 		case "Caught":
 			set(t.State, Caught)

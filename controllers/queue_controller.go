@@ -16,6 +16,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	k8stypes "k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -26,6 +27,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	millracev1 "github.com/millrace-io/millrace/api/v1alpha1"
 	"github.com/millrace-io/millrace/internal/conditions"
@@ -61,6 +63,9 @@ const (
 	ReasonNameNotAllowed     = "QueueNameNotAllowed"
 	ReasonAdoptionNotAllowed = "AdoptionNotAllowed"
 	ReasonDeadLetterDenied   = "DeadLetterNotAllowed"
+	// ReasonQueueMissing: an adopted queue was deleted outside Millrace, which recreates only the
+	// queues it created.
+	ReasonQueueMissing = "QueueMissing"
 )
 
 // QueueReconciler keeps SQS queues in sync with Queue resources.
@@ -79,6 +84,10 @@ type QueueReconciler struct {
 	StalledRetry time.Duration
 	// DepthInterval is how often the depth monitor reads a queue's counts while they move.
 	DepthInterval time.Duration
+
+	// gone carries the Queues whose depth reading said their SQS queue does not exist: reconciled
+	// at once, not at the next resync.
+	gone chan event.TypedGenericEvent[*millracev1.Queue]
 }
 
 // queueScope carries what one reconcile observed from step to step.
@@ -112,7 +121,9 @@ func (r *QueueReconciler) Reconcile(ctx context.Context, req ctrl.Request) (resu
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	original := q.DeepCopy()
+	var verdict conditions.Verdict
 	defer func() {
+		conditions.Summarize(&q.Status.Conditions, q.Generation, verdict)
 		if err := r.patchStatus(ctx, original, q); err != nil && retErr == nil {
 			retErr = err
 		}
@@ -148,12 +159,13 @@ func (r *QueueReconciler) Reconcile(ctx context.Context, req ctrl.Request) (resu
 	q.Status.QueueURL, q.Status.QueueARN, q.Status.DeadLetterSources = s.url, s.arn, s.sources
 	r.Monitor.Watch(s.url, monitorID(req.NamespacedName), depth.Subscription{
 		Interval: r.DepthInterval,
-		Notify:   r.Counts.Notify(req.NamespacedName),
+		Notify:   r.notify(req.NamespacedName),
 	})
 	if !conditions.IsReady(q.Status.Conditions) {
 		r.Recorder.Eventf(q, nil, corev1.EventTypeNormal, ReasonSynced, "Sync", "queue %s is Ready", s.name)
 	}
-	conditions.MarkReady(&q.Status.Conditions, q.Generation, ReasonSynced, fmt.Sprintf("queue %s matches the spec", s.name))
+	conditions.MarkReconciled(&q.Status.Conditions)
+	verdict = conditions.Verdict{Reason: ReasonSynced, Message: fmt.Sprintf("queue %s matches the spec", s.name)}
 	q.Status.ObservedGeneration = q.Generation
 	return ctrl.Result{RequeueAfter: jitter(r.Resync)}, nil
 }
@@ -258,6 +270,9 @@ func (r *QueueReconciler) ensureQueue(ctx context.Context, s *queueScope) (ctrl.
 	if class, _ := sqsx.Classify(err); class != sqsx.NotFound {
 		return r.sqsError(s, "GetQueueUrl", err)
 	}
+	if q.Status.Adopted {
+		return r.adoptedQueueMissing(s)
+	}
 	if q.Status.QueueURL != "" {
 		r.Recorder.Eventf(q, nil, corev1.EventTypeWarning, "Recreating", "Create",
 			"queue %s was deleted outside Millrace; creating it again", s.name)
@@ -274,6 +289,41 @@ func (r *QueueReconciler) ensureQueue(ctx context.Context, s *queueScope) (ctrl.
 	q.Status.Adopted = false
 	r.Recorder.Eventf(q, nil, corev1.EventTypeNormal, ReasonCreated, "Create", "created %s queue %s", q.Spec.Type, s.name)
 	return ctrl.Result{}, false, nil
+}
+
+// adoptedQueueMissing reports an adopted queue deleted outside Millrace. Millrace creates again
+// only the queues it created: an adopted queue belonged to someone else first, and its deletion may
+// have been meant. The Queue forgets the URL and ARN (its Consumers and the Queues that use it as
+// their dead-letter queue then wait), and adopts the queue again if it reappears (at the stalled
+// retry interval, or at once on a change of the Queue).
+func (r *QueueReconciler) adoptedQueueMissing(s *queueScope) (ctrl.Result, bool, error) {
+	q := s.queue
+	if q.Status.QueueURL != "" {
+		r.Monitor.Unwatch(q.Status.QueueURL, monitorID(client.ObjectKeyFromObject(q)))
+	}
+	q.Status.QueueURL, q.Status.QueueARN = "", ""
+	return r.stall(s, ReasonQueueMissing, fmt.Sprintf(
+		"queue %s, adopted by this Queue, no longer exists in SQS (deleted outside Millrace); Millrace creates again only the queues it created: create it in SQS to have it adopted again, or delete this Queue", s.name))
+}
+
+// notify is the Queue's depth subscription: message counts go to the status writer, and a
+// reading that says the queue does not exist brings the Queue's reconcile (recreate, or report)
+// within one poll rather than at the next resync.
+func (r *QueueReconciler) notify(key k8stypes.NamespacedName) func(depth.Sample) {
+	counts := r.Counts.Notify(key)
+	obj := &millracev1.Queue{ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name}}
+	return func(smp depth.Sample) {
+		counts(smp)
+		if smp.Err == nil {
+			return
+		}
+		if class, _ := sqsx.Classify(smp.Err); class == sqsx.NotFound {
+			select {
+			case r.gone <- event.TypedGenericEvent[*millracev1.Queue]{Object: obj}:
+			default: // full: reconciles of the missing queues are already pending
+			}
+		}
+	}
 }
 
 // claimExisting decides whether an existing queue is this resource's: created by it (owner tag),
@@ -544,6 +594,7 @@ func (r *QueueReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager
 	if err := mgr.Add(r.Counts); err != nil {
 		return err
 	}
+	r.gone = make(chan event.TypedGenericEvent[*millracev1.Queue], 1024)
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&millracev1.Queue{}, builder.WithPredicates(specOrLifecycleChanged())).
 		Watches(&millracev1.Queue{}, handler.EnqueueRequestsFromMapFunc(r.referencingQueues),
@@ -553,6 +604,7 @@ func (r *QueueReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager
 		Watches(&millracev1.TenantPolicy{}, handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
 			return policyNamespaces(ctx, r.Client, o, &millracev1.QueueList{})
 		})).
+		WatchesRawSource(source.TypedChannel(r.gone, &handler.TypedEnqueueRequestForObject[*millracev1.Queue]{})).
 		Named("queue").
 		Complete(r)
 }

@@ -57,7 +57,7 @@ test: test-deps verify vet ## Run every test against a real API server and the S
 
 .PHONY: test-unit
 test-unit: ## Run the pure packages' tests (no control plane, no SQS emulator) with -short: seconds, not minutes.
-	go test -short -count=1 $$(go list -f '{{.ImportPath}} {{join .TestImports " "}} {{join .XTestImports " "}}' ./... | grep -v 'internal/testenv' | cut -d' ' -f1)
+	go test -short -count=1 $$(go list -f '{{.ImportPath}} {{join .TestImports " "}} {{join .XTestImports " "}}' ./... | grep -v -E 'internal/testenv( |$$)' | cut -d' ' -f1)
 
 .PHONY: test-e2e
 test-e2e: test-deps ## Run only the end-to-end demo test (the manager binary, the samples, replicas as local processes).

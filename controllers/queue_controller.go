@@ -30,6 +30,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	millracev1 "github.com/millrace-io/millrace/api/v1alpha1"
+	"github.com/millrace-io/millrace/internal/awsidentity"
 	"github.com/millrace-io/millrace/internal/conditions"
 	"github.com/millrace-io/millrace/internal/depth"
 	"github.com/millrace-io/millrace/internal/sqsx"
@@ -84,6 +85,12 @@ type QueueReconciler struct {
 	StalledRetry time.Duration
 	// DepthInterval is how often the depth monitor reads a queue's counts while they move.
 	DepthInterval time.Duration
+	// Identities hands out the SQS clients of namespaces mapped to an IAM role (TenantPolicy
+	// spec.aws); SQS serves the others.
+	Identities *awsidentity.Clients
+
+	// router learns which namespace each queue URL belongs to, for the depth monitor and task sends.
+	router *queueRouter
 
 	// gone carries the Queues whose depth reading said their SQS queue does not exist: reconciled
 	// at once, not at the next resync.
@@ -101,6 +108,8 @@ type queueScope struct {
 	attributes map[string]string
 	tags       map[string]string
 	grants     tenancy.Grants
+	// sqs is the client of the namespace's AWS identity.
+	sqs SQSAPI
 	// sources are the Queues allowed to use this queue as their dead-letter queue.
 	sources []string
 }
@@ -157,6 +166,7 @@ func (r *QueueReconciler) Reconcile(ctx context.Context, req ctrl.Request) (resu
 		}
 	}
 	q.Status.QueueURL, q.Status.QueueARN, q.Status.DeadLetterSources = s.url, s.arn, s.sources
+	r.router.register(s.url, q.Namespace)
 	r.Monitor.Watch(s.url, monitorID(req.NamespacedName), depth.Subscription{
 		Interval: r.DepthInterval,
 		Notify:   r.notify(req.NamespacedName),
@@ -180,6 +190,9 @@ func (r *QueueReconciler) checkGrants(ctx context.Context, s *queueScope) (ctrl.
 		return ctrl.Result{}, true, err
 	}
 	s.grants = g
+	if s.sqs, err = sqsFor(r.SQS, r.Identities, g); err != nil {
+		return r.stall(s, ReasonAWSIdentity, err.Error())
+	}
 	if q.Spec.QueueName != "" {
 		if err := g.QueueName(q.Spec.QueueName); err != nil {
 			return r.stall(s, ReasonNameNotAllowed, err.Error())
@@ -262,7 +275,7 @@ func (r *QueueReconciler) resolveDeadLetter(ctx context.Context, s *queueScope) 
 // ensureQueue finds the queue in SQS, creating it or adopting it per policy.
 func (r *QueueReconciler) ensureQueue(ctx context.Context, s *queueScope) (ctrl.Result, bool, error) {
 	q := s.queue
-	got, err := r.SQS.GetQueueUrl(ctx, &sqs.GetQueueUrlInput{QueueName: aws.String(s.name)})
+	got, err := s.sqs.GetQueueUrl(ctx, &sqs.GetQueueUrlInput{QueueName: aws.String(s.name)})
 	if err == nil {
 		s.url = aws.ToString(got.QueueUrl)
 		return r.claimExisting(ctx, s)
@@ -277,7 +290,7 @@ func (r *QueueReconciler) ensureQueue(ctx context.Context, s *queueScope) (ctrl.
 		r.Recorder.Eventf(q, nil, corev1.EventTypeWarning, "Recreating", "Create",
 			"queue %s was deleted outside Millrace; creating it again", s.name)
 	}
-	created, err := r.SQS.CreateQueue(ctx, &sqs.CreateQueueInput{
+	created, err := s.sqs.CreateQueue(ctx, &sqs.CreateQueueInput{
 		QueueName:  aws.String(s.name),
 		Attributes: sqsx.CreateAttributes(q.Spec, s.deadLetter),
 		Tags:       sqsx.DesiredTags(q.Spec.Tags, s.owner),
@@ -330,7 +343,7 @@ func (r *QueueReconciler) notify(key k8stypes.NamespacedName) func(depth.Sample)
 // or adoptable per spec.adoptionPolicy.
 func (r *QueueReconciler) claimExisting(ctx context.Context, s *queueScope) (ctrl.Result, bool, error) {
 	q := s.queue
-	tags, err := r.SQS.ListQueueTags(ctx, &sqs.ListQueueTagsInput{QueueUrl: aws.String(s.url)})
+	tags, err := s.sqs.ListQueueTags(ctx, &sqs.ListQueueTagsInput{QueueUrl: aws.String(s.url)})
 	if err != nil {
 		return r.sqsError(s, "ListQueueTags", err)
 	}
@@ -374,7 +387,7 @@ func (r *QueueReconciler) syncAttributes(ctx context.Context, s *queueScope) (ct
 		s.sources = slices.Sorted(maps.Keys(sources))
 		return ctrl.Result{}, false, nil
 	}
-	if _, err := r.SQS.SetQueueAttributes(ctx, &sqs.SetQueueAttributesInput{QueueUrl: aws.String(s.url), Attributes: diff}); err != nil {
+	if _, err := s.sqs.SetQueueAttributes(ctx, &sqs.SetQueueAttributesInput{QueueUrl: aws.String(s.url), Attributes: diff}); err != nil {
 		return r.sqsError(s, "SetQueueAttributes", err)
 	}
 	names := strings.Join(sqsx.DriftedNames(diff), ", ")
@@ -412,7 +425,7 @@ func (r *QueueReconciler) redriveSources(ctx context.Context, q *millracev1.Queu
 }
 
 func (r *QueueReconciler) readAttributes(ctx context.Context, s *queueScope) error {
-	out, err := r.SQS.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{
+	out, err := s.sqs.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{
 		QueueUrl:       aws.String(s.url),
 		AttributeNames: []types.QueueAttributeName{types.QueueAttributeNameAll},
 	})
@@ -428,7 +441,7 @@ func (r *QueueReconciler) readAttributes(ctx context.Context, s *queueScope) err
 func (r *QueueReconciler) syncTags(ctx context.Context, s *queueScope) (ctrl.Result, bool, error) {
 	q := s.queue
 	if s.tags == nil {
-		out, err := r.SQS.ListQueueTags(ctx, &sqs.ListQueueTagsInput{QueueUrl: aws.String(s.url)})
+		out, err := s.sqs.ListQueueTags(ctx, &sqs.ListQueueTagsInput{QueueUrl: aws.String(s.url)})
 		if err != nil {
 			return r.sqsError(s, "ListQueueTags", err)
 		}
@@ -436,12 +449,12 @@ func (r *QueueReconciler) syncTags(ctx context.Context, s *queueScope) (ctrl.Res
 	}
 	set, remove := sqsx.TagDiff(sqsx.DesiredTags(q.Spec.Tags, s.owner), s.tags)
 	if len(set) > 0 {
-		if _, err := r.SQS.TagQueue(ctx, &sqs.TagQueueInput{QueueUrl: aws.String(s.url), Tags: set}); err != nil {
+		if _, err := s.sqs.TagQueue(ctx, &sqs.TagQueueInput{QueueUrl: aws.String(s.url), Tags: set}); err != nil {
 			return r.sqsError(s, "TagQueue", err)
 		}
 	}
 	if len(remove) > 0 {
-		if _, err := r.SQS.UntagQueue(ctx, &sqs.UntagQueueInput{QueueUrl: aws.String(s.url), TagKeys: remove}); err != nil {
+		if _, err := s.sqs.UntagQueue(ctx, &sqs.UntagQueueInput{QueueUrl: aws.String(s.url), TagKeys: remove}); err != nil {
 			return r.sqsError(s, "UntagQueue", err)
 		}
 	}
@@ -466,6 +479,9 @@ func (r *QueueReconciler) reconcileDelete(ctx context.Context, q *millracev1.Que
 	if deletionPolicy(q) == millracev1.DeletionPolicyRetain {
 		r.Recorder.Eventf(q, nil, corev1.EventTypeNormal, ReasonRetained, "Delete", "queue %s retained per deletionPolicy", name)
 	} else if res, err := r.deleteOwnedQueue(ctx, q, name); err != nil || res.RequeueAfter > 0 {
+		if err != nil {
+			r.Recorder.Eventf(q, nil, corev1.EventTypeWarning, "DeleteFailed", "Delete", "queue %s: %v", name, err)
+		}
 		return res, err
 	}
 	patch := client.MergeFrom(q.DeepCopy())
@@ -476,14 +492,22 @@ func (r *QueueReconciler) reconcileDelete(ctx context.Context, q *millracev1.Que
 // deleteOwnedQueue deletes the queue only if it carries this resource's owner tag: a queue that was
 // never created nor adopted by this resource is never deleted.
 func (r *QueueReconciler) deleteOwnedQueue(ctx context.Context, q *millracev1.Queue, name string) (ctrl.Result, error) {
-	got, err := r.SQS.GetQueueUrl(ctx, &sqs.GetQueueUrlInput{QueueName: aws.String(name)})
+	g, err := grantsFor(ctx, r.Client, q.Namespace)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	api, err := sqsFor(r.SQS, r.Identities, g)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	got, err := api.GetQueueUrl(ctx, &sqs.GetQueueUrlInput{QueueName: aws.String(name)})
 	if class, _ := sqsx.Classify(err); err != nil && class == sqsx.NotFound {
 		return ctrl.Result{}, nil
 	} else if err != nil {
 		return ctrl.Result{}, fmt.Errorf("GetQueueUrl: %s", sqsx.Message(err))
 	}
 	url := aws.ToString(got.QueueUrl)
-	tags, err := r.SQS.ListQueueTags(ctx, &sqs.ListQueueTagsInput{QueueUrl: aws.String(url)})
+	tags, err := api.ListQueueTags(ctx, &sqs.ListQueueTagsInput{QueueUrl: aws.String(url)})
 	if err != nil {
 		return ctrl.Result{}, fmt.Errorf("ListQueueTags: %s", sqsx.Message(err))
 	}
@@ -492,7 +516,7 @@ func (r *QueueReconciler) deleteOwnedQueue(ctx context.Context, q *millracev1.Qu
 			"queue %s was not created or adopted by this Queue; left in place", name)
 		return ctrl.Result{}, nil
 	}
-	if _, err := r.SQS.DeleteQueue(ctx, &sqs.DeleteQueueInput{QueueUrl: aws.String(url)}); err != nil {
+	if _, err := api.DeleteQueue(ctx, &sqs.DeleteQueueInput{QueueUrl: aws.String(url)}); err != nil {
 		if class, _ := sqsx.Classify(err); class != sqsx.NotFound {
 			return ctrl.Result{}, fmt.Errorf("DeleteQueue: %s", sqsx.Message(err))
 		}
@@ -539,6 +563,7 @@ func (r *QueueReconciler) wait(s *queueScope, reason, message string) (ctrl.Resu
 func (r *QueueReconciler) forget(key k8stypes.NamespacedName, url string) {
 	if url != "" {
 		r.Monitor.Unwatch(url, monitorID(key))
+		r.router.forget(url)
 	}
 	r.Counts.Forget(key)
 }
@@ -585,6 +610,14 @@ func (r *QueueReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager
 			return nil
 		}
 		return []string{q.Spec.DeadLetter.QueueRef.Name}
+	}); err != nil {
+		return err
+	}
+	if err := mgr.GetFieldIndexer().IndexField(ctx, &millracev1.Queue{}, queueURLKey, func(o client.Object) []string {
+		if url := o.(*millracev1.Queue).Status.QueueURL; url != "" {
+			return []string{url}
+		}
+		return nil
 	}); err != nil {
 		return err
 	}

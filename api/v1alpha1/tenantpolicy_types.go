@@ -40,7 +40,7 @@ type TenantPolicySpec struct {
 // TenantAWSPolicy is the AWS identity that manages a namespace's queues.
 type TenantAWSPolicy struct {
 	// roleARN is the IAM role the manager assumes; its account is the account of the queues. Its
-	// trust policy must let the manager's identity assume it (README, "IAM").
+	// trust policy must let the manager's identity assume it (README, "One AWS account (and role) per namespace").
 	// +required
 	// +kubebuilder:validation:MaxLength=2048
 	// +kubebuilder:validation:Pattern=`^arn:aws[a-z-]*:iam::[0-9]{12}:role/[A-Za-z0-9+=,.@_/-]{1,512}$`

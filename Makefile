@@ -55,6 +55,10 @@ test: test-deps verify vet ## Run every test against a real API server and the S
 	@# with replicas as local processes.
 	MILLRACE_REALNODE=1 HELM="$$(hack/helm.sh)" go test $(GO_TEST_FLAGS) -count=1 -v -timeout 20m -run TestTheDemoOnARealNode ./test/realnode
 
+.PHONY: test-unit
+test-unit: ## Run the pure packages' tests (no control plane, no SQS emulator) with -short: seconds, not minutes.
+	go test -short -count=1 $$(go list -f '{{.ImportPath}} {{join .TestImports " "}} {{join .XTestImports " "}}' ./... | grep -v -E 'internal/testenv( |$$)' | cut -d' ' -f1)
+
 .PHONY: test-e2e
 test-e2e: test-deps ## Run only the end-to-end demo test (the manager binary, the samples, replicas as local processes).
 	KUBEBUILDER_ASSETS="$$(hack/k8s-bins.sh kube-apiserver etcd)" go test -count=1 -v -timeout 10m ./test/e2e

@@ -150,6 +150,8 @@ type consumerScope struct {
 	current  int32
 	decision scaling.Decision
 	sample   depth.Sample
+	// verdict is Ready's reason and message when nothing holds it back (see summarizeConsumer).
+	verdict conditions.Verdict
 }
 
 // +kubebuilder:rbac:groups=millrace.io,resources=consumers,verbs=get;list;watch;update;patch
@@ -177,6 +179,7 @@ func (r *ConsumerReconciler) Reconcile(ctx context.Context, req ctrl.Request) (r
 	original := c.DeepCopy()
 	s := &consumerScope{c: c, st: r.state(req.NamespacedName), policy: consumer.Policy(c.Spec.Scaling)}
 	defer func() {
+		summarizeConsumer(c, s.verdict)
 		if err := r.patchStatus(ctx, original, c, s.st); err != nil && retErr == nil {
 			retErr = err
 		}
@@ -224,7 +227,9 @@ func (r *ConsumerReconciler) findQueue(ctx context.Context, s *consumerScope) (c
 	}
 	if q.Status.QueueURL == "" {
 		conditions.MarkReconciling(&c.Status.Conditions, c.Generation, ReasonWaitingForQueue,
-			fmt.Sprintf("spec.queueRef: Queue %q has no queue URL yet", q.Name))
+			fmt.Sprintf("spec.queueRef: Queue %q has no queue URL (yet, or no longer: see its conditions)", q.Name))
+		// Nothing to read until the Queue has a URL again (its change brings a reconcile).
+		r.unwatch(client.ObjectKeyFromObject(c), s.st)
 		return ctrl.Result{}, true, nil
 	}
 	s.queue = q
@@ -498,14 +503,26 @@ func (r *ConsumerReconciler) observe(s *consumerScope) {
 
 	switch {
 	case d.Replicas == 0:
-		conditions.MarkReady(&c.Status.Conditions, c.Generation, ReasonScaledToZero, "no backlog: scaled to zero")
+		conditions.MarkReconciled(&c.Status.Conditions)
+		s.verdict = conditions.Verdict{Reason: ReasonScaledToZero, Message: "no backlog: scaled to zero"}
 	case w.available:
-		conditions.MarkReady(&c.Status.Conditions, c.Generation, ReasonAvailable,
-			fmt.Sprintf("%d of %d replicas ready", w.ready, d.Replicas))
+		conditions.MarkReconciled(&c.Status.Conditions)
+		s.verdict = conditions.Verdict{Reason: ReasonAvailable, Message: fmt.Sprintf("%d of %d replicas ready", w.ready, d.Replicas)}
 	default:
 		conditions.MarkReconciling(&c.Status.Conditions, c.Generation, ReasonRolling,
 			fmt.Sprintf("%d of %d replicas ready", w.ready, d.Replicas))
 	}
+}
+
+// summarizeConsumer derives the Consumer's Ready (internal/conditions): False while Stalled,
+// Degraded or Reconciling. A Consumer whose queue depth cannot be read is not Ready, also at zero
+// replicas and also while it runs its fallback replicas: it does not do what it declares (scale on
+// its queue's depth), and a user waiting on Ready, or a kstatus health check, must not take it for
+// healthy. Degraded's reason (DepthUnknown or Fallback) and message say which, with the count of
+// failed readings and the replicas it holds. Paused does not hold Ready back: the count a user
+// asked for is the count that runs.
+func summarizeConsumer(c *millracev1.Consumer, v conditions.Verdict) {
+	conditions.Summarize(&c.Status.Conditions, c.Generation, v, ConditionDegraded)
 }
 
 func boolGauge(b bool) float64 {
@@ -580,6 +597,14 @@ func (r *ConsumerReconciler) state(key k8stypes.NamespacedName) *consumerState {
 		r.states[key] = st
 	}
 	return st
+}
+
+// unwatch ends the Consumer's depth subscription.
+func (r *ConsumerReconciler) unwatch(key k8stypes.NamespacedName, st *consumerState) {
+	if st.watchingURL != "" {
+		r.Monitor.Unwatch(st.watchingURL, consumerMonitorID(key))
+		st.watchingURL, st.fast, st.interval = "", false, 0
+	}
 }
 
 func (r *ConsumerReconciler) forget(key k8stypes.NamespacedName) {

@@ -16,6 +16,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	k8stypes "k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -26,8 +27,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	millracev1 "github.com/millrace-io/millrace/api/v1alpha1"
+	"github.com/millrace-io/millrace/internal/awsidentity"
 	"github.com/millrace-io/millrace/internal/conditions"
 	"github.com/millrace-io/millrace/internal/depth"
 	"github.com/millrace-io/millrace/internal/sqsx"
@@ -61,6 +64,9 @@ const (
 	ReasonNameNotAllowed     = "QueueNameNotAllowed"
 	ReasonAdoptionNotAllowed = "AdoptionNotAllowed"
 	ReasonDeadLetterDenied   = "DeadLetterNotAllowed"
+	// ReasonQueueMissing: an adopted queue was deleted outside Millrace, which recreates only the
+	// queues it created.
+	ReasonQueueMissing = "QueueMissing"
 )
 
 // QueueReconciler keeps SQS queues in sync with Queue resources.
@@ -79,6 +85,16 @@ type QueueReconciler struct {
 	StalledRetry time.Duration
 	// DepthInterval is how often the depth monitor reads a queue's counts while they move.
 	DepthInterval time.Duration
+	// Identities hands out the SQS clients of namespaces mapped to an IAM role (TenantPolicy
+	// spec.aws); SQS serves the others.
+	Identities *awsidentity.Clients
+
+	// router learns which namespace each queue URL belongs to, for the depth monitor and task sends.
+	router *queueRouter
+
+	// gone carries the Queues whose depth reading said their SQS queue does not exist: reconciled
+	// at once, not at the next resync.
+	gone chan event.TypedGenericEvent[*millracev1.Queue]
 }
 
 // queueScope carries what one reconcile observed from step to step.
@@ -92,6 +108,8 @@ type queueScope struct {
 	attributes map[string]string
 	tags       map[string]string
 	grants     tenancy.Grants
+	// sqs is the client of the namespace's AWS identity.
+	sqs SQSAPI
 	// sources are the Queues allowed to use this queue as their dead-letter queue.
 	sources []string
 }
@@ -112,7 +130,9 @@ func (r *QueueReconciler) Reconcile(ctx context.Context, req ctrl.Request) (resu
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	original := q.DeepCopy()
+	var verdict conditions.Verdict
 	defer func() {
+		conditions.Summarize(&q.Status.Conditions, q.Generation, verdict)
 		if err := r.patchStatus(ctx, original, q); err != nil && retErr == nil {
 			retErr = err
 		}
@@ -146,14 +166,16 @@ func (r *QueueReconciler) Reconcile(ctx context.Context, req ctrl.Request) (resu
 		}
 	}
 	q.Status.QueueURL, q.Status.QueueARN, q.Status.DeadLetterSources = s.url, s.arn, s.sources
+	r.router.register(s.url, q.Namespace)
 	r.Monitor.Watch(s.url, monitorID(req.NamespacedName), depth.Subscription{
 		Interval: r.DepthInterval,
-		Notify:   r.Counts.Notify(req.NamespacedName),
+		Notify:   r.notify(req.NamespacedName),
 	})
 	if !conditions.IsReady(q.Status.Conditions) {
 		r.Recorder.Eventf(q, nil, corev1.EventTypeNormal, ReasonSynced, "Sync", "queue %s is Ready", s.name)
 	}
-	conditions.MarkReady(&q.Status.Conditions, q.Generation, ReasonSynced, fmt.Sprintf("queue %s matches the spec", s.name))
+	conditions.MarkReconciled(&q.Status.Conditions)
+	verdict = conditions.Verdict{Reason: ReasonSynced, Message: fmt.Sprintf("queue %s matches the spec", s.name)}
 	q.Status.ObservedGeneration = q.Generation
 	return ctrl.Result{RequeueAfter: jitter(r.Resync)}, nil
 }
@@ -168,6 +190,9 @@ func (r *QueueReconciler) checkGrants(ctx context.Context, s *queueScope) (ctrl.
 		return ctrl.Result{}, true, err
 	}
 	s.grants = g
+	if s.sqs, err = sqsFor(r.SQS, r.Identities, g); err != nil {
+		return r.stall(s, ReasonAWSIdentity, err.Error())
+	}
 	if q.Spec.QueueName != "" {
 		if err := g.QueueName(q.Spec.QueueName); err != nil {
 			return r.stall(s, ReasonNameNotAllowed, err.Error())
@@ -250,7 +275,7 @@ func (r *QueueReconciler) resolveDeadLetter(ctx context.Context, s *queueScope) 
 // ensureQueue finds the queue in SQS, creating it or adopting it per policy.
 func (r *QueueReconciler) ensureQueue(ctx context.Context, s *queueScope) (ctrl.Result, bool, error) {
 	q := s.queue
-	got, err := r.SQS.GetQueueUrl(ctx, &sqs.GetQueueUrlInput{QueueName: aws.String(s.name)})
+	got, err := s.sqs.GetQueueUrl(ctx, &sqs.GetQueueUrlInput{QueueName: aws.String(s.name)})
 	if err == nil {
 		s.url = aws.ToString(got.QueueUrl)
 		return r.claimExisting(ctx, s)
@@ -258,11 +283,14 @@ func (r *QueueReconciler) ensureQueue(ctx context.Context, s *queueScope) (ctrl.
 	if class, _ := sqsx.Classify(err); class != sqsx.NotFound {
 		return r.sqsError(s, "GetQueueUrl", err)
 	}
+	if q.Status.Adopted {
+		return r.adoptedQueueMissing(s)
+	}
 	if q.Status.QueueURL != "" {
 		r.Recorder.Eventf(q, nil, corev1.EventTypeWarning, "Recreating", "Create",
 			"queue %s was deleted outside Millrace; creating it again", s.name)
 	}
-	created, err := r.SQS.CreateQueue(ctx, &sqs.CreateQueueInput{
+	created, err := s.sqs.CreateQueue(ctx, &sqs.CreateQueueInput{
 		QueueName:  aws.String(s.name),
 		Attributes: sqsx.CreateAttributes(q.Spec, s.deadLetter),
 		Tags:       sqsx.DesiredTags(q.Spec.Tags, s.owner),
@@ -276,11 +304,46 @@ func (r *QueueReconciler) ensureQueue(ctx context.Context, s *queueScope) (ctrl.
 	return ctrl.Result{}, false, nil
 }
 
+// adoptedQueueMissing reports an adopted queue deleted outside Millrace. Millrace creates again
+// only the queues it created: an adopted queue belonged to someone else first, and its deletion may
+// have been meant. The Queue forgets the URL and ARN (its Consumers and the Queues that use it as
+// their dead-letter queue then wait), and adopts the queue again if it reappears (at the stalled
+// retry interval, or at once on a change of the Queue).
+func (r *QueueReconciler) adoptedQueueMissing(s *queueScope) (ctrl.Result, bool, error) {
+	q := s.queue
+	if q.Status.QueueURL != "" {
+		r.Monitor.Unwatch(q.Status.QueueURL, monitorID(client.ObjectKeyFromObject(q)))
+	}
+	q.Status.QueueURL, q.Status.QueueARN = "", ""
+	return r.stall(s, ReasonQueueMissing, fmt.Sprintf(
+		"queue %s, adopted by this Queue, no longer exists in SQS (deleted outside Millrace); Millrace creates again only the queues it created: create it in SQS to have it adopted again, or delete this Queue", s.name))
+}
+
+// notify is the Queue's depth subscription: message counts go to the status writer, and a
+// reading that says the queue does not exist brings the Queue's reconcile (recreate, or report)
+// within one poll rather than at the next resync.
+func (r *QueueReconciler) notify(key k8stypes.NamespacedName) func(depth.Sample) {
+	counts := r.Counts.Notify(key)
+	obj := &millracev1.Queue{ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name}}
+	return func(smp depth.Sample) {
+		counts(smp)
+		if smp.Err == nil {
+			return
+		}
+		if class, _ := sqsx.Classify(smp.Err); class == sqsx.NotFound {
+			select {
+			case r.gone <- event.TypedGenericEvent[*millracev1.Queue]{Object: obj}:
+			default: // full: reconciles of the missing queues are already pending
+			}
+		}
+	}
+}
+
 // claimExisting decides whether an existing queue is this resource's: created by it (owner tag),
 // or adoptable per spec.adoptionPolicy.
 func (r *QueueReconciler) claimExisting(ctx context.Context, s *queueScope) (ctrl.Result, bool, error) {
 	q := s.queue
-	tags, err := r.SQS.ListQueueTags(ctx, &sqs.ListQueueTagsInput{QueueUrl: aws.String(s.url)})
+	tags, err := s.sqs.ListQueueTags(ctx, &sqs.ListQueueTagsInput{QueueUrl: aws.String(s.url)})
 	if err != nil {
 		return r.sqsError(s, "ListQueueTags", err)
 	}
@@ -324,7 +387,7 @@ func (r *QueueReconciler) syncAttributes(ctx context.Context, s *queueScope) (ct
 		s.sources = slices.Sorted(maps.Keys(sources))
 		return ctrl.Result{}, false, nil
 	}
-	if _, err := r.SQS.SetQueueAttributes(ctx, &sqs.SetQueueAttributesInput{QueueUrl: aws.String(s.url), Attributes: diff}); err != nil {
+	if _, err := s.sqs.SetQueueAttributes(ctx, &sqs.SetQueueAttributesInput{QueueUrl: aws.String(s.url), Attributes: diff}); err != nil {
 		return r.sqsError(s, "SetQueueAttributes", err)
 	}
 	names := strings.Join(sqsx.DriftedNames(diff), ", ")
@@ -362,7 +425,7 @@ func (r *QueueReconciler) redriveSources(ctx context.Context, q *millracev1.Queu
 }
 
 func (r *QueueReconciler) readAttributes(ctx context.Context, s *queueScope) error {
-	out, err := r.SQS.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{
+	out, err := s.sqs.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{
 		QueueUrl:       aws.String(s.url),
 		AttributeNames: []types.QueueAttributeName{types.QueueAttributeNameAll},
 	})
@@ -378,7 +441,7 @@ func (r *QueueReconciler) readAttributes(ctx context.Context, s *queueScope) err
 func (r *QueueReconciler) syncTags(ctx context.Context, s *queueScope) (ctrl.Result, bool, error) {
 	q := s.queue
 	if s.tags == nil {
-		out, err := r.SQS.ListQueueTags(ctx, &sqs.ListQueueTagsInput{QueueUrl: aws.String(s.url)})
+		out, err := s.sqs.ListQueueTags(ctx, &sqs.ListQueueTagsInput{QueueUrl: aws.String(s.url)})
 		if err != nil {
 			return r.sqsError(s, "ListQueueTags", err)
 		}
@@ -386,12 +449,12 @@ func (r *QueueReconciler) syncTags(ctx context.Context, s *queueScope) (ctrl.Res
 	}
 	set, remove := sqsx.TagDiff(sqsx.DesiredTags(q.Spec.Tags, s.owner), s.tags)
 	if len(set) > 0 {
-		if _, err := r.SQS.TagQueue(ctx, &sqs.TagQueueInput{QueueUrl: aws.String(s.url), Tags: set}); err != nil {
+		if _, err := s.sqs.TagQueue(ctx, &sqs.TagQueueInput{QueueUrl: aws.String(s.url), Tags: set}); err != nil {
 			return r.sqsError(s, "TagQueue", err)
 		}
 	}
 	if len(remove) > 0 {
-		if _, err := r.SQS.UntagQueue(ctx, &sqs.UntagQueueInput{QueueUrl: aws.String(s.url), TagKeys: remove}); err != nil {
+		if _, err := s.sqs.UntagQueue(ctx, &sqs.UntagQueueInput{QueueUrl: aws.String(s.url), TagKeys: remove}); err != nil {
 			return r.sqsError(s, "UntagQueue", err)
 		}
 	}
@@ -416,6 +479,9 @@ func (r *QueueReconciler) reconcileDelete(ctx context.Context, q *millracev1.Que
 	if deletionPolicy(q) == millracev1.DeletionPolicyRetain {
 		r.Recorder.Eventf(q, nil, corev1.EventTypeNormal, ReasonRetained, "Delete", "queue %s retained per deletionPolicy", name)
 	} else if res, err := r.deleteOwnedQueue(ctx, q, name); err != nil || res.RequeueAfter > 0 {
+		if err != nil {
+			r.Recorder.Eventf(q, nil, corev1.EventTypeWarning, "DeleteFailed", "Delete", "queue %s: %v", name, err)
+		}
 		return res, err
 	}
 	patch := client.MergeFrom(q.DeepCopy())
@@ -426,14 +492,22 @@ func (r *QueueReconciler) reconcileDelete(ctx context.Context, q *millracev1.Que
 // deleteOwnedQueue deletes the queue only if it carries this resource's owner tag: a queue that was
 // never created nor adopted by this resource is never deleted.
 func (r *QueueReconciler) deleteOwnedQueue(ctx context.Context, q *millracev1.Queue, name string) (ctrl.Result, error) {
-	got, err := r.SQS.GetQueueUrl(ctx, &sqs.GetQueueUrlInput{QueueName: aws.String(name)})
+	g, err := grantsFor(ctx, r.Client, q.Namespace)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	api, err := sqsFor(r.SQS, r.Identities, g)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	got, err := api.GetQueueUrl(ctx, &sqs.GetQueueUrlInput{QueueName: aws.String(name)})
 	if class, _ := sqsx.Classify(err); err != nil && class == sqsx.NotFound {
 		return ctrl.Result{}, nil
 	} else if err != nil {
 		return ctrl.Result{}, fmt.Errorf("GetQueueUrl: %s", sqsx.Message(err))
 	}
 	url := aws.ToString(got.QueueUrl)
-	tags, err := r.SQS.ListQueueTags(ctx, &sqs.ListQueueTagsInput{QueueUrl: aws.String(url)})
+	tags, err := api.ListQueueTags(ctx, &sqs.ListQueueTagsInput{QueueUrl: aws.String(url)})
 	if err != nil {
 		return ctrl.Result{}, fmt.Errorf("ListQueueTags: %s", sqsx.Message(err))
 	}
@@ -442,7 +516,7 @@ func (r *QueueReconciler) deleteOwnedQueue(ctx context.Context, q *millracev1.Qu
 			"queue %s was not created or adopted by this Queue; left in place", name)
 		return ctrl.Result{}, nil
 	}
-	if _, err := r.SQS.DeleteQueue(ctx, &sqs.DeleteQueueInput{QueueUrl: aws.String(url)}); err != nil {
+	if _, err := api.DeleteQueue(ctx, &sqs.DeleteQueueInput{QueueUrl: aws.String(url)}); err != nil {
 		if class, _ := sqsx.Classify(err); class != sqsx.NotFound {
 			return ctrl.Result{}, fmt.Errorf("DeleteQueue: %s", sqsx.Message(err))
 		}
@@ -489,6 +563,7 @@ func (r *QueueReconciler) wait(s *queueScope, reason, message string) (ctrl.Resu
 func (r *QueueReconciler) forget(key k8stypes.NamespacedName, url string) {
 	if url != "" {
 		r.Monitor.Unwatch(url, monitorID(key))
+		r.router.forget(url)
 	}
 	r.Counts.Forget(key)
 }
@@ -538,12 +613,21 @@ func (r *QueueReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager
 	}); err != nil {
 		return err
 	}
+	if err := mgr.GetFieldIndexer().IndexField(ctx, &millracev1.Queue{}, queueURLKey, func(o client.Object) []string {
+		if url := o.(*millracev1.Queue).Status.QueueURL; url != "" {
+			return []string{url}
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
 	if err := mgr.Add(r.Monitor); err != nil {
 		return err
 	}
 	if err := mgr.Add(r.Counts); err != nil {
 		return err
 	}
+	r.gone = make(chan event.TypedGenericEvent[*millracev1.Queue], 1024)
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&millracev1.Queue{}, builder.WithPredicates(specOrLifecycleChanged())).
 		Watches(&millracev1.Queue{}, handler.EnqueueRequestsFromMapFunc(r.referencingQueues),
@@ -553,6 +637,7 @@ func (r *QueueReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager
 		Watches(&millracev1.TenantPolicy{}, handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
 			return policyNamespaces(ctx, r.Client, o, &millracev1.QueueList{})
 		})).
+		WatchesRawSource(source.TypedChannel(r.gone, &handler.TypedEnqueueRequestForObject[*millracev1.Queue]{})).
 		Named("queue").
 		Complete(r)
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	ctrl "sigs.k8s.io/controller-runtime"
 
+	"github.com/millrace-io/millrace/internal/awsidentity"
 	"github.com/millrace-io/millrace/internal/callback"
 	"github.com/millrace-io/millrace/internal/consumer"
 	"github.com/millrace-io/millrace/internal/depth"
@@ -20,8 +21,13 @@ import (
 
 // Options configure what Setup wires into a manager. Zero values take the manager's defaults.
 type Options struct {
-	// SQS manages queues, reads their depth and sends task messages.
+	// SQS manages queues, reads their depth and sends task messages, with the manager's own
+	// identity; namespaces a TenantPolicy maps to an IAM role (spec.aws) get a client with its
+	// credentials, its region, and SQS's endpoint, transport and metrics.
 	SQS *sqs.Client
+	// STSEndpoint overrides the STS endpoint used to assume namespaces' roles (an interface VPC
+	// endpoint; a test's stand-in). Empty: the regional endpoint of the manager's region.
+	STSEndpoint string
 	// Registerer receives the controllers' metrics (nil: not registered).
 	Registerer prometheus.Registerer
 	// ClusterName goes into the owner tag of the queues this cluster manages (default "default").
@@ -89,6 +95,8 @@ type Controllers struct {
 	Workflows *WorkflowReconciler
 	Runs      *WorkflowRunReconciler
 	Monitor   *depth.Monitor
+	// Identities are the SQS clients of namespaces mapped to IAM roles.
+	Identities *awsidentity.Clients
 	// Callback is the callback API's handler (served at Options.CallbackAddr, if given).
 	Callback http.Handler
 }
@@ -103,10 +111,15 @@ func Setup(ctx context.Context, mgr ctrl.Manager, o Options) (*Controllers, erro
 	}
 	o.setDefaults()
 	c := &Controllers{}
-	c.Monitor = depth.NewMonitor(o.SQS, depth.Options{MaxInterval: o.DepthMaxInterval, Registerer: o.Registerer, Log: ctrl.Log.WithName("depth")})
+	c.Identities = awsidentity.New(o.SQS, awsidentity.Options{STSEndpoint: o.STSEndpoint, Registerer: o.Registerer})
+	// Depth readings and task messages go to each queue with its namespace's identity.
+	router := newQueueRouter(o.SQS, c.Identities, mgr.GetClient())
+	c.Monitor = depth.NewMonitor(router, depth.Options{MaxInterval: o.DepthMaxInterval, Registerer: o.Registerer, Log: ctrl.Log.WithName("depth")})
 	c.Queues = &QueueReconciler{
 		Client:        mgr.GetClient(),
 		SQS:           o.SQS,
+		Identities:    c.Identities,
+		router:        router,
 		Recorder:      mgr.GetEventRecorder("millrace-queue-controller"),
 		Monitor:       c.Monitor,
 		Counts:        &QueueCountsWriter{Client: mgr.GetClient(), MinInterval: o.StatusWriteInterval, Log: ctrl.Log.WithName("queue-counts")},
@@ -140,7 +153,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, o Options) (*Controllers, erro
 	c.Runs = &WorkflowRunReconciler{
 		Client:           mgr.GetClient(),
 		Recorder:         mgr.GetEventRecorder("millrace-workflowrun-controller"),
-		SQS:              o.SQS,
+		SQS:              router,
 		Signer:           o.Signer,
 		APIReader:        mgr.GetAPIReader(),
 		Workers:          o.RunWorkers,

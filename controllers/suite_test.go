@@ -51,6 +51,7 @@ const (
 )
 
 func TestMain(m *testing.M) {
+	testenv.ExitIfShort("a control plane and the SQS emulator")
 	os.Exit(runSuite(m))
 }
 

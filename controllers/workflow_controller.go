@@ -43,6 +43,7 @@ func (r *WorkflowReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 	}
 	original := wf.DeepCopy()
 	m, errs := parseWorkflow(wf.Spec.Definition.Raw)
+	var verdict conditions.Verdict
 	wf.Status.Errors = nil
 	if len(errs) > 0 {
 		for i, e := range errs {
@@ -58,9 +59,11 @@ func (r *WorkflowReconciler) Reconcile(ctx context.Context, req ctrl.Request) (c
 		conditions.MarkStalled(&wf.Status.Conditions, wf.Generation, ReasonInvalidDefinition, msg)
 		wf.Status.States, wf.Status.StartAt = 0, ""
 	} else {
-		conditions.MarkReady(&wf.Status.Conditions, wf.Generation, ReasonValid, fmt.Sprintf("%d states, starting at %s", len(m.States), m.StartAt))
+		conditions.MarkReconciled(&wf.Status.Conditions)
+		verdict = conditions.Verdict{Reason: ReasonValid, Message: fmt.Sprintf("%d states, starting at %s", len(m.States), m.StartAt)}
 		wf.Status.States, wf.Status.StartAt = int32(len(m.States)), m.StartAt
 	}
+	conditions.Summarize(&wf.Status.Conditions, wf.Generation, verdict)
 	wf.Status.ObservedGeneration = wf.Generation
 	if equality.Semantic.DeepEqual(original.Status, wf.Status) {
 		return ctrl.Result{}, nil

@@ -195,14 +195,16 @@ type pending struct {
 	reason, message string
 }
 
-// setRunConditions derives the run's conditions from its status, the one place a run's Ready is
-// decided: Ready when it succeeded, Stalled when it ended otherwise or cannot start, Reconciling
-// while it runs or waits (why, for a run not started: p).
+// setRunConditions derives the run's conditions from its status: Stalled when it ended other than
+// by success or cannot start, Reconciling while it runs or waits (why, for a run not started: p);
+// Ready follows from them (internal/conditions), True once it succeeded.
 func setRunConditions(run *millracev1.WorkflowRun, p pending) {
 	s := &run.Status
+	var verdict conditions.Verdict
 	switch s.Phase {
 	case millracev1.RunSucceeded:
-		conditions.MarkReady(&s.Conditions, run.Generation, "Succeeded", "the run succeeded")
+		conditions.MarkReconciled(&s.Conditions)
+		verdict = conditions.Verdict{Reason: "Succeeded", Message: "the run succeeded"}
 	case millracev1.RunFailed, millracev1.RunTimedOut, millracev1.RunAborted:
 		conditions.MarkStalled(&s.Conditions, run.Generation, string(s.Phase), fmt.Sprintf("%s: %s", s.Error, s.Cause))
 	case millracev1.RunRunning:
@@ -214,6 +216,7 @@ func setRunConditions(run *millracev1.WorkflowRun, p pending) {
 			conditions.MarkReconciling(&s.Conditions, run.Generation, p.reason, p.message)
 		}
 	}
+	conditions.Summarize(&s.Conditions, run.Generation, verdict)
 }
 
 // persist is the one way a run's status is written (by reconciles, task reports and heartbeats):

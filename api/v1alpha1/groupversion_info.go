@@ -1,5 +1,5 @@
-// Package v1alpha1 holds the millrace.io/v1alpha1 API: Queue, and (in later releases) Consumer,
-// Workflow and WorkflowRun.
+// Package v1alpha1 holds the millrace.io/v1alpha1 API: the namespaced Queue, Consumer, Workflow and
+// WorkflowRun a tenant writes, and the cluster-scoped TenantPolicy an administrator writes.
 // +kubebuilder:object:generate=true
 // +groupName=millrace.io
 package v1alpha1

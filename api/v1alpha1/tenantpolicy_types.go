@@ -27,6 +27,37 @@ type TenantPolicySpec struct {
 	// --http-tasks; without a grant every destination is refused).
 	// +optional
 	HTTP *TenantHTTPPolicy `json:"http,omitempty"`
+
+	// aws chooses the AWS account, region and IAM role that manage the Queues of these namespaces:
+	// the manager assumes the role (STS AssumeRole, session name millrace-<namespace>) to create,
+	// update, delete and read the depth of their queues, and to send their workflow task messages.
+	// Without it the manager's own identity and region do. Consumers' pods always use their own
+	// identity. Two policies that map one namespace to different identities stall its Queues.
+	// +optional
+	AWS *TenantAWSPolicy `json:"aws,omitempty"`
+}
+
+// TenantAWSPolicy is the AWS identity that manages a namespace's queues.
+type TenantAWSPolicy struct {
+	// roleARN is the IAM role the manager assumes; its account is the account of the queues. Its
+	// trust policy must let the manager's identity assume it (README, "One AWS account (and role) per namespace").
+	// +required
+	// +kubebuilder:validation:MaxLength=2048
+	// +kubebuilder:validation:Pattern=`^arn:aws[a-z-]*:iam::[0-9]{12}:role/[A-Za-z0-9+=,.@_/-]{1,512}$`
+	RoleARN string `json:"roleARN"`
+
+	// region of the queues (default: the manager's --region).
+	// +optional
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:Pattern=`^[a-z]{2}(-[a-z]+)+-[0-9]+$`
+	Region string `json:"region,omitempty"`
+
+	// externalID is handed to AssumeRole when the role's trust policy requires one (sts:ExternalId).
+	// +optional
+	// +kubebuilder:validation:MinLength=2
+	// +kubebuilder:validation:MaxLength=1224
+	// +kubebuilder:validation:Pattern=`^[A-Za-z0-9+=,.@:/_-]+$`
+	ExternalID string `json:"externalID,omitempty"`
 }
 
 // TenantQueuePolicy is what a namespace's Queues may do beyond their generated names.
@@ -98,11 +129,13 @@ type HTTPDestination struct {
 }
 
 // TenantPolicy grants namespaces exceptions to Millrace's tenant defaults: explicit queue names,
-// queue adoption, foreign dead-letter queues and outbound HTTP destinations.
+// queue adoption, foreign dead-letter queues and outbound HTTP destinations; and maps them to the
+// AWS account, region and IAM role that manage their queues.
 // +kubebuilder:object:root=true
 // +kubebuilder:resource:scope=Cluster,categories=millrace
 // +kubebuilder:printcolumn:name="Namespaces",type=string,JSONPath=`.spec.namespaces`
 // +kubebuilder:printcolumn:name="Adoption",type=boolean,JSONPath=`.spec.queues.allowAdoption`
+// +kubebuilder:printcolumn:name="Role",type=string,JSONPath=`.spec.aws.roleARN`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type TenantPolicy struct {
 	metav1.TypeMeta   `json:",inline"`

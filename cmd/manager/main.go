@@ -1,6 +1,7 @@
 // Command manager runs Millrace's controllers (controllers.Setup): Queue with the shared
 // queue-depth monitor, Consumer, Workflow and WorkflowRun, the task callback API and, when asked,
-// the admission webhook.
+// the admission webhook. It manages queues with its own AWS identity, or with the IAM role a
+// TenantPolicy maps a namespace to (assumed through STS).
 package main
 
 import (
@@ -37,6 +38,7 @@ type options struct {
 	metricsAddr, probeAddr string
 	leaderElect            bool
 	region, endpoint       string
+	stsEndpoint            string
 	clusterName            string
 	resync                 time.Duration
 	stalledRetry           time.Duration
@@ -67,6 +69,7 @@ func main() {
 	flag.BoolVar(&o.leaderElect, "leader-elect", false, "Elect a leader so that only one replica reconciles.")
 	flag.StringVar(&o.region, "region", os.Getenv("AWS_REGION"), "AWS region (default: $AWS_REGION or the shared config).")
 	flag.StringVar(&o.endpoint, "sqs-endpoint", os.Getenv("MILLRACE_SQS_ENDPOINT"), "SQS endpoint override, for fauxqs, LocalStack or ElasticMQ.")
+	flag.StringVar(&o.stsEndpoint, "sts-endpoint", os.Getenv("MILLRACE_STS_ENDPOINT"), "STS endpoint override for assuming the IAM roles TenantPolicies map namespaces to (an interface VPC endpoint); empty: the regional endpoint.")
 	flag.StringVar(&o.clusterName, "cluster-name", "default", "Name of this cluster in the owner tag of the queues it manages.")
 	flag.DurationVar(&o.resync, "resync-interval", 10*time.Minute, "How often a Ready Queue is compared with SQS again (drift correction).")
 	flag.DurationVar(&o.stalledRetry, "stalled-retry-interval", 30*time.Minute, "How often a Stalled Queue is tried again without a spec change.")
@@ -155,6 +158,7 @@ func run(ctx context.Context, o options) error {
 	}
 	if _, err := controllers.Setup(ctx, mgr, controllers.Options{
 		SQS:                 client,
+		STSEndpoint:         o.stsEndpoint,
 		Registerer:          metrics.Registry,
 		ClusterName:         o.clusterName,
 		Resync:              o.resync,

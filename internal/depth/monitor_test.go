@@ -21,6 +21,7 @@ import (
 var sqsClient *sqs.Client
 
 func TestMain(m *testing.M) {
+	testenv.ExitIfShort("the SQS emulator")
 	f, err := testenv.StartFauxqs()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

@@ -40,6 +40,7 @@ var (
 )
 
 func TestMain(m *testing.M) {
+	testenv.ExitIfShort("the SQS emulator")
 	var err error
 	emulator, err = testenv.StartFauxqs()
 	if err != nil {

@@ -42,7 +42,10 @@ var (
 	sqsClient  *sqsx.FastBatchClient // as cmd/gateway builds it
 )
 
-func TestMain(m *testing.M) { os.Exit(run(m)) }
+func TestMain(m *testing.M) {
+	testenv.ExitIfShort("a control plane and the SQS emulator")
+	os.Exit(run(m))
+}
 
 func run(m *testing.M) int {
 	fauxqs, err := testenv.StartFauxqs()

@@ -30,6 +30,7 @@ var (
 )
 
 func TestMain(m *testing.M) {
+	testenv.ExitIfShort("a control plane")
 	cp, err := testenv.StartBareControlPlane()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

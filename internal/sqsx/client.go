@@ -67,17 +67,33 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 // New builds an SQS client from the default AWS credential chain (environment, shared config,
 // IRSA web identity, EKS Pod Identity, instance metadata) with the given overrides.
 func New(ctx context.Context, opts Options) (*sqs.Client, error) {
+	cfg, err := LoadConfig(ctx, opts)
+	if err != nil {
+		return nil, err
+	}
+	return NewFromConfig(cfg, opts), nil
+}
+
+// LoadConfig loads the default AWS configuration (credential chain, shared config) with the
+// region of opts, and checks that a region is known.
+func LoadConfig(ctx context.Context, opts Options) (aws.Config, error) {
 	var loadOpts []func(*config.LoadOptions) error
 	if opts.Region != "" {
 		loadOpts = append(loadOpts, config.WithRegion(opts.Region))
 	}
 	cfg, err := config.LoadDefaultConfig(ctx, loadOpts...)
 	if err != nil {
-		return nil, fmt.Errorf("loading AWS configuration: %w", err)
+		return cfg, fmt.Errorf("loading AWS configuration: %w", err)
 	}
 	if cfg.Region == "" {
-		return nil, errors.New("no AWS region: set --region or AWS_REGION")
+		return cfg, errors.New("no AWS region: set --region or AWS_REGION")
 	}
+	return cfg, nil
+}
+
+// NewFromConfig builds an SQS client on cfg (its credentials and region) with the endpoint,
+// transport and metrics of opts (opts.Region is ignored: cfg has it).
+func NewFromConfig(cfg aws.Config, opts Options) *sqs.Client {
 	return sqs.NewFromConfig(cfg, func(o *sqs.Options) {
 		if opts.Endpoint != "" {
 			o.BaseEndpoint = aws.String(opts.Endpoint)
@@ -91,7 +107,7 @@ func New(ctx context.Context, opts Options) (*sqs.Client, error) {
 		if opts.Metrics != nil {
 			o.APIOptions = append(o.APIOptions, opts.Metrics.middleware)
 		}
-	}), nil
+	})
 }
 
 // sdkTLS returns the TLS configuration of the SDK's default HTTP client (its CA bundle), if any.

@@ -1,5 +1,5 @@
-// Package tenancy decides what a namespace's tenants may do beyond Millrace's defaults, from the
-// cluster-scoped TenantPolicies an administrator wrote. By default a tenant gets generated queue
+// Package tenancy decides what a namespace's tenants may do beyond Millrace's defaults, and which
+// AWS identity manages their queues, from the cluster-scoped TenantPolicies an administrator wrote. By default a tenant gets generated queue
 // names, no adoption, dead-letter queues of its own namespace only, and no outbound HTTP; a
 // TenantPolicy listing the namespace adds exceptions, and the grants of several policies add up.
 // Everything here is pure: the controllers load the policies and ask.
@@ -23,6 +23,17 @@ type Grants struct {
 	Destinations      []Destination
 	// Policies names the policies that contributed, for messages.
 	Policies []string
+
+	// aws is the AWS identity the policies map the namespace to (nil: the manager's own), and
+	// awsFrom the policies that map it; awsConflict is set when two of them disagree.
+	aws         *AWSIdentity
+	awsFrom     []string
+	awsConflict bool
+}
+
+// AWSIdentity is the IAM role, region and external id that manage a namespace's queues.
+type AWSIdentity struct {
+	RoleARN, Region, ExternalID string
 }
 
 // Destination is one allowed outbound HTTP destination: a host pattern or a prefix, on ports.
@@ -49,6 +60,16 @@ func For(ns string, policies []millracev1.TenantPolicy) Grants {
 			g.QueueNamePrefixes = append(g.QueueNamePrefixes, q.QueueNamePrefixes...)
 			g.AllowAdoption = g.AllowAdoption || q.AllowAdoption
 			g.DeadLetterARNs = append(g.DeadLetterARNs, q.DeadLetterARNs...)
+		}
+		if a := p.Spec.AWS; a != nil {
+			id := AWSIdentity{RoleARN: a.RoleARN, Region: a.Region, ExternalID: a.ExternalID}
+			if g.aws != nil && *g.aws != id {
+				g.awsConflict = true
+			}
+			if g.aws == nil {
+				g.aws = &id
+			}
+			g.awsFrom = append(g.awsFrom, p.Name)
 		}
 		if h := p.Spec.HTTP; h != nil {
 			for _, d := range h.Destinations {
@@ -81,6 +102,16 @@ func parseDestination(d millracev1.HTTPDestination) (Destination, bool) {
 		return dest, true
 	}
 	return Destination{}, false
+}
+
+// AWS is the identity that manages the namespace's queues: nil for the manager's own. Policies
+// that map the namespace to different identities are an error: which account a queue lives in is
+// never decided by the order of policies.
+func (g Grants) AWS() (*AWSIdentity, error) {
+	if g.awsConflict {
+		return nil, fmt.Errorf("TenantPolicies %s map namespace %s to different AWS identities (spec.aws); an administrator must keep one", strings.Join(g.awsFrom, ", "), g.Namespace)
+	}
+	return g.aws, nil
 }
 
 // QueueName says whether a Queue may use an explicit SQS name (spec.queueName).

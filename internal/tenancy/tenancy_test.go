@@ -81,3 +81,43 @@ func TestDestinations(t *testing.T) {
 		}
 	}
 }
+
+func TestAWSIdentities(t *testing.T) {
+	roleA := &millracev1.TenantAWSPolicy{RoleARN: "arn:aws:iam::111111111111:role/a"}
+	roleB := &millracev1.TenantAWSPolicy{RoleARN: "arn:aws:iam::222222222222:role/b", Region: "eu-west-1", ExternalID: "xid"}
+	cases := []struct {
+		name     string
+		policies []millracev1.TenantPolicy
+		want     *tenancy.AWSIdentity
+		conflict bool
+	}{
+		{"a namespace no policy maps uses the manager's identity", []millracev1.TenantPolicy{
+			policy("grants", millracev1.TenantPolicySpec{Namespaces: []string{"ns"}, Queues: &millracev1.TenantQueuePolicy{AllowAdoption: true}}),
+		}, nil, false},
+		{"a namespace mapped to a role gets that role, region and external id", []millracev1.TenantPolicy{
+			policy("b", millracev1.TenantPolicySpec{Namespaces: []string{"ns"}, AWS: roleB}),
+		}, &tenancy.AWSIdentity{RoleARN: roleB.RoleARN, Region: "eu-west-1", ExternalID: "xid"}, false},
+		{"a mapping of another namespace does not apply", []millracev1.TenantPolicy{
+			policy("a", millracev1.TenantPolicySpec{Namespaces: []string{"other"}, AWS: roleA}),
+		}, nil, false},
+		{"two policies that map the namespace alike agree", []millracev1.TenantPolicy{
+			policy("a1", millracev1.TenantPolicySpec{Namespaces: []string{"ns"}, AWS: roleA}),
+			policy("a2", millracev1.TenantPolicySpec{Namespaces: []string{"ns", "x"}, AWS: roleA}),
+		}, &tenancy.AWSIdentity{RoleARN: roleA.RoleARN}, false},
+		{"two policies that map the namespace to different roles are an error, whatever their order", []millracev1.TenantPolicy{
+			policy("a", millracev1.TenantPolicySpec{Namespaces: []string{"ns"}, AWS: roleA}),
+			policy("b", millracev1.TenantPolicySpec{Namespaces: []string{"ns"}, AWS: roleB}),
+		}, nil, true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := tenancy.For("ns", tc.policies).AWS()
+			if (err != nil) != tc.conflict {
+				t.Fatalf("err = %v, conflict expected: %v", err, tc.conflict)
+			}
+			if (got == nil) != (tc.want == nil) || (got != nil && *got != *tc.want) {
+				t.Fatalf("identity = %+v, want %+v", got, tc.want)
+			}
+		})
+	}
+}

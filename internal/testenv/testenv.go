@@ -7,6 +7,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -280,9 +281,28 @@ func (c *ControlPlane) Client() (client.Client, error) {
 	return client.New(c.Config, client.Options{Scheme: Scheme()})
 }
 
-// FauxqsFor starts the emulator for one test and stops it when the test ends.
+// ExitIfShort ends a test binary whose tests all need real services (named by needs) when it runs
+// with -short, as `make test-unit` runs it: call it first in TestMain.
+func ExitIfShort(needs string) {
+	flag.Parse()
+	if testing.Short() {
+		fmt.Printf("ok: skipped under -short, the tests need %s\n", needs)
+		os.Exit(0)
+	}
+}
+
+// SkipIfShort skips a test that needs real services (named by needs) under -short.
+func SkipIfShort(t testing.TB, needs string) {
+	t.Helper()
+	if testing.Short() {
+		t.Skipf("skipped under -short: needs %s", needs)
+	}
+}
+
+// FauxqsFor starts the emulator for one test and stops it when the test ends (skipped under -short).
 func FauxqsFor(t testing.TB) *Fauxqs {
 	t.Helper()
+	SkipIfShort(t, "the SQS emulator")
 	f, err := StartFauxqs()
 	if err != nil {
 		t.Fatal(err)
@@ -295,6 +315,7 @@ func FauxqsFor(t testing.TB) *Fauxqs {
 // test ends.
 func ControlPlaneFor(t testing.TB) *ControlPlane {
 	t.Helper()
+	SkipIfShort(t, "a control plane")
 	cp, err := StartControlPlane()
 	if err != nil {
 		t.Fatal(err)

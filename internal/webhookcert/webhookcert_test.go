@@ -23,6 +23,7 @@ import (
 var k8s client.Client
 
 func TestMain(m *testing.M) {
+	testenv.ExitIfShort("a control plane")
 	cp, err := testenv.StartBareControlPlane()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

@@ -38,7 +38,10 @@ var (
 	k8s        client.Client
 )
 
-func TestMain(m *testing.M) { os.Exit(run(m)) }
+func TestMain(m *testing.M) {
+	testenv.ExitIfShort("Helm, a control plane and the SQS emulator")
+	os.Exit(run(m))
+}
 
 func run(m *testing.M) int {
 	flag.Parse()

@@ -9,6 +9,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -138,10 +140,15 @@ func TestTheNodeRuntimeClientRunsConcurrentBatchesAtOnce(t *testing.T) {
 	api := &dispatch.RuntimeAPI{}
 	fn := startRIC(t, listen(t, api), 2)
 	url, arn := newQueue(t, false, 30)
-	sendBodies(t, url, "", "peer", "peer")
+	sendBodies(t, url, "", "span:1500", "span:1500")
 	r := start(t, dispatch.Config{QueueURL: url, QueueARN: arn, BatchSize: 1, Concurrency: 2, HandlerTimeout: 15 * time.Second}, nil, api)
 	waitMetric(t, "deleted", func() float64 { return testutil.ToFloat64(r.metrics.Deleted) }, 2)
-	if n := strings.Count(fn.output(), "overlapped"); n != 2 {
-		t.Fatalf("the two batches did not run at once: %q", fn.output())
+	spans := regexp.MustCompile(`span (\d+) (\d+)`).FindAllStringSubmatch(fn.output(), -1)
+	if len(spans) != 2 {
+		t.Fatalf("want two spans in %q", fn.output())
+	}
+	at := func(i, j int) int64 { v, _ := strconv.ParseInt(spans[i][j], 10, 64); return v }
+	if at(0, 1) >= at(1, 2) || at(1, 1) >= at(0, 2) {
+		t.Fatalf("the two 1.5 s batches did not run at once: %q", fn.output())
 	}
 }

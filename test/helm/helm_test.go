@@ -246,7 +246,7 @@ var neverAllowed = []access{
 	{"", "delete", "/namespaces"}, {"team-a", "create", "coordination.k8s.io/leases"},
 	{"", "escalate", "rbac.authorization.k8s.io/clusterroles"}, {"", "bind", "rbac.authorization.k8s.io/clusterroles"},
 	{"", "impersonate", "/users"}, {"team-a", "*", "*/*"}, {"", "create", "apiextensions.k8s.io/customresourcedefinitions"},
-	{"team-a", "delete", "millrace.io/queues"}, {"team-a", "create", "millrace.io/workflowruns"},
+	{"team-a", "delete", "millrace.io/queues"},
 }
 
 func TestInstallUpgradeUninstall(t *testing.T) {
@@ -295,6 +295,8 @@ func TestInstallUpgradeUninstall(t *testing.T) {
 		{"", "list", "millrace.io/queues"}, {"", "watch", "millrace.io/workflowruns"},
 		{"team-a", "patch", "millrace.io/queues/status"}, {"team-a", "update", "millrace.io/queues/finalizers"},
 		{"team-a", "patch", "millrace.io/workflowruns/status"}, {"team-a", "delete", "millrace.io/workflowruns"},
+		// A DISTRIBUTED Map's items run as child WorkflowRuns the manager creates.
+		{"team-a", "create", "millrace.io/workflowruns"},
 		{"team-a", "create", "apps/deployments"}, {"team-a", "patch", "apps/deployments"},
 		{"team-a", "create", "events.k8s.io/events"}, {"millrace-system", "update", "coordination.k8s.io/leases"},
 		// The metrics endpoint checks scrapers' tokens and permissions.

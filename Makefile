@@ -27,7 +27,7 @@ generate: $(CONTROLLER_GEN) ## Generate deepcopy code.
 
 .PHONY: manifests
 manifests: $(CONTROLLER_GEN) ## Generate CRDs and RBAC under config/, and the chart's copies of them.
-	$(CONTROLLER_GEN) crd rbac:roleName=millrace-manager webhook paths=./api/... paths=./controllers/... \
+	$(CONTROLLER_GEN) crd rbac:roleName=millrace-manager webhook paths=./api/... paths=./internal/controller/... \
 		output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac \
 		output:webhook:artifacts:config=config/webhook
 	go run ./hack/crdtrim config/crd/bases/millrace.io_consumers.yaml spec.template

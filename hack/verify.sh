@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 paths=()
-for p in api config controllers internal cmd charts; do [[ -e "$p" ]] && paths+=("$p"); done
+for p in api config internal cmd charts; do [[ -e "$p" ]] && paths+=("$p"); done
 sum() { find "${paths[@]}" -type f \( -name '*.go' -o -name '*.yaml' \) | sort | xargs sha256sum; }
 before="$(sum)"
 make --no-print-directory generate manifests fmt >/dev/null

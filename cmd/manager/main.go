@@ -1,4 +1,4 @@
-// Command manager runs Millrace's controllers (controllers.Setup): Queue with the shared
+// Command manager runs Millrace's controllers (controller.Setup): Queue with the shared
 // queue-depth monitor, Consumer, Workflow and WorkflowRun, the task callback API and, when asked,
 // the admission webhook. It manages queues with its own AWS identity, or with the IAM role a
 // TenantPolicy maps a namespace to (assumed through STS).
@@ -26,8 +26,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	millracev1 "github.com/millrace-io/millrace/api/v1alpha1"
-	"github.com/millrace-io/millrace/controllers"
 	"github.com/millrace-io/millrace/internal/consumer"
+	"github.com/millrace-io/millrace/internal/controller"
 	"github.com/millrace-io/millrace/internal/egress"
 	"github.com/millrace-io/millrace/internal/metricsauth"
 	"github.com/millrace-io/millrace/internal/sqsx"
@@ -76,7 +76,7 @@ func main() {
 	flag.DurationVar(&o.depthInterval, "depth-interval", 10*time.Second, "How often queue depth is read while it changes.")
 	flag.DurationVar(&o.depthMaxInterval, "depth-max-interval", time.Minute, "Slowest depth polling interval while a queue is steady.")
 	flag.DurationVar(&o.statusWriteInterval, "status-write-interval", 5*time.Second, "Minimum time between two writes of a Queue's message counts.")
-	flag.DurationVar(&o.idlePollInterval, "idle-poll-interval", controllers.DefaultIdlePollInterval, "How often an idle Consumer's queue is read, unless its spec.scaling.idlePollInterval says.")
+	flag.DurationVar(&o.idlePollInterval, "idle-poll-interval", controller.DefaultIdlePollInterval, "How often an idle Consumer's queue is read, unless its spec.scaling.idlePollInterval says.")
 	flag.StringVar(&o.dispatcherImage, "dispatcher-image", "ghcr.io/millrace-io/millrace-dispatcher:v0.1.0", "Image of the dispatcher sidecar injected into Consumer pods.")
 	flag.StringVar(&o.callbackAddr, "callback-bind-address", ":9443", "Address of the task callback API (POST /v1/tasks/{success,failure,heartbeat}).")
 	flag.StringVar(&o.callbackURL, "callback-url", os.Getenv("MILLRACE_CALLBACK_URL"), "URL at which dispatchers reach the callback API (e.g. http://millrace-callback.millrace-system:9443).")
@@ -156,7 +156,7 @@ func run(ctx context.Context, o options) error {
 	if err != nil {
 		return err
 	}
-	if _, err := controllers.Setup(ctx, mgr, controllers.Options{
+	if _, err := controller.Setup(ctx, mgr, controller.Options{
 		SQS:                 client,
 		STSEndpoint:         o.stsEndpoint,
 		Registerer:          metrics.Registry,

@@ -21,7 +21,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	millracev1 "github.com/millrace-io/millrace/api/v1alpha1"
-	"github.com/millrace-io/millrace/controllers"
+	"github.com/millrace-io/millrace/internal/controller"
 	"github.com/millrace-io/millrace/internal/testenv"
 	"github.com/millrace-io/millrace/internal/testenv/fakeaws"
 )
@@ -112,7 +112,7 @@ func TestNamespacesMappedToRolesGetTheirQueuesInTheirAccounts(t *testing.T) {
 		}})
 	}
 	for ns, w := range want {
-		q := waitQueue(t, ns, "orders", millracev1.ConditionReady, controllers.ReasonSynced)
+		q := waitQueue(t, ns, "orders", millracev1.ConditionReady, controller.ReasonSynced)
 		if !strings.Contains(q.Status.QueueURL, "/"+w.account+"/") {
 			t.Errorf("%s: queue URL %s is not in account %s", ns, q.Status.QueueURL, w.account)
 		}
@@ -196,7 +196,7 @@ func TestATaskMessageIsSentWithTheNamespacesIdentity(t *testing.T) {
 	ns := newNamespace(t)
 	mapNamespace(t, ns, &millracev1.TenantAWSPolicy{RoleARN: roleA})
 	create(t, queue(ns, "events"))
-	q := waitQueue(t, ns, "events", millracev1.ConditionReady, controllers.ReasonSynced)
+	q := waitQueue(t, ns, "events", millracev1.ConditionReady, controller.ReasonSynced)
 	create(t, &millracev1.Workflow{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "notify"}, Spec: millracev1.WorkflowSpec{
 		Definition: apiextensionsv1.JSON{Raw: []byte(`{"StartAt":"Send","States":{"Send":{"Type":"Task","Resource":"arn:aws:states:::sqs:sendMessage",
 			"Parameters":{"Queue":"events","MessageBody":"hello"},"End":true}}}`)}}})
@@ -231,7 +231,7 @@ func TestConflictingMappingsStallTheNamespacesQueues(t *testing.T) {
 	create(t, second)
 	t.Cleanup(func() { _ = k8s.Delete(context.Background(), second) })
 	create(t, queue(ns, "orders"))
-	q := waitQueue(t, ns, "orders", millracev1.ConditionStalled, controllers.ReasonAWSIdentity)
+	q := waitQueue(t, ns, "orders", millracev1.ConditionStalled, controller.ReasonAWSIdentity)
 	if msg := meta.FindStatusCondition(q.Status.Conditions, millracev1.ConditionStalled).Message; !strings.Contains(msg, second.Name) {
 		t.Errorf("the message does not name the policies: %s", msg)
 	}
@@ -242,7 +242,7 @@ func TestConflictingMappingsStallTheNamespacesQueues(t *testing.T) {
 	if err := k8s.Delete(context.Background(), second); err != nil {
 		t.Fatal(err)
 	}
-	q = waitQueue(t, ns, "orders", millracev1.ConditionReady, controllers.ReasonSynced)
+	q = waitQueue(t, ns, "orders", millracev1.ConditionReady, controller.ReasonSynced)
 	if !strings.Contains(q.Status.QueueURL, "/"+accountA+"/") {
 		t.Fatalf("queue URL %s is not in account %s", q.Status.QueueURL, accountA)
 	}
@@ -283,7 +283,7 @@ func TestATenantCannotPickARole(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "unknown field") {
 		t.Fatalf("a Queue naming a role: %v, want refused as unknown fields", err)
 	}
-	q := waitQueue(t, ns, "mine", millracev1.ConditionReady, controllers.ReasonSynced)
+	q := waitQueue(t, ns, "mine", millracev1.ConditionReady, controller.ReasonSynced)
 	if !strings.Contains(q.Status.QueueURL, "/"+fakeaws.NativeAccount+"/") {
 		t.Fatalf("the tenant's queue %s is not in the manager's own account", q.Status.QueueURL)
 	}

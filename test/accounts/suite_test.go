@@ -1,4 +1,4 @@
-// Package accounts_test runs the manager (controllers.Setup, as cmd/manager wires it) against
+// Package accounts_test runs the manager (controller.Setup, as cmd/manager wires it) against
 // three AWS accounts and an STS, all FAKE and all on 127.0.0.1 (internal/testenv/fakeaws): fauxqs
 // has one fixed account (000000000000) and no STS, so each account is a fauxqs of its own behind a
 // front that routes calls by the caller's access key and writes the account id into queue URLs and
@@ -23,8 +23,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
-	"github.com/millrace-io/millrace/controllers"
 	"github.com/millrace-io/millrace/internal/consumer"
+	"github.com/millrace-io/millrace/internal/controller"
 	"github.com/millrace-io/millrace/internal/sqsx"
 	"github.com/millrace-io/millrace/internal/tasktoken"
 	"github.com/millrace-io/millrace/internal/testenv"
@@ -113,7 +113,7 @@ func runSuite(m *testing.M) int {
 		return 1
 	}
 	signer, _ := tasktoken.NewSigner([]byte("accounts-task-token-key-0123456789"))
-	if _, err := controllers.Setup(ctx, mgr, controllers.Options{
+	if _, err := controller.Setup(ctx, mgr, controller.Options{
 		SQS:                 own,
 		STSEndpoint:         fakeSTS.URL,
 		ClusterName:         "accounts",

@@ -19,7 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	millracev1 "github.com/millrace-io/millrace/api/v1alpha1"
-	"github.com/millrace-io/millrace/controllers"
+	"github.com/millrace-io/millrace/internal/controller"
 	"github.com/millrace-io/millrace/internal/testenv"
 )
 
@@ -179,7 +179,7 @@ func getConsumer(t testing.TB, ns, name string) *millracev1.Consumer {
 // A Consumer must never say Degraded=True and Ready=True at once.
 func checkConsumerConsistent(t *testing.T, c *millracev1.Consumer) {
 	t.Helper()
-	if meta.IsStatusConditionTrue(c.Status.Conditions, controllers.ConditionDegraded) && meta.IsStatusConditionTrue(c.Status.Conditions, millracev1.ConditionReady) {
+	if meta.IsStatusConditionTrue(c.Status.Conditions, controller.ConditionDegraded) && meta.IsStatusConditionTrue(c.Status.Conditions, millracev1.ConditionReady) {
 		t.Fatalf("Consumer %s is Degraded and Ready at once: %+v", c.Name, c.Status.Conditions)
 	}
 }
@@ -249,7 +249,7 @@ func TestAnAdoptedQueueDeletedOutOfBandIsNotReadyNorItsConsumer(t *testing.T) {
 	})
 	q := getQueue(t, ns, "legacy")
 	ready := meta.FindStatusCondition(q.Status.Conditions, millracev1.ConditionReady)
-	if ready.Reason != controllers.ReasonQueueMissing || !strings.Contains(ready.Message, name) {
+	if ready.Reason != controller.ReasonQueueMissing || !strings.Contains(ready.Message, name) {
 		t.Fatalf("Ready=False does not say why: %s", readyOf(q.Status.Conditions))
 	}
 	if _, err := sqsClient.GetQueueUrl(ctx, &sqs.GetQueueUrlInput{QueueName: aws.String(name)}); err == nil {

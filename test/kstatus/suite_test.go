@@ -21,8 +21,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
-	"github.com/millrace-io/millrace/controllers"
 	"github.com/millrace-io/millrace/internal/consumer"
+	"github.com/millrace-io/millrace/internal/controller"
 	"github.com/millrace-io/millrace/internal/tasktoken"
 	"github.com/millrace-io/millrace/internal/testenv"
 )
@@ -80,7 +80,7 @@ func runSuite(m *testing.M) int {
 		return 1
 	}
 	signer, _ := tasktoken.NewSigner([]byte("kstatus-task-token-key-0123456789"))
-	if _, err := controllers.Setup(ctx, mgr, controllers.Options{
+	if _, err := controller.Setup(ctx, mgr, controller.Options{
 		SQS:                 controllerSQS,
 		ClusterName:         "kstatus",
 		Resync:              time.Hour,

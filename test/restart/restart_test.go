@@ -35,8 +35,8 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	millracev1 "github.com/millrace-io/millrace/api/v1alpha1"
-	"github.com/millrace-io/millrace/controllers"
 	"github.com/millrace-io/millrace/internal/consumer"
+	"github.com/millrace-io/millrace/internal/controller"
 	"github.com/millrace-io/millrace/internal/dispatch"
 	"github.com/millrace-io/millrace/internal/egress"
 	"github.com/millrace-io/millrace/internal/tasktoken"
@@ -64,7 +64,7 @@ func (s *switchable) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 func (s *switchable) set(h http.Handler) { s.mu.Lock(); s.h = h; s.mu.Unlock() }
 
-// startManager runs a manager wired by controllers.Setup, as cmd/manager is (millrace:http tasks
+// startManager runs a manager wired by controller.Setup, as cmd/manager is (millrace:http tasks
 // on, through the egress client), until stop.
 func startManager(t *testing.T, cfg *rest.Config, sqsClient *sqs.Client, signer *tasktoken.Signer, cb *switchable) (stop func()) {
 	t.Helper()
@@ -75,7 +75,7 @@ func startManager(t *testing.T, cfg *rest.Config, sqsClient *sqs.Client, signer 
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	wired, err := controllers.Setup(ctx, mgr, controllers.Options{
+	wired, err := controller.Setup(ctx, mgr, controller.Options{
 		SQS: sqsClient, ClusterName: "restart", Resync: time.Minute, StalledRetry: time.Hour, DepthInterval: time.Second,
 		StatusWriteInterval: time.Second, Region: "us-east-1", Render: consumer.Options{DispatcherImage: "d"},
 		Signer: signer, HTTP: egress.New(egress.Options{}),
@@ -123,7 +123,7 @@ func (c *httpCalls) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	raw, _ := io.ReadAll(r.Body)
 	_ = json.Unmarshal(raw, &body)
-	key := r.Header.Get(controllers.IdempotencyKeyHeader)
+	key := r.Header.Get(controller.IdempotencyKeyHeader)
 	c.mu.Lock()
 	visit := fmt.Sprintf("%s/%d", body.Run, int(body.N))
 	if c.keys[visit] == nil {

@@ -52,6 +52,7 @@ type options struct {
 	tokenKeyFile           string
 	runWorkers             int
 	localTaskWorkers       int
+	localTasksPerNamespace int
 	watchNamespaces        string
 	httpTasks              bool
 	webhook                webhookOptions
@@ -90,6 +91,7 @@ func main() {
 	flag.StringVar(&o.webhook.configuration, "webhook-configuration", "millrace-validation", "ValidatingWebhookConfiguration whose caBundle the manager keeps.")
 	flag.IntVar(&o.runWorkers, "workflowrun-workers", 8, "How many WorkflowRuns are reconciled at once.")
 	flag.IntVar(&o.localTaskWorkers, "local-task-workers", 16, "How many workflow tasks the manager performs itself (millrace:http, sqs:sendMessage) at once.")
+	flag.IntVar(&o.localTasksPerNamespace, "local-tasks-per-namespace", 0, "How many of them one namespace may have queued or running (0: a quarter of --local-task-workers).")
 	flag.StringVar(&o.tokenKeyFile, "task-token-key-file", os.Getenv("MILLRACE_TASK_TOKEN_KEY_FILE"), "File holding the HMAC key (at least 32 bytes) that signs task tokens; mount it from a Secret. Empty: a random key, valid until the manager restarts.")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
@@ -157,25 +159,26 @@ func run(ctx context.Context, o options) error {
 		return err
 	}
 	if _, err := controller.Setup(ctx, mgr, controller.Options{
-		SQS:                 client,
-		STSEndpoint:         o.stsEndpoint,
-		Registerer:          metrics.Registry,
-		ClusterName:         o.clusterName,
-		Resync:              o.resync,
-		StalledRetry:        o.stalledRetry,
-		DepthInterval:       o.depthInterval,
-		DepthMaxInterval:    o.depthMaxInterval,
-		StatusWriteInterval: o.statusWriteInterval,
-		IdlePollInterval:    o.idlePollInterval,
-		Region:              client.Options().Region,
-		Endpoint:            o.endpoint,
-		Render:              consumer.Options{DispatcherImage: o.dispatcherImage, CallbackURL: o.callbackURL},
-		Signer:              signer,
-		HTTP:                httpClient,
-		RunWorkers:          o.runWorkers,
-		LocalTaskWorkers:    o.localTaskWorkers,
-		CallbackAddr:        o.callbackAddr,
-		Webhooks:            o.webhook.port != 0,
+		SQS:                    client,
+		STSEndpoint:            o.stsEndpoint,
+		Registerer:             metrics.Registry,
+		ClusterName:            o.clusterName,
+		Resync:                 o.resync,
+		StalledRetry:           o.stalledRetry,
+		DepthInterval:          o.depthInterval,
+		DepthMaxInterval:       o.depthMaxInterval,
+		StatusWriteInterval:    o.statusWriteInterval,
+		IdlePollInterval:       o.idlePollInterval,
+		Region:                 client.Options().Region,
+		Endpoint:               o.endpoint,
+		Render:                 consumer.Options{DispatcherImage: o.dispatcherImage, CallbackURL: o.callbackURL},
+		Signer:                 signer,
+		HTTP:                   httpClient,
+		RunWorkers:             o.runWorkers,
+		LocalTaskWorkers:       o.localTaskWorkers,
+		LocalTasksPerNamespace: o.localTasksPerNamespace,
+		CallbackAddr:           o.callbackAddr,
+		Webhooks:               o.webhook.port != 0,
 	}); err != nil {
 		return err
 	}

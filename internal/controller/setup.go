@@ -55,6 +55,9 @@ type Options struct {
 	// RunWorkers is how many WorkflowRuns are reconciled at once (default 8), LocalTaskWorkers how
 	// many tasks the manager performs itself at once (default 16).
 	RunWorkers, LocalTaskWorkers int
+	// LocalTasksPerNamespace bounds one namespace's share of them, queued or in flight (default a
+	// quarter of LocalTaskWorkers, at least 1).
+	LocalTasksPerNamespace int
 	// CallbackAddr is where the callback API is served, on every replica; empty serves nothing
 	// (the caller serves Controllers.Callback itself, as tests do).
 	CallbackAddr string
@@ -151,16 +154,17 @@ func Setup(ctx context.Context, mgr ctrl.Manager, o Options) (*Controllers, erro
 		return nil, fmt.Errorf("setting up the Workflow controller: %w", err)
 	}
 	c.Runs = &WorkflowRunReconciler{
-		Client:           mgr.GetClient(),
-		Recorder:         mgr.GetEventRecorder("millrace-workflowrun-controller"),
-		SQS:              router,
-		Signer:           o.Signer,
-		APIReader:        mgr.GetAPIReader(),
-		Workers:          o.RunWorkers,
-		LocalTaskWorkers: o.LocalTaskWorkers,
-		Metrics:          NewWorkflowRunMetrics(o.Registerer),
-		HTTP:             o.HTTP,
-		Log:              ctrl.Log.WithName("workflowrun"),
+		Client:                 mgr.GetClient(),
+		Recorder:               mgr.GetEventRecorder("millrace-workflowrun-controller"),
+		SQS:                    router,
+		Signer:                 o.Signer,
+		APIReader:              mgr.GetAPIReader(),
+		Workers:                o.RunWorkers,
+		LocalTaskWorkers:       o.LocalTaskWorkers,
+		LocalTasksPerNamespace: o.LocalTasksPerNamespace,
+		Metrics:                NewWorkflowRunMetrics(o.Registerer),
+		HTTP:                   o.HTTP,
+		Log:                    ctrl.Log.WithName("workflowrun"),
 	}
 	if err := c.Runs.SetupWithManager(ctx, mgr); err != nil {
 		return nil, fmt.Errorf("setting up the WorkflowRun controller: %w", err)

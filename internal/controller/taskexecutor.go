@@ -71,9 +71,13 @@ type taskExecutor struct {
 	now         func() time.Time
 
 	queue chan *localJob
+	// perNamespace bounds the jobs of one namespace queued or in flight (a quarter of the
+	// workers), so that one tenant's slow or failing tasks cannot take every worker.
+	perNamespace int
 
 	mu        sync.Mutex
 	jobs      map[string]*jobState
+	active    map[string]int // namespace -> jobs queued or in flight
 	lastSweep time.Time
 }
 
@@ -81,16 +85,20 @@ type taskExecutor struct {
 // run's reconcile tries again later.
 const executorQueue = 4096
 
-// errExecutorFull refuses a job while executorQueue jobs wait.
-var errExecutorFull = errors.New("the manager's local task queue is full")
+// errExecutorFull refuses a job while executorQueue jobs wait; errNamespaceBusy while its
+// namespace has perNamespace jobs queued or in flight.
+var (
+	errExecutorFull  = errors.New("the manager's local task queue is full")
+	errNamespaceBusy = errors.New("the namespace has as many local tasks queued or running as the manager allows one namespace")
+)
 
 func newTaskExecutor(workers int, report func(context.Context, tasktoken.Claims, callback.Result) error, metrics *WorkflowRunMetrics, log logr.Logger) *taskExecutor {
 	if workers <= 0 {
 		workers = 16
 	}
 	return &taskExecutor{workers: workers, report: report, metrics: metrics, log: log,
-		reportTries: 8, retryDelay: 100 * time.Millisecond, now: time.Now,
-		queue: make(chan *localJob, executorQueue), jobs: map[string]*jobState{}}
+		reportTries: 8, retryDelay: 100 * time.Millisecond, now: time.Now, perNamespace: max(1, workers/4),
+		queue: make(chan *localJob, executorQueue), jobs: map[string]*jobState{}, active: map[string]int{}}
 }
 
 // NeedLeaderElection is false: the jobs were submitted by this replica's reconciles (and a
@@ -127,6 +135,10 @@ func (e *taskExecutor) submit(job *localJob) error {
 	if ok && st.gaveUp.IsZero() {
 		return nil
 	}
+	ns := job.claims.Namespace
+	if e.active[ns] >= e.perNamespace {
+		return errNamespaceBusy
+	}
 	if !ok {
 		st = &jobState{}
 		e.jobs[job.key] = st
@@ -134,6 +146,7 @@ func (e *taskExecutor) submit(job *localJob) error {
 	select {
 	case e.queue <- job:
 		st.gaveUp = time.Time{}
+		e.active[ns]++
 		return nil
 	default:
 		if !ok {
@@ -153,6 +166,7 @@ func (e *taskExecutor) holds(key string) bool {
 
 // run performs a job (unless an earlier try did) and reports its result.
 func (e *taskExecutor) run(ctx context.Context, job *localJob) {
+	defer e.release(job.claims.Namespace)
 	e.mu.Lock()
 	st := e.jobs[job.key]
 	e.mu.Unlock()
@@ -243,6 +257,15 @@ func (e *taskExecutor) reportWithRetries(ctx context.Context, job *localJob, res
 	e.log.Error(err, "giving up reporting a task's result for now; the run's next reconcile reports it again",
 		"namespace", job.claims.Namespace, "run", job.claims.Run, "state", job.claims.State, "attempt", job.claims.Attempt, "tries", e.reportTries)
 	return outcomeGaveUp
+}
+
+// release ends a job's turn of its namespace.
+func (e *taskExecutor) release(ns string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.active[ns]--; e.active[ns] <= 0 {
+		delete(e.active, ns)
+	}
 }
 
 func (e *taskExecutor) forget(key string) {

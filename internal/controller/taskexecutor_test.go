@@ -174,11 +174,54 @@ func TestAFullQueueRefusesAJob(t *testing.T) {
 	e := newTaskExecutor(1, nil, nil, funcr.New(func(string, string) {}, funcr.Options{}))
 	var performed atomic.Int32
 	for i := range executorQueue {
-		if err := e.submit(job(strconv.Itoa(i), &performed)); err != nil {
+		j := job(strconv.Itoa(i), &performed)
+		j.claims.Namespace = "ns-" + strconv.Itoa(i) // one each: the namespaces' bound is another test's
+		if err := e.submit(j); err != nil {
 			t.Fatalf("job %d: %v", i, err)
 		}
 	}
 	if err := e.submit(job("one too many", &performed)); !errors.Is(err, errExecutorFull) || e.holds("one too many") {
 		t.Fatalf("err %v, held %v", err, e.holds("one too many"))
+	}
+}
+
+// One namespace's tasks take at most a quarter of the workers (queued or in flight): a tenant
+// whose tasks hang (a slow granted HTTP destination) or keep failing leaves the other namespaces'
+// tasks their workers. Its further tasks wait for its own to finish.
+func TestOneNamespaceCannotTakeEveryWorker(t *testing.T) {
+	e := newTaskExecutor(8, func(context.Context, tasktoken.Claims, callback.Result) error { return nil }, nil, funcr.New(func(string, string) {}, funcr.Options{}))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = e.Start(ctx); close(done) }()
+	release := make(chan struct{})
+	defer func() { close(release); cancel(); <-done }()
+	var hanging atomic.Int32
+	hang := func(key, ns string) *localJob {
+		return &localJob{key: key, kind: "http", claims: tasktoken.Claims{Namespace: ns, Run: key}, perform: func(ctx context.Context) (callback.Result, error) {
+			hanging.Add(1)
+			select {
+			case <-release:
+			case <-ctx.Done():
+			}
+			return callback.Result{Kind: callback.Success}, nil
+		}}
+	}
+	for i := range 2 {
+		if err := e.submit(hang("a-"+strconv.Itoa(i), "tenant-a")); err != nil {
+			t.Fatalf("tenant-a's job %d: %v", i, err)
+		}
+	}
+	if err := e.submit(hang("a-2", "tenant-a")); !errors.Is(err, errNamespaceBusy) || e.holds("a-2") {
+		t.Fatalf("tenant-a's third job: err %v, held %v; want errNamespaceBusy", err, e.holds("a-2"))
+	}
+	var performed atomic.Int32
+	other := job("b-0", &performed)
+	other.claims.Namespace = "tenant-b"
+	if err := e.submit(other); err != nil {
+		t.Fatalf("tenant-b's job: %v", err)
+	}
+	eventuallyTrue(t, "tenant-b's job runs while tenant-a's hang", func() bool { return performed.Load() == 1 })
+	if hanging.Load() != 2 {
+		t.Fatalf("%d of tenant-a's jobs running, want 2", hanging.Load())
 	}
 }

@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"time"
 
@@ -20,6 +21,9 @@ const continueAfter = time.Millisecond
 // localTaskRecheck is how often a run with tasks the manager performs itself is looked at while
 // they run: a result whose report gave up is reported again then.
 const localTaskRecheck = time.Minute
+
+// localTaskBusyRetry is when a task the executor could not take yet is offered again.
+const localTaskBusyRetry = time.Second
 
 // act performs what the persisted state asks for: it starts every running task not yet started
 // by this process (or recorded as sent by an earlier one), and requeues the run at its next
@@ -100,6 +104,12 @@ func (r *WorkflowRunReconciler) startTasks(ctx context.Context, run *millracev1.
 		sent := false
 		if err == nil {
 			sent, err = r.dispatch(ctx, run, a, res, input, credentials)
+		}
+		if errors.Is(err, errNamespaceBusy) || errors.Is(err, errExecutorFull) {
+			// The executor takes it when the namespace's (or everyone's) earlier tasks are done:
+			// not an error, and not an Event per try.
+			w.at(now.Add(localTaskBusyRetry))
+			continue
 		}
 		result := "ok"
 		if err != nil {

@@ -80,6 +80,8 @@ type WorkflowRunReconciler struct {
 	Workers int
 	// LocalTaskWorkers is how many tasks the manager performs itself at once (default 16).
 	LocalTaskWorkers int
+	// LocalTasksPerNamespace bounds one namespace's share of them (default a quarter, at least 1).
+	LocalTasksPerNamespace int
 	// Metrics (default: unregistered ones).
 	Metrics *WorkflowRunMetrics
 	// HTTP performs millrace:http tasks, to the destinations each namespace's TenantPolicies
@@ -123,6 +125,9 @@ func (r *WorkflowRunReconciler) setDefaults() {
 		}
 		r.wake = make(chan event.TypedGenericEvent[*millracev1.WorkflowRun], 4096)
 		r.tasks = newTaskExecutor(r.LocalTaskWorkers, r.Report, r.Metrics, r.Log.WithName("local-tasks"))
+		if r.LocalTasksPerNamespace > 0 {
+			r.tasks.perNamespace = r.LocalTasksPerNamespace
+		}
 	})
 }
 

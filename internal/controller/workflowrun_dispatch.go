@@ -6,12 +6,15 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"github.com/aws/smithy-go"
 	k8stypes "k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -19,6 +22,7 @@ import (
 	"github.com/millrace-io/millrace/internal/asl"
 	"github.com/millrace-io/millrace/internal/callback"
 	"github.com/millrace-io/millrace/internal/dispatch"
+	"github.com/millrace-io/millrace/internal/sqsx"
 	"github.com/millrace-io/millrace/internal/tasktoken"
 )
 
@@ -137,8 +141,9 @@ func (r *WorkflowRunReconciler) consumerQueue(ctx context.Context, ns, name stri
 }
 
 // sqsSendTask performs an sqs:sendMessage task: the result is {MessageId, MD5OfMessageBody}. A
-// send that failed is an error (the executor tries again), a refused queue or bad parameters the
-// task's failure.
+// send that failed for now (network, throttling, SQS's 5xx) is an error (the executor tries
+// again); SQS refusing the message (bad parameters, a queue gone, access denied) is the task's
+// failure, named SQS.<code> — tried again, it would only hold one of the manager's shared workers.
 func (r *WorkflowRunReconciler) sqsSendTask(ctx context.Context, ns string, params map[string]any, id string) (callback.Result, error) {
 	in, problem, err := r.sqsMessage(ctx, ns, params, id)
 	if err != nil {
@@ -151,10 +156,34 @@ func (r *WorkflowRunReconciler) sqsSendTask(ctx context.Context, ns string, para
 	defer cancel()
 	out, err := r.SQS.SendMessage(ctx, in)
 	if err != nil {
+		if failure := sqsTaskFailure(err); failure != nil {
+			return *failure, nil
+		}
 		return callback.Result{}, err
 	}
 	result, _ := json.Marshal(map[string]any{"MessageId": aws.ToString(out.MessageId), "MD5OfMessageBody": aws.ToString(out.MD5OfMessageBody)})
 	return callback.Result{Kind: callback.Success, Output: result}, nil
+}
+
+// throttlingCodes are client-fault codes that clear with time.
+var throttlingCodes = map[string]bool{"Throttling": true, "ThrottlingException": true, "RequestThrottled": true,
+	"RequestThrottledException": true, "TooManyRequestsException": true, "KmsThrottled": true, "KMS.ThrottlingException": true,
+	"RequestTimeout": true, "RequestTimeoutException": true}
+
+// sqsTaskFailure is the task failure for an SQS error a retry cannot fix: SQS refused the request
+// (Classify's Refused or NotFound, or any other client fault but throttling). Nil: try again.
+func sqsTaskFailure(err error) *callback.Result {
+	class, code := sqsx.Classify(err)
+	var api smithy.APIError
+	isAPI := errors.As(err, &api)
+	short := strings.TrimPrefix(code, "AWS.SimpleQueueService.")
+	switch {
+	case class == sqsx.Refused || class == sqsx.NotFound:
+	case isAPI && api.ErrorFault() == smithy.FaultClient && !throttlingCodes[short]:
+	default:
+		return nil
+	}
+	return &callback.Result{Kind: callback.Failure, Error: "SQS." + short, Cause: sqsx.Message(err)}
 }
 
 // sqsMessage builds the message of an sqs:sendMessage task from its Parameters. On a FIFO queue

@@ -79,6 +79,9 @@ func startManager(t *testing.T, cfg *rest.Config, sqsClient *sqs.Client, signer 
 		SQS: sqsClient, ClusterName: "restart", Resync: time.Minute, StalledRetry: time.Hour, DepthInterval: time.Second,
 		StatusWriteInterval: time.Second, Region: "us-east-1", Render: consumer.Options{DispatcherImage: "d"},
 		Signer: signer, HTTP: egress.New(egress.Options{}),
+		// The 50 runs share one namespace: its share of the executor is the whole of it here
+		// (the share itself is taskexecutor_test's).
+		LocalTasksPerNamespace: 16,
 	})
 	if err != nil {
 		cancel()

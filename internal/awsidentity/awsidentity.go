@@ -3,11 +3,17 @@
 // spec.aws), assumed with STS AssumeRole under a session name that names the namespace, so that
 // CloudTrail in the queue's account says which namespace acted. Assumed credentials are cached per
 // namespace and role and refreshed before they expire: a namespace costs one AssumeRole call per
-// credential lifetime (an hour by default), not one per SQS call.
+// credential lifetime (an hour by default), not one per SQS call. A role that cannot be assumed
+// is asked again only after a backoff that doubles with each failure (1 s up to 5 min by default,
+// reset by a success): in between, the namespace's SQS calls fail at once with the last error,
+// so a broken mapping never floods STS (and never throttles the refreshes of other namespaces).
 package awsidentity
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
 	"sync"
 	"time"
 
@@ -36,6 +42,10 @@ type Options struct {
 	// session duration of a role); Refresh is how long before expiry they are renewed (default
 	// 5 min, jittered by up to half of it).
 	Duration, Refresh time.Duration
+	// FailureBackoff is how long a role that could not be assumed is not asked again (default
+	// 1s); it doubles with each failure in a row up to MaxFailureBackoff (default 5 min) and
+	// resets on success.
+	FailureBackoff, MaxFailureBackoff time.Duration
 	// Registerer receives millrace_sts_assume_role_calls_total (nil: not registered).
 	Registerer prometheus.Registerer
 }
@@ -66,6 +76,13 @@ func New(own *sqs.Client, opts Options) *Clients {
 	if opts.Refresh <= 0 {
 		opts.Refresh = 5 * time.Minute
 	}
+	if opts.FailureBackoff <= 0 {
+		opts.FailureBackoff = time.Second
+	}
+	if opts.MaxFailureBackoff <= 0 {
+		opts.MaxFailureBackoff = 5 * time.Minute
+	}
+	opts.MaxFailureBackoff = max(opts.MaxFailureBackoff, opts.FailureBackoff)
 	c := &Clients{
 		own:         own,
 		opts:        opts,
@@ -110,7 +127,13 @@ func (c *Clients) For(namespace string, role *Role) *sqs.Client {
 			o.ExternalID = aws.String(role.ExternalID)
 		}
 	})
-	o.Credentials = aws.NewCredentialsCache(provider, func(cache *aws.CredentialsCacheOptions) {
+	// The cache keeps credentials but not failures: the backoff in front of the provider keeps a
+	// role that refuses from being asked on every SQS call.
+	guarded := &backoffProvider{
+		provider: provider, namespace: namespace, role: role.ARN,
+		min: c.opts.FailureBackoff, max: c.opts.MaxFailureBackoff, now: time.Now,
+	}
+	o.Credentials = aws.NewCredentialsCache(guarded, func(cache *aws.CredentialsCacheOptions) {
 		cache.ExpiryWindow = c.opts.Refresh
 		cache.ExpiryWindowJitterFrac = 0.5
 	})
@@ -120,15 +143,82 @@ func (c *Clients) For(namespace string, role *Role) *sqs.Client {
 	return client
 }
 
-// SessionName is the AssumeRole session name for a namespace: "millrace-<namespace>", cut to the
-// 64 characters STS allows (namespace names hold only characters STS accepts).
+// maxSessionName is the longest RoleSessionName STS accepts.
+const maxSessionName = 64
+
+// SessionName is the AssumeRole session name for a namespace: "millrace-<namespace>" (namespace
+// names hold only characters STS accepts). A name longer than the 64 characters STS allows keeps
+// its first 55 characters and ends in "-" and 8 hex digits of the SHA-256 of the namespace, so
+// that long namespaces sharing a prefix still get distinct session names.
 func SessionName(namespace string) string {
 	name := "millrace-" + namespace
-	if len(name) > 64 {
-		name = name[:64]
+	if len(name) <= maxSessionName {
+		return name
 	}
-	return name
+	sum := sha256.Sum256([]byte(namespace))
+	suffix := "-" + hex.EncodeToString(sum[:])[:8]
+	return name[:maxSessionName-len(suffix)] + suffix
 }
+
+// backoffProvider stands in front of a role's AssumeRole provider: after a failure, the role is
+// not asked again before the backoff has passed, and Retrieve fails at once with the last error.
+// aws.CredentialsCache caches credentials but not failures, and its single flight only merges
+// concurrent calls: without this, every SQS call of a namespace whose role cannot be assumed
+// (depth readings, task sends and their retries) would be an AssumeRole call.
+type backoffProvider struct {
+	provider  aws.CredentialsProvider
+	namespace string
+	role      string
+	min, max  time.Duration
+	now       func() time.Time
+
+	mu       sync.Mutex
+	lastErr  error
+	failedAt time.Time
+	backoff  time.Duration // zero after a success
+}
+
+func (b *backoffProvider) Retrieve(ctx context.Context) (aws.Credentials, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock() // one AssumeRole at a time per namespace and role
+	if b.lastErr != nil {
+		if wait := b.backoff - b.now().Sub(b.failedAt); wait > 0 {
+			return aws.Credentials{}, &BackoffError{Namespace: b.namespace, Role: b.role, Retry: wait, Err: b.lastErr}
+		}
+	}
+	creds, err := b.provider.Retrieve(ctx)
+	if err != nil {
+		if ctx.Err() != nil {
+			// The caller gave up; that says nothing about the role.
+			return creds, err
+		}
+		if b.backoff == 0 {
+			b.backoff = b.min
+		} else {
+			b.backoff = min(b.backoff*2, b.max)
+		}
+		b.lastErr, b.failedAt = err, b.now()
+		return creds, err
+	}
+	b.lastErr, b.backoff = nil, 0
+	return creds, nil
+}
+
+// BackoffError is the error of a namespace's SQS call made while its role, which could not be
+// assumed, is not asked again yet. It wraps the last AssumeRole error.
+type BackoffError struct {
+	Namespace, Role string
+	// Retry is how long until the role is asked again.
+	Retry time.Duration
+	Err   error
+}
+
+func (e *BackoffError) Error() string {
+	return fmt.Sprintf("IAM role %s of namespace %s could not be assumed; not asking STS again for %s (backing off after failures): %v",
+		e.Role, e.Namespace, e.Retry.Round(time.Millisecond), e.Err)
+}
+
+func (e *BackoffError) Unwrap() error { return e.Err }
 
 // countingSTS counts AssumeRole calls by role and result.
 type countingSTS struct {

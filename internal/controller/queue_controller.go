@@ -67,6 +67,9 @@ const (
 	// ReasonQueueMissing: an adopted queue was deleted outside Millrace, which recreates only the
 	// queues it created.
 	ReasonQueueMissing = "QueueMissing"
+	// ReasonQueueMoved: the Queue's queue was created at another URL than the one it had (the
+	// namespace was mapped to another AWS account or region).
+	ReasonQueueMoved = "QueueMoved"
 )
 
 // QueueReconciler keeps SQS queues in sync with Queue resources.
@@ -164,6 +167,13 @@ func (r *QueueReconciler) Reconcile(ctx context.Context, req ctrl.Request) (resu
 		if err != nil || done {
 			return res, err
 		}
+	}
+	if previous := q.Status.QueueURL; previous != "" && previous != s.url {
+		// The queue moved (the namespace was mapped to another account or region): the old URL's
+		// poller would keep reading a queue this Queue no longer has, and its NotFound readings
+		// would keep bringing the Queue back here.
+		r.Monitor.Unwatch(previous, monitorID(req.NamespacedName))
+		r.router.forget(previous)
 	}
 	q.Status.QueueURL, q.Status.QueueARN, q.Status.DeadLetterSources = s.url, s.arn, s.sources
 	r.router.register(s.url, q.Namespace)
@@ -286,10 +296,6 @@ func (r *QueueReconciler) ensureQueue(ctx context.Context, s *queueScope) (ctrl.
 	if q.Status.Adopted {
 		return r.adoptedQueueMissing(s)
 	}
-	if q.Status.QueueURL != "" {
-		r.Recorder.Eventf(q, nil, corev1.EventTypeWarning, "Recreating", "Create",
-			"queue %s was deleted outside Millrace; creating it again", s.name)
-	}
 	created, err := s.sqs.CreateQueue(ctx, &sqs.CreateQueueInput{
 		QueueName:  aws.String(s.name),
 		Attributes: sqsx.CreateAttributes(q.Spec, s.deadLetter),
@@ -300,6 +306,17 @@ func (r *QueueReconciler) ensureQueue(ctx context.Context, s *queueScope) (ctrl.
 	}
 	s.url = aws.ToString(created.QueueUrl)
 	q.Status.Adopted = false
+	switch previous := q.Status.QueueURL; {
+	case previous == s.url:
+		// Only a queue created again at the URL it had was deleted outside Millrace; the depth
+		// poller, backing off from the readings that said it was missing, reads it at once.
+		r.Recorder.Eventf(q, nil, corev1.EventTypeWarning, "Recreating", "Create",
+			"queue %s was deleted outside Millrace; created it again", s.name)
+		r.Monitor.Poke(s.url)
+	case previous != "":
+		r.Recorder.Eventf(q, nil, corev1.EventTypeNormal, ReasonQueueMoved, "Create",
+			"queue %s now lives at %s (was %s): the namespace's AWS account or region changed; the old queue is left in place", s.name, s.url, previous)
+	}
 	r.Recorder.Eventf(q, nil, corev1.EventTypeNormal, ReasonCreated, "Create", "created %s queue %s", q.Spec.Type, s.name)
 	return ctrl.Result{}, false, nil
 }

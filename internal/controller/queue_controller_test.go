@@ -21,6 +21,7 @@ import (
 
 	millracev1 "github.com/millrace-io/millrace/api/v1alpha1"
 	"github.com/millrace-io/millrace/internal/controller"
+	"github.com/millrace-io/millrace/internal/depth"
 	"github.com/millrace-io/millrace/internal/sqsx"
 )
 
@@ -481,4 +482,58 @@ func TestQueueDeletedOutsideMillraceIsRecreated(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// A Queue whose queue URL changes (its namespace mapped to another account or region) stops
+// watching the old URL: its poller would keep reading a queue the Queue no longer has, and the
+// NotFound readings would keep reconciling the Queue.
+func TestAChangedQueueURLIsNoLongerWatched(t *testing.T) {
+	ns := newNamespace(t)
+	create(t, newQueue(ns, "mover", millracev1.QueueSpec{}))
+	q := waitReadyQueue(t, ns, "mover")
+	current := q.Status.QueueURL
+	if n := monitor.Subscribers(current); n != 1 {
+		t.Fatalf("%d subscribers of %s, want 1", n, current)
+	}
+	// The state before a move: the Queue recorded, and watched, the URL it had in the old account.
+	old := strings.Replace(current, "/000000000000/", "/111111111111/", 1)
+	if old == current {
+		old = current + "-in-the-old-account"
+	}
+	monitor.Watch(old, "queue/"+ns+"/mover", depth.Subscription{Interval: time.Hour})
+	if err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		got := &millracev1.Queue{}
+		if err := k8s.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "mover"}, got); err != nil {
+			return err
+		}
+		patch := client.MergeFrom(got.DeepCopy())
+		got.Status.QueueURL = old
+		if err := k8s.Status().Patch(context.Background(), got, patch); err != nil {
+			return err
+		}
+		patch = client.MergeFrom(got.DeepCopy())
+		metav1.SetMetaDataAnnotation(&got.ObjectMeta, "test.millrace.io/touch", "moved")
+		return k8s.Patch(context.Background(), got, patch)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 4*testResync, func() error {
+		got := &millracev1.Queue{}
+		if err := k8s.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "mover"}, got); err != nil {
+			return err
+		}
+		if got.Status.QueueURL != current {
+			return fmt.Errorf("status.queueURL %s, want %s", got.Status.QueueURL, current)
+		}
+		if n := monitor.Subscribers(old); n != 0 {
+			return fmt.Errorf("the old URL %s still has %d subscribers", old, n)
+		}
+		return nil
+	})
+	if n := monitor.Subscribers(current); n != 1 {
+		t.Fatalf("%d subscribers of %s, want 1", n, current)
+	}
+	if err := hasEvent(t, ns, "mover", "Recreating"); err == nil {
+		t.Fatal("a Recreating event for a Queue whose queue was never deleted")
+	}
 }

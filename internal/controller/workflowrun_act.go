@@ -45,7 +45,7 @@ func (r *WorkflowRunReconciler) act(ctx context.Context, run *millracev1.Workflo
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	if err := r.startChildRuns(ctx, run, steps.m, engine, now, &w); err != nil {
+	if err := r.startChildRuns(ctx, run, steps.m, engine, steps.opt, now, &w); err != nil {
 		return ctrl.Result{}, err
 	}
 	if more, err := r.cleanUpChildRuns(ctx, run, steps.m, engine); err != nil {

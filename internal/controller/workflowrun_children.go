@@ -98,8 +98,10 @@ func (r *WorkflowRunReconciler) childRunEnds(ctx context.Context, run *millracev
 }
 
 // startChildRuns creates the child runs the recorded engine state lists and the cache does not
-// have yet (at most maxChildRunWrites), and says when to look at the parent again.
-func (r *WorkflowRunReconciler) startChildRuns(ctx context.Context, run *millracev1.WorkflowRun, m *workflowMachine, engine asl.Run, now time.Time, w *wakeup) error {
+// have yet (at most maxChildRunWrites, and while the reconcile's budget lasts: computing a child's
+// input evaluates the Map state's paths and expressions, charged to the budget opt carries, the
+// one of the steps of this reconcile), and says when to look at the parent again.
+func (r *WorkflowRunReconciler) startChildRuns(ctx context.Context, run *millracev1.WorkflowRun, m *workflowMachine, engine asl.Run, opt asl.Options, now time.Time, w *wakeup) error {
 	children := m.ChildRuns(engine)
 	if len(children) > 0 {
 		w.at(now.Add(childRunRecheck))
@@ -113,11 +115,11 @@ func (r *WorkflowRunReconciler) startChildRuns(ctx context.Context, run *millrac
 		} else if !apierrors.IsNotFound(err) {
 			return err
 		}
-		if created == maxChildRunWrites {
-			w.at(now.Add(continueAfter))
+		if created == maxChildRunWrites || opt.Budget.Spent() {
+			w.at(now.Add(continueAfter)) // the rest in the next reconcile, with a budget of its own
 			return nil
 		}
-		child, err := r.childRun(run, m, engine, c, name)
+		child, err := r.childRun(run, m, engine, c, name, opt)
 		if err != nil {
 			r.Recorder.Eventf(run, nil, corev1.EventTypeWarning, ReasonChildRunFailed, "Dispatch", "%s: %v", c.Label, err)
 			continue
@@ -130,9 +132,13 @@ func (r *WorkflowRunReconciler) startChildRuns(ctx context.Context, run *millrac
 	return nil
 }
 
-// childRun is the child run of iteration c, with its input computed from the parent's state.
-func (r *WorkflowRunReconciler) childRun(run *millracev1.WorkflowRun, m *workflowMachine, engine asl.Run, c asl.ChildRun, name string) (*millracev1.WorkflowRun, error) {
-	input, err := m.ChildRunInput(engine, c.Path, r.options(run))
+// childRun is the child run of iteration c, with its input computed from the parent's state (the
+// evaluation charged to opt.Budget, which must be set: the reconcile's).
+func (r *WorkflowRunReconciler) childRun(run *millracev1.WorkflowRun, m *workflowMachine, engine asl.Run, c asl.ChildRun, name string, opt asl.Options) (*millracev1.WorkflowRun, error) {
+	if opt.Budget == nil {
+		return nil, fmt.Errorf("no budget for the input of child run %s", name)
+	}
+	input, err := m.ChildRunInput(engine, c.Path, opt)
 	if err != nil {
 		return nil, err
 	}

@@ -28,3 +28,20 @@ func (p IntervalPolicy) Next(current time.Duration, unchanged int) time.Duration
 	}
 	return next
 }
+
+// AfterErrors returns the interval after a failed reading, the failures-th in a row (1 for the
+// first): Base, then doubling up to Max. A queue that cannot be read (its role cannot be assumed,
+// SQS refuses or throttles) is not read at the pace of a moving queue; Ceiling does not apply,
+// since no message can be seen until a reading succeeds again. The first failure keeps Base, so
+// one transient error costs nothing, and a deleted queue's subscribers hear of it at once (every
+// failed reading is notified).
+func (p IntervalPolicy) AfterErrors(failures int) time.Duration {
+	next := p.Base
+	for i := 1; i < failures && next < p.Max; i++ {
+		next *= 2
+	}
+	if p.Max > p.Base {
+		next = min(next, p.Max)
+	}
+	return next
+}

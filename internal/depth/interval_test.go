@@ -37,3 +37,32 @@ func TestIntervalPolicy(t *testing.T) {
 		t.Fatalf("a policy whose ceiling is its base never grows: got %v", got)
 	}
 }
+
+func TestIntervalAfterErrors(t *testing.T) {
+	p := IntervalPolicy{Base: time.Second, Max: 8 * time.Second, SteadyAfter: 3}
+	withCeiling := p
+	withCeiling.Ceiling = time.Second
+	flat := IntervalPolicy{Base: 5 * time.Second, Max: 5 * time.Second, SteadyAfter: 3}
+	cases := []struct {
+		name     string
+		policy   IntervalPolicy
+		failures int
+		want     time.Duration
+	}{
+		{"the first failure is retried at the base interval", p, 1, time.Second},
+		{"the second failure doubles it", p, 2, 2 * time.Second},
+		{"the third doubles it again", p, 3, 4 * time.Second},
+		{"the backoff stops at the maximum", p, 4, 8 * time.Second},
+		{"and stays there", p, 40, 8 * time.Second},
+		{"a huge count does not overflow", p, 1 << 30, 8 * time.Second},
+		{"an idle subscriber's ceiling does not hold a failing queue at the base interval", withCeiling, 3, 4 * time.Second},
+		{"a policy whose maximum is its base stays at the base", flat, 5, 5 * time.Second},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := tc.policy.AfterErrors(tc.failures); got != tc.want {
+				t.Fatalf("AfterErrors(%d) = %v, want %v", tc.failures, got, tc.want)
+			}
+		})
+	}
+}

@@ -171,6 +171,30 @@ func (m *Monitor) Unwatch(queueURL, id string) {
 	}
 }
 
+// Poke makes the poller of queueURL, if any, read at once: the queue was just created again, and a
+// poller backing off from the readings that said it was missing need not wait out its backoff.
+func (m *Monitor) Poke(queueURL string) {
+	m.mu.Lock()
+	p, ok := m.pollers[queueURL]
+	m.mu.Unlock()
+	if ok {
+		p.poke()
+	}
+}
+
+// Subscribers returns how many subscribers the poller of queueURL has (0 without a poller).
+func (m *Monitor) Subscribers(queueURL string) int {
+	m.mu.Lock()
+	p, ok := m.pollers[queueURL]
+	m.mu.Unlock()
+	if !ok {
+		return 0
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.subs)
+}
+
 // Latest returns the newest sample of a queue, if it has been read.
 func (m *Monitor) Latest(queueURL string) (Sample, bool) {
 	m.mu.Lock()
@@ -205,6 +229,8 @@ type poller struct {
 	subs      map[string]Subscription
 	last      Sample
 	unchanged int
+	// failures counts the failed readings in a row; the interval backs off while it grows.
+	failures int
 }
 
 func (p *poller) start(ctx context.Context) {
@@ -278,6 +304,12 @@ func (p *poller) run(ctx context.Context) {
 		} else {
 			p.unchanged = 0
 		}
+		if sample.Err != nil {
+			p.failures++
+		} else {
+			p.failures = 0
+		}
+		failures := p.failures
 		p.last = sample
 		unchanged := p.unchanged
 		subs := make([]Subscription, 0, len(p.subs))
@@ -290,7 +322,13 @@ func (p *poller) run(ctx context.Context) {
 				s.Notify(sample)
 			}
 		}
-		interval = policy.Next(interval, unchanged)
+		if failures > 0 {
+			// Back off from a queue that cannot be read rather than fail at the base interval
+			// forever (each failure may cost an STS or SQS call that is itself refused).
+			interval = policy.AfterErrors(failures)
+		} else {
+			interval = policy.Next(interval, unchanged)
+		}
 		timer.Reset(interval)
 	}
 }

@@ -296,3 +296,50 @@ func TestANewSubscriberIsNotKeptWaitingByASlowerOne(t *testing.T) {
 		t.Errorf("the message was seen %v after the subscriber joined", d)
 	}
 }
+
+// failingAPI refuses every reading, as SQS does for a deleted queue or a role that cannot be assumed.
+type failingAPI struct{ calls atomic.Int64 }
+
+func (f *failingAPI) GetQueueAttributes(context.Context, *sqs.GetQueueAttributesInput, ...func(*sqs.Options)) (*sqs.GetQueueAttributesOutput, error) {
+	f.calls.Add(1)
+	return nil, fmt.Errorf("AWS.SimpleQueueService.NonExistentQueue: the queue does not exist")
+}
+
+// A queue whose readings fail is read less and less often (doubling up to MaxInterval), not at
+// the base interval; the first failure still reaches the subscribers at once, and every failed
+// reading is notified.
+func TestAQueueThatCannotBeReadIsPolledWithBackoff(t *testing.T) {
+	api := &failingAPI{}
+	m := depth.NewMonitor(api, depth.Options{MaxInterval: time.Second})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { _ = m.Start(ctx) }()
+	rec := &recorder{}
+	start := time.Now()
+	m.Watch("http://sqs.example/000000000000/gone", "q", depth.Subscription{Interval: 20 * time.Millisecond, Fast: true, Notify: rec.notify})
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		if s, n := rec.last(); n > 0 {
+			if s.Err == nil {
+				t.Fatal("a failed reading was notified without its error")
+			}
+			if d := time.Since(start); d > 500*time.Millisecond {
+				t.Fatalf("the first failure reached the subscriber after %v", d)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the failure never reached the subscriber")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	time.Sleep(600 * time.Millisecond)
+	// At the base interval that is ~30 readings; backing off (20, 40, 80, 160, 320 ms) about 6.
+	calls := api.calls.Load()
+	if calls > 10 {
+		t.Fatalf("%d readings of a failing queue in ~600 ms at a 20 ms base interval: no backoff", calls)
+	}
+	if _, n := rec.last(); int64(n) != calls {
+		t.Fatalf("%d failed readings but %d notifications", calls, n)
+	}
+}

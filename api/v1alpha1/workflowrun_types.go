@@ -50,6 +50,12 @@ type ParentRunReference struct {
 	// +required
 	// +kubebuilder:validation:MinLength=1
 	Key string `json:"key"`
+	// signature is the manager's proof that it created this child run: an HMAC, with the
+	// manager's task-token key, of the parent's UID, the Map state, the item, the key and the
+	// child's name. A run whose parentRef does not carry a valid one is not run as a child, and
+	// no parent reads it.
+	// +optional
+	Signature string `json:"signature,omitempty"`
 }
 
 // WorkflowRunSpec starts one execution of a Workflow.

@@ -325,8 +325,10 @@ func (r *ConsumerReconciler) applyRendered(ctx context.Context, s *consumerScope
 				r.Recorder.Eventf(c, nil, corev1.EventTypeNormal, "ReplicasReverted", "Scale",
 					"replicas of Deployment %s were set to %d outside Millrace; restored to %d", dep.Name, onDeployment, decision.Replicas)
 			}
-			if dep != nil {
-				want.Status = dep.Status
+			if dep != nil && want.Generation == 0 {
+				// The apply's answer was not read back: keep the status observed, and the
+				// generation one past it, as a changed spec has.
+				want.Status, want.Generation = dep.Status, dep.Generation+1
 			}
 			dep = want
 		}
@@ -417,7 +419,15 @@ func (r *ConsumerReconciler) apply(ctx context.Context, d *appsv1.Deployment) er
 	unstructured.RemoveNestedField(u.Object, "status")
 	unstructured.RemoveNestedField(u.Object, "metadata", "creationTimestamp")
 	unstructured.RemoveNestedField(u.Object, "spec", "template", "metadata", "creationTimestamp")
-	return r.Client.Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(consumerFieldOwner), client.ForceOwnership)
+	if err := r.Client.Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(consumerFieldOwner), client.ForceOwnership); err != nil {
+		return err
+	}
+	// The answer is the Deployment as stored: its new generation with the status of the old one,
+	// so the rollout the apply starts is seen as one, not taken for done.
+	if u.GetName() == "" {
+		return nil
+	}
+	return runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, d)
 }
 
 // recordScale counts an applied change for the rate policies and reports it, and the transitions
@@ -494,7 +504,17 @@ func (r *ConsumerReconciler) observe(s *consumerScope) {
 			degradedReason = ReasonFallback
 		}
 	}
-	setBool(ConditionDegraded, d.Degraded, degradedReason, ReasonDepthKnown, degradedMsg)
+	if w.stuck != "" {
+		// A rollout that stopped making progress decides: old replicas serve a spec that is not
+		// the Consumer's, or none do.
+		if d.Degraded {
+			degradedMsg = w.stuck + "; also " + degradedMsg
+		} else {
+			degradedMsg = w.stuck
+		}
+		degradedReason = ReasonRolloutStuck
+	}
+	setBool(ConditionDegraded, d.Degraded || w.stuck != "", degradedReason, ReasonDepthKnown, degradedMsg)
 	pausedMsg := "spec.scaling.paused is false"
 	if d.Paused {
 		pausedMsg = d.Reason
@@ -502,6 +522,15 @@ func (r *ConsumerReconciler) observe(s *consumerScope) {
 	setBool(ConditionPaused, d.Paused, "Paused", "NotPaused", pausedMsg)
 
 	switch {
+	case d.Replicas == 0 && w.current == 0:
+		// Nothing runs, so nothing runs an old spec: the next replica starts from the newest.
+		conditions.MarkReconciled(&c.Status.Conditions)
+		s.verdict = conditions.Verdict{Reason: ReasonScaledToZero, Message: "no backlog: scaled to zero"}
+	case w.stuck != "":
+		// Not progressing: Degraded (RolloutStuck) holds Ready back.
+		conditions.MarkReconciled(&c.Status.Conditions)
+	case w.rolling != "":
+		conditions.MarkReconciling(&c.Status.Conditions, c.Generation, ReasonRollingOut, w.rolling)
 	case d.Replicas == 0:
 		conditions.MarkReconciled(&c.Status.Conditions)
 		s.verdict = conditions.Verdict{Reason: ReasonScaledToZero, Message: "no backlog: scaled to zero"}
@@ -678,7 +707,9 @@ func statefulSetChanged() predicate.Predicate {
 			return true
 		}
 		return o.Generation != n.Generation || o.Status.Replicas != n.Status.Replicas ||
-			o.Status.ReadyReplicas != n.Status.ReadyReplicas || o.Status.AvailableReplicas != n.Status.AvailableReplicas
+			o.Status.ReadyReplicas != n.Status.ReadyReplicas || o.Status.AvailableReplicas != n.Status.AvailableReplicas ||
+			o.Status.ObservedGeneration != n.Status.ObservedGeneration || o.Status.UpdatedReplicas != n.Status.UpdatedReplicas ||
+			o.Status.CurrentRevision != n.Status.CurrentRevision || o.Status.UpdateRevision != n.Status.UpdateRevision
 	}}
 }
 
@@ -693,6 +724,7 @@ func deploymentChanged() predicate.Predicate {
 		}
 		return o.Generation != n.Generation || o.Status.Replicas != n.Status.Replicas ||
 			o.Status.ReadyReplicas != n.Status.ReadyReplicas || o.Status.AvailableReplicas != n.Status.AvailableReplicas ||
+			o.Status.ObservedGeneration != n.Status.ObservedGeneration || o.Status.UpdatedReplicas != n.Status.UpdatedReplicas ||
 			!equality.Semantic.DeepEqual(o.Status.Conditions, n.Status.Conditions)
 	}}
 }

@@ -346,3 +346,124 @@ func TestTheAPIServerRejectsInvalidConsumers(t *testing.T) {
 		})
 	}
 }
+
+// setDeploymentStatus writes a Deployment's status as the deployment controller would (the
+// envtest runs none): f edits the status of the Deployment as stored.
+func setDeploymentStatus(t testing.TB, ns, name string, f func(d *appsv1.Deployment)) {
+	t.Helper()
+	if err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		d := &appsv1.Deployment{}
+		if err := k8s.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, d); err != nil {
+			return err
+		}
+		f(d)
+		return k8s.Status().Update(context.Background(), d)
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func rolledOut(d *appsv1.Deployment) {
+	n := ptr.Deref(d.Spec.Replicas, 1)
+	now := metav1.Now()
+	d.Status = appsv1.DeploymentStatus{ObservedGeneration: d.Generation, Replicas: n, UpdatedReplicas: n, ReadyReplicas: n, AvailableReplicas: n,
+		Conditions: []appsv1.DeploymentCondition{
+			{Type: appsv1.DeploymentAvailable, Status: corev1.ConditionTrue, Reason: "MinimumReplicasAvailable", LastUpdateTime: now, LastTransitionTime: now},
+			{Type: appsv1.DeploymentProgressing, Status: corev1.ConditionTrue, Reason: "NewReplicaSetAvailable", LastUpdateTime: now, LastTransitionTime: now},
+		}}
+}
+
+func waitConsumerReady(t testing.TB, ns, name string, status metav1.ConditionStatus, reason string, check func(c *millracev1.Consumer) error) *millracev1.Consumer {
+	t.Helper()
+	c := &millracev1.Consumer{}
+	eventually(t, 10*time.Second, func() error {
+		if err := k8s.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, c); err != nil {
+			return err
+		}
+		ready := meta.FindStatusCondition(c.Status.Conditions, millracev1.ConditionReady)
+		if ready == nil || ready.Status != status || ready.Reason != reason {
+			return fmt.Errorf("Ready %+v, want %s %s (conditions %+v)", ready, status, reason, c.Status.Conditions)
+		}
+		if check != nil {
+			return check(c)
+		}
+		return nil
+	})
+	return c
+}
+
+// After a template change the Deployment's status is the old spec's until its controller observes
+// the new generation: the Consumer is not Ready (Reconciling, RollingOut) while it rolls out, and
+// Degraded (RolloutStuck) when the rollout exceeds its progress deadline — not Ready on the old
+// replicas' availability.
+func TestConsumerIsNotReadyWhileItsDeploymentRollsOutOrIsStuck(t *testing.T) {
+	ns := newNamespace(t)
+	create(t, newQueue(ns, "work", millracev1.QueueSpec{}))
+	waitReadyQueue(t, ns, "work")
+	create(t, newConsumer(ns, "worker", "work", fastScaling(1)))
+	waitReplicas(t, ns, "worker", 1, waitReady)
+	setDeploymentStatus(t, ns, "worker", rolledOut)
+	waitConsumerReady(t, ns, "worker", metav1.ConditionTrue, controller.ReasonAvailable, nil)
+
+	// A bad image: the spec changes, the deployment controller has not caught up.
+	if err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		c := &millracev1.Consumer{}
+		if err := k8s.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "worker"}, c); err != nil {
+			return err
+		}
+		c.Spec.Template.Spec.Containers[0].Image = "handler:does-not-exist"
+		return k8s.Update(context.Background(), c)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, func() error {
+		d := &appsv1.Deployment{}
+		if err := k8s.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "worker"}, d); err != nil {
+			return err
+		}
+		if d.Spec.Template.Spec.Containers[0].Image != "handler:does-not-exist" {
+			return fmt.Errorf("Deployment image %s", d.Spec.Template.Spec.Containers[0].Image)
+		}
+		return nil
+	})
+	waitConsumerReady(t, ns, "worker", metav1.ConditionFalse, controller.ReasonRollingOut, func(c *millracev1.Consumer) error {
+		r := meta.FindStatusCondition(c.Status.Conditions, millracev1.ConditionReconciling)
+		if r == nil || r.Status != metav1.ConditionTrue || r.Reason != controller.ReasonRollingOut || !strings.Contains(r.Message, "not yet observed") {
+			return fmt.Errorf("Reconciling %+v", r)
+		}
+		return nil
+	})
+
+	// The deployment controller observes it: one new pod does not start, the old one serves.
+	setDeploymentStatus(t, ns, "worker", func(d *appsv1.Deployment) {
+		rolledOut(d)
+		d.Status.Replicas, d.Status.UpdatedReplicas, d.Status.ReadyReplicas, d.Status.AvailableReplicas, d.Status.UnavailableReplicas = 2, 1, 1, 1, 1
+	})
+	waitConsumerReady(t, ns, "worker", metav1.ConditionFalse, controller.ReasonRollingOut, func(c *millracev1.Consumer) error {
+		if r := meta.FindStatusCondition(c.Status.Conditions, millracev1.ConditionReconciling); r == nil || !strings.Contains(r.Message, "1 of 2 replicas updated") {
+			return fmt.Errorf("Reconciling %+v", r)
+		}
+		return nil
+	})
+
+	// The progress deadline passes.
+	const stuck = `ReplicaSet "worker-7d9f" has timed out progressing.`
+	setDeploymentStatus(t, ns, "worker", func(d *appsv1.Deployment) {
+		for i := range d.Status.Conditions {
+			if d.Status.Conditions[i].Type == appsv1.DeploymentProgressing {
+				d.Status.Conditions[i].Status, d.Status.Conditions[i].Reason, d.Status.Conditions[i].Message = corev1.ConditionFalse, "ProgressDeadlineExceeded", stuck
+			}
+		}
+	})
+	waitConsumerReady(t, ns, "worker", metav1.ConditionFalse, controller.ReasonRolloutStuck, func(c *millracev1.Consumer) error {
+		dg := meta.FindStatusCondition(c.Status.Conditions, controller.ConditionDegraded)
+		if dg == nil || dg.Status != metav1.ConditionTrue || dg.Reason != controller.ReasonRolloutStuck || !strings.Contains(dg.Message, stuck) {
+			return fmt.Errorf("Degraded %+v", dg)
+		}
+		return nil
+	})
+
+	// The image is fixed and rolled out: Ready again.
+	setDeploymentStatus(t, ns, "worker", rolledOut)
+	waitConsumerReady(t, ns, "worker", metav1.ConditionTrue, controller.ReasonAvailable, nil)
+}

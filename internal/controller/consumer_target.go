@@ -8,6 +8,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv1 "k8s.io/api/autoscaling/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -31,6 +32,12 @@ const (
 	ReasonTargetScaledByHP = "TargetScaledByHPA"
 )
 
+// Reasons of a workload whose rollout is not done.
+const (
+	ReasonRollingOut   = "RollingOut"
+	ReasonRolloutStuck = "RolloutStuck"
+)
+
 // workload is what a Consumer scales: the Deployment it renders, or the Deployment or StatefulSet
 // its scaleTargetRef names. It carries what status reports.
 type workload struct {
@@ -40,18 +47,77 @@ type workload struct {
 	current   int32  // status.replicas
 	ready     int32
 	available bool
+	// rolling says how far the workload's rollout of its newest spec is, when it is not done
+	// (kstatus's rules: its controller has not observed its generation, or not every replica runs
+	// the newest template); empty when it is. Old replicas' availability is not the new spec's.
+	rolling string
+	// stuck is the workload controller's message when the rollout stopped making progress
+	// (a Deployment's Progressing=False, ProgressDeadlineExceeded); empty otherwise.
+	stuck string
 }
 
 func (w *workload) name() string { return w.kind + "/" + w.obj.GetName() }
 
 func deploymentWorkload(d *appsv1.Deployment) *workload {
-	return &workload{obj: d, kind: "Deployment", replicas: d.Spec.Replicas, current: d.Status.Replicas, ready: d.Status.ReadyReplicas,
+	w := &workload{obj: d, kind: "Deployment", replicas: d.Spec.Replicas, current: d.Status.Replicas, ready: d.Status.ReadyReplicas,
 		available: meta.IsStatusConditionTrue(deploymentConditions(d), string(appsv1.DeploymentAvailable)) && d.Status.ReadyReplicas > 0}
+	w.rolling, w.stuck = deploymentRollout(d)
+	return w
+}
+
+// deploymentRollout applies kstatus's rules for a Deployment: the rollout is under way while the
+// deployment controller has not observed the newest generation, or while some replicas do not run
+// the newest template; it is stuck when the Progressing condition says ProgressDeadlineExceeded.
+// A scale (more or fewer replicas of one template) is not a rollout.
+func deploymentRollout(d *appsv1.Deployment) (rolling, stuck string) {
+	name := "Deployment " + d.Name
+	if d.Status.ObservedGeneration < d.Generation {
+		return fmt.Sprintf("%s: generation %d not yet observed by its controller (observed %d); %d of %d replicas updated, %d ready",
+			name, d.Generation, d.Status.ObservedGeneration, d.Status.UpdatedReplicas, ptr.Deref(d.Spec.Replicas, 1), d.Status.ReadyReplicas), ""
+	}
+	for _, c := range d.Status.Conditions {
+		if c.Type == appsv1.DeploymentProgressing && c.Status == corev1.ConditionFalse && c.Reason == "ProgressDeadlineExceeded" {
+			return "", fmt.Sprintf("%s: rollout stuck, %d of %d replicas updated, %d ready: %s (%s)",
+				name, d.Status.UpdatedReplicas, ptr.Deref(d.Spec.Replicas, 1), d.Status.ReadyReplicas, c.Message, c.Reason)
+		}
+	}
+	if d.Status.UpdatedReplicas < d.Status.Replicas {
+		return fmt.Sprintf("%s rolling out: %d of %d replicas updated, %d ready, %d desired",
+			name, d.Status.UpdatedReplicas, d.Status.Replicas, d.Status.ReadyReplicas, ptr.Deref(d.Spec.Replicas, 1)), ""
+	}
+	return "", ""
 }
 
 func statefulSetWorkload(s *appsv1.StatefulSet) *workload {
 	return &workload{obj: s, kind: "StatefulSet", replicas: s.Spec.Replicas, current: s.Status.Replicas, ready: s.Status.ReadyReplicas,
-		available: s.Status.AvailableReplicas > 0 && s.Status.AvailableReplicas >= ptr.Deref(s.Spec.Replicas, 1)}
+		available: s.Status.AvailableReplicas > 0 && s.Status.AvailableReplicas >= ptr.Deref(s.Spec.Replicas, 1),
+		rolling:   statefulSetRollout(s)}
+}
+
+// statefulSetRollout applies kstatus's rules for a StatefulSet: the rollout is under way while its
+// controller has not observed the newest generation, or while not every replica runs the update
+// revision (with a partition: the replicas at and above it). An OnDelete StatefulSet is rolled out
+// by its user, as kstatus has it.
+func statefulSetRollout(s *appsv1.StatefulSet) string {
+	name := "StatefulSet " + s.Name
+	if s.Status.ObservedGeneration < s.Generation {
+		return fmt.Sprintf("%s: generation %d not yet observed by its controller (observed %d); %d of %d replicas updated, %d ready",
+			name, s.Generation, s.Status.ObservedGeneration, s.Status.UpdatedReplicas, ptr.Deref(s.Spec.Replicas, 1), s.Status.ReadyReplicas)
+	}
+	if s.Spec.UpdateStrategy.Type == appsv1.OnDeleteStatefulSetStrategyType {
+		return ""
+	}
+	if ru := s.Spec.UpdateStrategy.RollingUpdate; ru != nil && ru.Partition != nil && *ru.Partition > 0 {
+		if want := ptr.Deref(s.Spec.Replicas, 1) - *ru.Partition; s.Status.UpdatedReplicas < want {
+			return fmt.Sprintf("%s rolling out (partition %d): %d of %d replicas updated, %d ready", name, *ru.Partition, s.Status.UpdatedReplicas, want, s.Status.ReadyReplicas)
+		}
+		return ""
+	}
+	if s.Status.UpdateRevision != "" && s.Status.CurrentRevision != s.Status.UpdateRevision {
+		return fmt.Sprintf("%s rolling out to revision %s: %d of %d replicas updated, %d ready",
+			name, s.Status.UpdateRevision, s.Status.UpdatedReplicas, s.Status.Replicas, s.Status.ReadyReplicas)
+	}
+	return ""
 }
 
 // scaleTarget reads the workload a scaleTargetRef names from the cache; nil when it does not exist.

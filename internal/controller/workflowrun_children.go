@@ -13,6 +13,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	k8stypes "k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
@@ -45,10 +46,54 @@ const (
 	childRunRecheck = time.Minute
 	// ErrChildRunConflict fails an iteration whose child run's name is taken by another run.
 	ErrChildRunConflict = "Millrace.ChildRunConflict"
+	// ErrChildRunRejected fails an iteration whose child run the API server refused to create
+	// (Invalid or Forbidden: a quota, an admission webhook): creating it again would be refused
+	// again.
+	ErrChildRunRejected = "Millrace.ChildRunRejected"
 	// ErrParentRunGone fails a child run whose parent no longer exists.
 	ErrParentRunGone     = "Millrace.ParentRunGone"
 	ReasonChildRunFailed = "ChildRunNotStarted"
+	// ReasonChildRunConflict is the Event of an iteration whose child run's name is taken.
+	ReasonChildRunConflict = "ChildRunConflict"
+	// ReasonParentRefForged stalls a run whose spec.parentRef the manager did not write.
+	ReasonParentRefForged = "ParentRefNotCreatedByMillrace"
+	// childRunProof is the purpose of a child run's spec.parentRef.signature.
+	childRunProof = "child-run"
 )
+
+// childRunSignature is the manager's proof, in spec.parentRef.signature, that it created the child
+// run name with ref: a tenant can write a parentRef (and an owner reference) on a run it creates,
+// but not sign it.
+func (r *WorkflowRunReconciler) childRunSignature(name string, ref *millracev1.ParentRunReference) string {
+	if r.Signer == nil {
+		return ""
+	}
+	return r.Signer.Sum(childRunProof, ref.UID, ref.Name, ref.MapState, strconv.Itoa(int(ref.Item)), ref.Key, name)
+}
+
+// createdByMillrace reports whether the run's spec.parentRef was written by the manager: signed
+// with its key, and with the parent as the run's controller.
+func (r *WorkflowRunReconciler) createdByMillrace(run *millracev1.WorkflowRun) bool {
+	ref := run.Spec.ParentRef
+	if ref == nil || r.Signer == nil || !r.Signer.Check(ref.Signature, childRunProof, ref.UID, ref.Name, ref.MapState, strconv.Itoa(int(ref.Item)), ref.Key, run.Name) {
+		return false
+	}
+	owner := metav1.GetControllerOf(run)
+	return owner != nil && string(owner.UID) == ref.UID && owner.Kind == "WorkflowRun"
+}
+
+// childRunOf reports whether child is the child run of the parent's iteration c.
+func (r *WorkflowRunReconciler) childRunOf(parent, child *millracev1.WorkflowRun, c asl.ChildRun) bool {
+	ref := child.Spec.ParentRef
+	return ref != nil && ref.UID == string(parent.UID) && ref.Key == c.Key() && r.createdByMillrace(child)
+}
+
+// rejectedChild is an iteration whose child run the API server refused to create.
+type rejectedChild struct{ cause string }
+
+func rejectedChildKey(parent *millracev1.WorkflowRun, c asl.ChildRun) string {
+	return string(parent.UID) + "/" + c.Key()
+}
 
 // childRunName is the name of the child run of iteration c of the parent: the parent's name (cut
 // to fit), a hash of the parent's UID and the iteration's key, and the item.
@@ -69,6 +114,12 @@ func (r *WorkflowRunReconciler) childRunEnds(ctx context.Context, run *millracev
 		if steps.opt.Budget.Spent() {
 			return true, nil // the rest in the next reconcile (NeedsContinue has no say on child runs)
 		}
+		ev := asl.Event{At: now, Path: c.Path}
+		if v, ok := r.rejectedChildren.LoadAndDelete(rejectedChildKey(run, c)); ok {
+			ev.Kind, ev.Error, ev.Cause = asl.EventTaskFailed, ErrChildRunRejected, v.(rejectedChild).cause
+			steps.step(ev)
+			continue
+		}
 		child := &millracev1.WorkflowRun{}
 		err := r.Get(ctx, k8stypes.NamespacedName{Namespace: run.Namespace, Name: childRunName(run, c)}, child)
 		if apierrors.IsNotFound(err) {
@@ -76,10 +127,13 @@ func (r *WorkflowRunReconciler) childRunEnds(ctx context.Context, run *millracev
 		} else if err != nil {
 			return false, err
 		}
-		ev := asl.Event{At: now, Path: c.Path}
-		switch ref := child.Spec.ParentRef; {
-		case ref == nil || ref.UID != string(run.UID) || ref.Key != c.Key():
-			ev.Kind, ev.Error, ev.Cause = asl.EventTaskFailed, ErrChildRunConflict, fmt.Sprintf("the WorkflowRun %s is not this iteration's child run", child.Name)
+		switch {
+		case !r.childRunOf(run, child, c):
+			// Another run has the name (a tenant can create a run with a parentRef of its own):
+			// its end is not this iteration's, and it is left alone.
+			cause := fmt.Sprintf("the WorkflowRun %s/%s is not this iteration's child run: it was not created by Millrace for this run", child.Namespace, child.Name)
+			r.Recorder.Eventf(run, child, corev1.EventTypeWarning, ReasonChildRunConflict, "Dispatch", "%s: %s", c.Label, cause)
+			ev.Kind, ev.Error, ev.Cause = asl.EventTaskFailed, ErrChildRunConflict, cause
 		case child.Status.Phase == millracev1.RunSucceeded:
 			ev.Kind = asl.EventTaskSucceeded
 			if child.Status.Output != nil {
@@ -124,7 +178,15 @@ func (r *WorkflowRunReconciler) startChildRuns(ctx context.Context, run *millrac
 			r.Recorder.Eventf(run, nil, corev1.EventTypeWarning, ReasonChildRunFailed, "Dispatch", "%s: %v", c.Label, err)
 			continue
 		}
-		if err := r.Create(ctx, child); err != nil && !apierrors.IsAlreadyExists(err) {
+		if err := r.Create(ctx, child); apierrors.IsInvalid(err) || apierrors.IsForbidden(err) {
+			// Refused (a quota, an admission webhook): it would be refused again. The iteration
+			// fails with the refusal in the next reconcile.
+			cause := fmt.Sprintf("creating the child run %s/%s was refused: %v", child.Namespace, child.Name, err)
+			r.Recorder.Eventf(run, nil, corev1.EventTypeWarning, ReasonChildRunFailed, "Dispatch", "%s: %s: %s", c.Label, ErrChildRunRejected, cause)
+			r.rejectedChildren.Store(rejectedChildKey(run, c), rejectedChild{cause: cause})
+			w.at(now)
+			continue
+		} else if err != nil && !apierrors.IsAlreadyExists(err) {
 			return err
 		}
 		created++
@@ -151,6 +213,7 @@ func (r *WorkflowRunReconciler) childRun(run *millracev1.WorkflowRun, m *workflo
 	child.Labels = map[string]string{labelParentRun: string(run.UID), labelMapItem: strconv.Itoa(c.Item)}
 	child.Spec = millracev1.WorkflowRunSpec{WorkflowRef: run.Spec.WorkflowRef, Input: &apiextensionsv1.JSON{Raw: raw},
 		ParentRef: &millracev1.ParentRunReference{Name: run.Name, UID: string(run.UID), MapState: c.MapState.Name, Item: int32(c.Item), Key: c.Key()}}
+	child.Spec.ParentRef.Signature = r.childRunSignature(name, child.Spec.ParentRef)
 	if err := controllerutil.SetControllerReference(run, child, r.Scheme()); err != nil {
 		return nil, err
 	}
@@ -175,7 +238,10 @@ func (r *WorkflowRunReconciler) cleanUpChildRuns(ctx context.Context, run *millr
 	writes := 0
 	for i := range list.Items {
 		child := &list.Items[i]
-		if child.Spec.ParentRef == nil || waiting[child.Spec.ParentRef.Key] || !child.DeletionTimestamp.IsZero() ||
+		// A run that carries the label but that the manager did not create is not the parent's
+		// to delete or abort.
+		if child.Spec.ParentRef == nil || child.Spec.ParentRef.UID != string(run.UID) || !r.createdByMillrace(child) ||
+			waiting[child.Spec.ParentRef.Key] || !child.DeletionTimestamp.IsZero() ||
 			(child.Spec.Abort && !finished(child.Status.Phase)) {
 			continue
 		}

@@ -2,6 +2,8 @@ package controller_test
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -12,9 +14,14 @@ import (
 	"testing"
 	"time"
 
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	k8stypes "k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	millracev1 "github.com/millrace-io/millrace/api/v1alpha1"
+	"github.com/millrace-io/millrace/internal/controller"
 )
 
 const distributedShipWorkflow = `{"StartAt":"Each","States":{
@@ -182,5 +189,86 @@ func TestAbortingARunAbortsItsChildRuns(t *testing.T) {
 			err = fmt.Errorf("%d child runs left", all)
 		}
 		return err
+	})
+}
+
+const slowDistributedWorkflow = `{"StartAt":"Each","States":{
+	"Each":{"Type":"Map","ItemsPath":"$.items","MaxConcurrency":1,"End":true,
+		"ItemProcessor":{"ProcessorConfig":{"Mode":"DISTRIBUTED","ExecutionType":"STANDARD"},
+			"StartAt":"Slow","States":{"Slow":{"Type":"Wait","Seconds":3,"End":true}}}}}}`
+
+// A tenant pre-creates, under the predictable name of a run's next child run, a run of its own with
+// a parentRef (and an owner reference and the parent's label) naming that run. It is not the
+// parent's child run: the iteration fails with Millrace.ChildRunConflict, the parent does not take
+// its output, the look-alike is left alone, and it is not run as a child (Stalled).
+func TestALookAlikeChildRunIsNotTakenForTheParentsOwn(t *testing.T) {
+	ctx := context.Background()
+	ns := newNamespace(t)
+	create(t, newWorkflow(ns, "slow", slowDistributedWorkflow))
+	create(t, newRun(ns, "victim", "slow", `{"items":[{"n":0},{"n":1}]}`))
+
+	// The first iteration's child run shows the key of the second's.
+	var first *millracev1.WorkflowRun
+	eventually(t, 20*time.Second, func() error {
+		var list millracev1.WorkflowRunList
+		if err := k8s.List(ctx, &list, client.InNamespace(ns)); err != nil {
+			return err
+		}
+		for i := range list.Items {
+			if ref := list.Items[i].Spec.ParentRef; ref != nil && ref.Item == 0 {
+				first = list.Items[i].DeepCopy()
+				return nil
+			}
+		}
+		return fmt.Errorf("no child run yet")
+	})
+	ref := *first.Spec.ParentRef
+	ref.Item, ref.Signature = 1, ""
+	ref.Key = strings.Replace(ref.Key, "Each/0/", "Each/1/", 1)
+	sum := sha256.Sum256([]byte(ref.UID + "/" + ref.Key))
+	forged := newRun(ns, fmt.Sprintf("victim-%s-1", hex.EncodeToString(sum[:4])), "slow", `{"stolen":true}`)
+	forged.Labels = first.Labels
+	forged.OwnerReferences = []metav1.OwnerReference{{APIVersion: millracev1.GroupVersion.String(), Kind: "WorkflowRun", Name: "victim", UID: k8stypes.UID(ref.UID), Controller: ptr.To(true)}}
+	forged.Spec.ParentRef = &ref
+	create(t, forged)
+
+	parent := waitRun(t, ns, "victim", millracev1.RunFailed)
+	if parent.Status.Output != nil && strings.Contains(string(parent.Status.Output.Raw), "stolen") {
+		t.Fatalf("the parent took the look-alike's output: %s", parent.Status.Output.Raw)
+	}
+	if !strings.Contains(parent.Status.Error+" "+parent.Status.Cause, controller.ErrChildRunConflict) || !strings.Contains(parent.Status.Cause, forged.Name) {
+		t.Fatalf("the parent failed with %q: %q, want %s naming %s", parent.Status.Error, parent.Status.Cause, controller.ErrChildRunConflict, forged.Name)
+	}
+	got := &millracev1.WorkflowRun{}
+	if err := k8s.Get(ctx, client.ObjectKeyFromObject(forged), got); err != nil || !got.DeletionTimestamp.IsZero() || got.Spec.Abort {
+		t.Fatalf("the look-alike was not left alone: %v %+v", err, got.ObjectMeta)
+	}
+	waitStalled(t, ns, forged.Name, controller.ReasonParentRefForged)
+}
+
+// A run created with a hand-written spec.parentRef is not run as a child run: it stalls.
+func TestAHandWrittenParentRefStalls(t *testing.T) {
+	ns := newNamespace(t)
+	create(t, newWorkflow(ns, "slow", slowDistributedWorkflow))
+	create(t, newRun(ns, "parent", "slow", `{"items":[]}`))
+	p := waitRun(t, ns, "parent", millracev1.RunSucceeded)
+	run := newRun(ns, "hand-written", "slow", `{}`)
+	run.Spec.ParentRef = &millracev1.ParentRunReference{Name: "parent", UID: string(p.UID), MapState: "Each", Item: 0, Key: "Each/0/0/1.0/", Signature: "bm90LWEtc2lnbmF0dXJl"}
+	create(t, run)
+	waitStalled(t, ns, "hand-written", controller.ReasonParentRefForged)
+}
+
+func waitStalled(t *testing.T, ns, name, reason string) {
+	t.Helper()
+	eventually(t, 20*time.Second, func() error {
+		run := &millracev1.WorkflowRun{}
+		if err := k8s.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, run); err != nil {
+			return err
+		}
+		c := meta.FindStatusCondition(run.Status.Conditions, millracev1.ConditionStalled)
+		if c == nil || c.Status != metav1.ConditionTrue || c.Reason != reason || run.Status.Phase != millracev1.RunPending {
+			return fmt.Errorf("phase %q, Stalled %+v, want %s", run.Status.Phase, c, reason)
+		}
+		return nil
 	})
 }

@@ -102,6 +102,9 @@ type WorkflowRunReconciler struct {
 	// the write that ended the last slice (a stale copy makes the next write conflict and its
 	// slice of work be done again).
 	continuing sync.Map
+	// rejectedChildren are the iterations whose child run the API server refused to create
+	// (rejectedChildKey: rejectedChild), for the parent's next reconcile to fail them.
+	rejectedChildren sync.Map
 }
 
 // setDefaults fills what was left out; every entry point calls it, so a reconciler built by hand
@@ -237,6 +240,12 @@ func (r *WorkflowRunReconciler) advance(ctx context.Context, run *millracev1.Wor
 // an unusable input, ends it before it starts.
 func (r *WorkflowRunReconciler) begin(ctx context.Context, run *millracev1.WorkflowRun, now time.Time) (*runSteps, error) {
 	if run.Spec.ParentRef != nil {
+		if !r.createdByMillrace(run) {
+			// Written by hand: the run is no Map iteration, and runs nothing of the parent's.
+			setPending(run, true, ReasonParentRefForged, fmt.Sprintf(
+				"spec.parentRef: this run was not created by Millrace as a child run of %s (no valid spec.parentRef.signature); only Millrace creates child runs: create the run without parentRef", run.Spec.ParentRef.Name))
+			return nil, nil
+		}
 		def, err := r.parentDefinition(ctx, run, now)
 		if def == nil || err != nil {
 			return nil, err

@@ -13,6 +13,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -117,6 +118,28 @@ func (s *Signer) mac(payload string) []byte {
 	h.Write([]byte("millrace-task-token-v1."))
 	h.Write([]byte(payload))
 	return h.Sum(nil)
+}
+
+// Sum is the key's HMAC-SHA256 of parts under purpose (base64url): a proof, other than a task
+// token, that the manager wrote something. Each part is length-prefixed, and the purpose keeps a
+// proof of one kind from passing for another (or for a task token).
+func (s *Signer) Sum(purpose string, parts ...string) string {
+	h := hmac.New(sha256.New, s.key)
+	h.Write([]byte("millrace-" + purpose + "-v1."))
+	for _, p := range parts {
+		h.Write([]byte(strconv.Itoa(len(p)) + ":" + p))
+	}
+	return enc.EncodeToString(h.Sum(nil))
+}
+
+// Check reports whether sig is Sum(purpose, parts...).
+func (s *Signer) Check(sig, purpose string, parts ...string) bool {
+	got, err := enc.DecodeString(sig)
+	if err != nil || sig == "" {
+		return false
+	}
+	want, _ := enc.DecodeString(s.Sum(purpose, parts...))
+	return hmac.Equal(got, want)
 }
 
 // SameTask reports whether two claims name the same attempt of the same state of the same run.

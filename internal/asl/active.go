@@ -80,33 +80,51 @@ func (m *Machine) active(run Run, path []int, prefix, visit string, out *[]Activ
 		timeoutSeconds: run.TaskTimeout, heartbeatSeconds: run.TaskHeartbeat})
 }
 
+// descent is where a path of child indexes leads in a run: the innermost child's machine and run
+// (with the top run's Execution), its visit prefix, and the variables of the scopes around it.
+type descent struct {
+	mach       *Machine
+	run        Run
+	visit      string
+	outer      []map[string]any
+	outerBytes int
+}
+
+// descend walks path from the top run through Parallel branches and Map iterations; a child run
+// (Remote) is no way down unless remoteOK.
+func (m *Machine) descend(run Run, path []int, remoteOK bool) (descent, error) {
+	d := descent{mach: m, run: run}
+	for _, i := range path {
+		st := d.mach.States[d.run.State]
+		pos := childPos(d.run, i)
+		if st == nil || pos < 0 || (!remoteOK && d.run.Children[pos].Remote) {
+			return descent{}, fmt.Errorf("no child %d", i)
+		}
+		if st.Type == "Parallel" {
+			d.mach = st.Branches[i]
+		} else {
+			d.mach = st.ItemProcessor
+		}
+		exec := d.run.Execution
+		d.visit = childVisitPrefix(d.visit, d.run)
+		if len(d.run.Variables) > 0 {
+			d.outer = append(d.outer, d.run.Variables)
+			d.outerBytes += d.run.VariableBytes
+		}
+		d.run = d.run.Children[pos]
+		d.run.Execution = exec
+	}
+	return d, nil
+}
+
 // TaskInput recomputes the input of the running task at path (InputPath, then Parameters), for a
 // controller that must send a task again after a restart.
 func (m *Machine) TaskInput(run Run, path []int, opt Options) (any, error) {
-	mach, sub := m, run
-	visit := ""
-	var outer []map[string]any
-	outerBytes := 0
-	for _, i := range path {
-		st := mach.States[sub.State]
-		pos := childPos(sub, i)
-		if st == nil || pos < 0 {
-			return nil, fmt.Errorf("no child %d", i)
-		}
-		if st.Type == "Parallel" {
-			mach = st.Branches[i]
-		} else {
-			mach = st.ItemProcessor
-		}
-		exec := sub.Execution
-		visit = childVisitPrefix(visit, sub)
-		if len(sub.Variables) > 0 {
-			outer = append(outer, sub.Variables)
-			outerBytes += sub.VariableBytes
-		}
-		sub = sub.Children[pos]
-		sub.Execution = exec
+	d, err := m.descend(run, path, true)
+	if err != nil {
+		return nil, err
 	}
+	mach, sub, visit, outer, outerBytes := d.mach, d.run, d.visit, d.outer, d.outerBytes
 	st := mach.States[sub.State]
 	if st == nil || st.Type != "Task" {
 		return nil, fmt.Errorf("state %q is not a task", sub.State)

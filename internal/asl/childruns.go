@@ -112,30 +112,11 @@ func (m *Machine) ChildRunInput(run Run, path []int, opt Options) (any, error) {
 	if len(path) == 0 {
 		return nil, errors.New("no child run at the top")
 	}
-	mach, sub := m, run
-	visit := ""
-	var outer []map[string]any
-	outerBytes := 0
-	for _, i := range path[:len(path)-1] {
-		st := mach.States[sub.State]
-		pos := childPos(sub, i)
-		if st == nil || pos < 0 || sub.Children[pos].Remote {
-			return nil, fmt.Errorf("no child %d", i)
-		}
-		if st.Type == "Parallel" {
-			mach = st.Branches[i]
-		} else {
-			mach = st.ItemProcessor
-		}
-		exec := sub.Execution
-		visit = childVisitPrefix(visit, sub)
-		if len(sub.Variables) > 0 {
-			outer = append(outer, sub.Variables)
-			outerBytes += sub.VariableBytes
-		}
-		sub = sub.Children[pos]
-		sub.Execution = exec
+	d, err := m.descend(run, path[:len(path)-1], false)
+	if err != nil {
+		return nil, err
 	}
+	mach, sub, visit, outer, outerBytes := d.mach, d.run, d.visit, d.outer, d.outerBytes
 	item := path[len(path)-1]
 	st := mach.States[sub.State]
 	if st == nil || st.Type != "Map" {

@@ -336,24 +336,11 @@ func (s *stepper) tolerate(c Run) (tolerated bool, exceeded *Run) {
 // taskAt is a stepper for the running Task at path (like TaskInput's walk), for the values a
 // controller must compute again when it sends the task after a restart.
 func (m *Machine) taskAt(run Run, path []int, opt Options) (*stepper, *State, error) {
-	mach, sub := m, run
-	visit := ""
-	for _, i := range path {
-		st := mach.States[sub.State]
-		pos := childPos(sub, i)
-		if st == nil || pos < 0 {
-			return nil, nil, fmt.Errorf("no child %d", i)
-		}
-		if st.Type == "Parallel" {
-			mach = st.Branches[i]
-		} else {
-			mach = st.ItemProcessor
-		}
-		exec := sub.Execution
-		visit = childVisitPrefix(visit, sub)
-		sub = sub.Children[pos]
-		sub.Execution = exec
+	d, err := m.descend(run, path, true)
+	if err != nil {
+		return nil, nil, err
 	}
+	mach, sub, visit := d.mach, d.run, d.visit
 	st := mach.States[sub.State]
 	if st == nil || st.Type != "Task" {
 		return nil, nil, fmt.Errorf("state %q is not a task", sub.State)

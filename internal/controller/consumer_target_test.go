@@ -2,6 +2,7 @@ package controller_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -200,11 +201,19 @@ func TestFallbackRunsAfterFailedReadings(t *testing.T) {
 	s.Fallback = &millracev1.FallbackSpec{FailureThreshold: 1, Replicas: 3}
 	create(t, newConsumer(ns, "worker", "work", s))
 	waitReplicas(t, ns, "worker", 0, waitReady)
-	if _, err := sqsClient.DeleteQueue(context.Background(), &sqs.DeleteQueueInput{QueueUrl: aws.String(q.Status.QueueURL)}); err != nil {
-		t.Fatal(err)
-	}
-	// The Queue controller recreates the queue at its next resync; the fallback applies before.
-	eventually(t, 10*time.Second, func() error { return hasEvent(t, ns, "worker", controller.ReasonFallback) })
+	// The Queue controller recreates a queue deleted out of band within one poll (the Consumer may
+	// decide on the reading after that, which is no longer a failure): delete it again until a
+	// failed reading reaches a decision. With failureThreshold 1 that one reading is enough.
+	eventually(t, 20*time.Second, func() error {
+		if err := hasEvent(t, ns, "worker", controller.ReasonFallback); err == nil {
+			return nil
+		}
+		_, err := sqsClient.DeleteQueue(context.Background(), &sqs.DeleteQueueInput{QueueUrl: aws.String(q.Status.QueueURL)})
+		if err == nil {
+			time.Sleep(300 * time.Millisecond)
+		}
+		return errors.New("no Fallback event yet")
+	})
 	eventually(t, 5*time.Second, func() error {
 		return hasEventContaining(t, ns, "worker", controller.ReasonScaled, "from 0 to 3: queue depth unknown for 1 readings")
 	})

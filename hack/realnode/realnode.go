@@ -24,6 +24,8 @@ import (
 	"runtime"
 	"syscall"
 	"time"
+
+	"github.com/millrace-io/millrace/internal/testenv"
 )
 
 // Addresses and names fixed for the one node a machine runs.
@@ -98,7 +100,7 @@ func (c *Config) defaults() error {
 		c.Dir = "/var/tmp/millrace-realnode"
 	}
 	if c.RepoRoot == "" {
-		root, err := repoRoot()
+		root, err := testenv.RepoRoot()
 		if err != nil {
 			return err
 		}
@@ -202,22 +204,5 @@ func acquireLock(ctx context.Context, path string, log func(string, ...any)) (*o
 			return nil, fmt.Errorf("another real node holds %s: %w", path, ctx.Err())
 		case <-time.After(500 * time.Millisecond):
 		}
-	}
-}
-
-func repoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("go.mod not found above the working directory")
-		}
-		dir = parent
 	}
 }

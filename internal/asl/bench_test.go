@@ -4,6 +4,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"strconv"
 	"strings"
 	"sync"
@@ -15,7 +16,14 @@ import (
 // 10-state machine alternating Pass (with an intrinsic in Parameters) and Choice, against the npm
 // package aws-local-stepfunctions running the same definition in the same run (hack/bench).
 func BenchmarkInterpreter(b *testing.B) {
-	def, err := os.ReadFile("testdata/bench-10-states.json")
+	benchTenStates(b, "testdata/bench-10-states.json", nil)
+}
+
+// benchTenStates runs a 10-state benchmark machine (its output checked against want when not
+// nil) and reports its transitions per second against aws-local-stepfunctions' run of the
+// JSONPath machine, measured once per process.
+func benchTenStates(b *testing.B, file string, want any) {
+	def, err := os.ReadFile(file)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -27,7 +35,7 @@ func BenchmarkInterpreter(b *testing.B) {
 	input := map[string]any{"n": 0.0}
 	run := func() {
 		r, _, _ := m.Step(Run{}, Event{Kind: EventStart, Input: input}, Options{})
-		if r.Status != Succeeded || r.Transitions != statesPerRun {
+		if r.Status != Succeeded || r.Transitions != statesPerRun || (want != nil && !reflect.DeepEqual(r.Output, want)) {
 			b.Fatalf("run %+v", r)
 		}
 	}

@@ -97,13 +97,7 @@ func (s *stepper) executeJSONata(st *State) {
 			s.fail(st, errorName(err, ErrQueryEvaluation), err.Error())
 			return
 		}
-		s.run.Attempt = 1
-		s.resetChildren(len(st.Branches))
-		for i, b := range st.Branches {
-			s.startChild(b, i, input)
-		}
-		s.run.NextItem = len(st.Branches)
-		s.childrenChanged(st)
+		s.startBranches(st, input)
 	case "Map":
 		list, err := s.itemsJSONata(st, env)
 		if err == nil && jf.MaxConcurrency != nil {

@@ -653,13 +653,7 @@ func (s *stepper) execute(st *State) {
 				return
 			}
 		}
-		s.run.Attempt = 1
-		s.resetChildren(len(st.Branches))
-		for i, b := range st.Branches {
-			s.startChild(b, i, input)
-		}
-		s.run.NextItem = len(st.Branches)
-		s.childrenChanged(st)
+		s.startBranches(st, input)
 	case "Map":
 		list, cause := s.mapItems(st, effective)
 		if cause != "" {
@@ -1253,4 +1247,15 @@ func mapLimit(st *State, run Run, opt Options) int {
 		limit = min(limit, mc)
 	}
 	return limit
+}
+
+// startBranches starts a Parallel state's branches, each with input.
+func (s *stepper) startBranches(st *State, input any) {
+	s.run.Attempt = 1
+	s.resetChildren(len(st.Branches))
+	for i, b := range st.Branches {
+		s.startChild(b, i, input)
+	}
+	s.run.NextItem = len(st.Branches)
+	s.childrenChanged(st)
 }

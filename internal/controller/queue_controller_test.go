@@ -23,6 +23,7 @@ import (
 	"github.com/millrace-io/millrace/internal/controller"
 	"github.com/millrace-io/millrace/internal/depth"
 	"github.com/millrace-io/millrace/internal/sqsx"
+	"github.com/millrace-io/millrace/internal/testenv"
 )
 
 const waitReady = 20 * time.Second
@@ -33,12 +34,7 @@ func newQueue(ns, name string, spec millracev1.QueueSpec) *millracev1.Queue {
 	return &millracev1.Queue{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, Spec: spec}
 }
 
-func create(t testing.TB, obj client.Object) {
-	t.Helper()
-	if err := k8s.Create(context.Background(), obj); err != nil {
-		t.Fatalf("creating %s: %v", obj.GetName(), err)
-	}
-}
+func create(t testing.TB, obj client.Object) { testenv.Create(t, k8s, obj) }
 
 func getQueue(t testing.TB, ns, name string) *millracev1.Queue {
 	t.Helper()

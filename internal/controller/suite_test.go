@@ -13,13 +13,11 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap/zapcore"
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 	"sigs.k8s.io/yaml"
 
@@ -73,11 +71,9 @@ func runSuite(m *testing.M) int {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	scheme := testenv.Scheme()
-	mgr, err := ctrl.NewManager(cp.Config, ctrl.Options{
-		Scheme:                 scheme,
-		Metrics:                metricsserver.Options{BindAddress: "0"},
-		HealthProbeBindAddress: "0",
-		WebhookServer:          webhook.NewServer(cp.WebhookServerOptions()),
+	mgr, err := testenv.NewManager(cp.Config, ctrl.Options{
+		Scheme:        scheme,
+		WebhookServer: webhook.NewServer(cp.WebhookServerOptions()),
 	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -118,11 +114,7 @@ func runSuite(m *testing.M) int {
 	callbackServer := httptest.NewServer(wired.Callback)
 	defer callbackServer.Close()
 	callbackURL = callbackServer.URL
-	go func() {
-		if err := mgr.Start(ctx); err != nil {
-			fmt.Fprintln(os.Stderr, "manager:", err)
-		}
-	}()
+	testenv.RunManager(ctx, mgr)
 	k8s, err = client.New(cp.Config, client.Options{Scheme: scheme})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -164,18 +156,7 @@ func zapLevel() int8 {
 	return 1 // errors only
 }
 
-var nsCounter int
-
-// newNamespace creates a namespace of its own for a test.
-func newNamespace(t testing.TB) string {
-	t.Helper()
-	nsCounter++
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: fmt.Sprintf("t%d-", nsCounter)}}
-	if err := k8s.Create(context.Background(), ns); err != nil {
-		t.Fatal(err)
-	}
-	return ns.Name
-}
+func newNamespace(t testing.TB) string { return testenv.NewNamespace(t, k8s, "t") }
 
 // eventually retries check until it returns nil or the timeout passes.
 func eventually(t testing.TB, timeout time.Duration, check func() error) {

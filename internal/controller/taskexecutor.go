@@ -203,28 +203,44 @@ func (e *taskExecutor) run(ctx context.Context, job *localJob) {
 	}
 }
 
-// performWithRetries performs a job, trying again with growing delays while it returns an error;
-// a non-empty outcome means it was not performed.
-func (e *taskExecutor) performWithRetries(ctx context.Context, job *localJob) (callback.Result, string) {
+// withRetries calls try until it says done, at most reportTries times with doubling delays (at
+// most 5 s). It returns try's last error, and whether ctx ended first.
+func (e *taskExecutor) withRetries(ctx context.Context, try func() (done bool, err error)) (lastErr error, cancelled bool) {
 	delay := e.retryDelay
-	var err error
-	for try := 0; try < e.reportTries; try++ {
-		if try > 0 {
+	for i := 0; i < e.reportTries; i++ {
+		if i > 0 {
 			select {
 			case <-ctx.Done():
-				return callback.Result{}, outcomeCancelled
+				return lastErr, true
 			case <-time.After(delay):
 			}
 			delay = min(2*delay, 5*time.Second)
 		}
-		var res callback.Result
-		res, err = job.perform(ctx)
-		switch {
-		case ctx.Err() != nil:
-			return callback.Result{}, outcomeCancelled
-		case err == nil:
-			return res, ""
+		var done bool
+		if done, lastErr = try(); done {
+			return lastErr, false
 		}
+		if ctx.Err() != nil {
+			return lastErr, true
+		}
+	}
+	return lastErr, false
+}
+
+// performWithRetries performs a job, trying again with growing delays while it returns an error;
+// a non-empty outcome means it was not performed.
+func (e *taskExecutor) performWithRetries(ctx context.Context, job *localJob) (callback.Result, string) {
+	var res callback.Result
+	err, cancelled := e.withRetries(ctx, func() (bool, error) {
+		var err error
+		res, err = job.perform(ctx)
+		return err == nil && ctx.Err() == nil, err
+	})
+	switch {
+	case cancelled:
+		return callback.Result{}, outcomeCancelled
+	case err == nil:
+		return res, ""
 	}
 	e.log.Error(err, "giving up performing a task for now; the run's next reconcile submits it again",
 		"namespace", job.claims.Namespace, "run", job.claims.Run, "state", job.claims.State, "attempt", job.claims.Attempt, "tries", e.reportTries)
@@ -233,26 +249,22 @@ func (e *taskExecutor) performWithRetries(ctx context.Context, job *localJob) (c
 
 // reportWithRetries reports a result, trying again with growing delays.
 func (e *taskExecutor) reportWithRetries(ctx context.Context, job *localJob, res callback.Result) string {
-	delay := e.retryDelay
-	var err error
-	for try := 0; try < e.reportTries; try++ {
-		if try > 0 {
-			select {
-			case <-ctx.Done():
-				return outcomeCancelled
-			case <-time.After(delay):
-			}
-			delay = min(2*delay, 5*time.Second)
-		}
-		err = e.report(ctx, job.claims, res)
+	outcome := ""
+	err, cancelled := e.withRetries(ctx, func() (bool, error) {
+		err := e.report(ctx, job.claims, res)
 		switch {
 		case err == nil:
-			return outcomeReported
+			outcome = outcomeReported
 		case errors.Is(err, callback.ErrStale), errors.Is(err, callback.ErrUnknownRun):
-			return outcomeStale
-		case ctx.Err() != nil:
-			return outcomeCancelled
+			outcome = outcomeStale
 		}
+		return outcome != "", err
+	})
+	switch {
+	case outcome != "":
+		return outcome
+	case cancelled:
+		return outcomeCancelled
 	}
 	e.log.Error(err, "giving up reporting a task's result for now; the run's next reconcile reports it again",
 		"namespace", job.claims.Namespace, "run", job.claims.Run, "state", job.claims.State, "attempt", job.claims.Attempt, "tries", e.reportTries)

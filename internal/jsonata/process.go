@@ -64,10 +64,7 @@ func process(n *node) (*node, error) {
 			return processBinding(n)
 		}
 		out := *n
-		if out.lhs, err = process(n.lhs); err != nil {
-			return nil, err
-		}
-		if out.rhs, err = process(n.rhs); err != nil {
+		if err := processInPlace(&out.lhs, &out.rhs); err != nil {
 			return nil, err
 		}
 		return &out, nil
@@ -82,11 +79,8 @@ func process(n *node) (*node, error) {
 		return &node{kind: kNegate, lhs: operand, pos: n.pos}, nil
 	case kArray, kBlock:
 		out := *n
-		out.items = make([]*node, len(n.items))
-		for i, it := range n.items {
-			if out.items[i], err = process(it); err != nil {
-				return nil, err
-			}
+		if out.items, err = processList(n.items); err != nil {
+			return nil, err
 		}
 		return &out, nil
 	case kObject:
@@ -97,22 +91,13 @@ func process(n *node) (*node, error) {
 		return &out, nil
 	case kCondition:
 		out := *n
-		if out.lhs, err = process(n.lhs); err != nil {
-			return nil, err
-		}
-		if out.rhs, err = process(n.rhs); err != nil {
-			return nil, err
-		}
-		if out.els, err = process(n.els); err != nil {
+		if err := processInPlace(&out.lhs, &out.rhs, &out.els); err != nil {
 			return nil, err
 		}
 		return &out, nil
 	case kBind, kApply:
 		out := *n
-		if out.lhs, err = process(n.lhs); err != nil {
-			return nil, err
-		}
-		if out.rhs, err = process(n.rhs); err != nil {
+		if err := processInPlace(&out.lhs, &out.rhs); err != nil {
 			return nil, err
 		}
 		return &out, nil
@@ -126,11 +111,8 @@ func process(n *node) (*node, error) {
 		} else if out.lhs, err = process(n.lhs); err != nil {
 			return nil, err
 		}
-		out.items = make([]*node, len(n.items))
-		for i, it := range n.items {
-			if out.items[i], err = process(it); err != nil {
-				return nil, err
-			}
+		if out.items, err = processList(n.items); err != nil {
+			return nil, err
 		}
 		return &out, nil
 	case kLambda:
@@ -142,13 +124,7 @@ func process(n *node) (*node, error) {
 		return &out, nil
 	case kTransform:
 		out := *n
-		if out.lhs, err = process(n.lhs); err != nil {
-			return nil, err
-		}
-		if out.update, err = process(n.update); err != nil {
-			return nil, err
-		}
-		if out.del, err = process(n.del); err != nil {
+		if err := processInPlace(&out.lhs, &out.update, &out.del); err != nil {
 			return nil, err
 		}
 		return &out, nil
@@ -401,4 +377,28 @@ func markParentPaths(n *node) {
 	for _, p := range n.predicates {
 		markParentPaths(p)
 	}
+}
+
+// processList processes each node of a list into a new list.
+func processList(items []*node) ([]*node, error) {
+	out := make([]*node, len(items))
+	for i, it := range items {
+		var err error
+		if out[i], err = process(it); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// processInPlace replaces each node with its processed form.
+func processInPlace(nodes ...**node) error {
+	for _, p := range nodes {
+		v, err := process(*p)
+		if err != nil {
+			return err
+		}
+		*p = v
+	}
+	return nil
 }

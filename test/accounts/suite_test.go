@@ -15,13 +15,10 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"go.uber.org/zap/zapcore"
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/millrace-io/millrace/internal/consumer"
 	"github.com/millrace-io/millrace/internal/controller"
@@ -97,11 +94,7 @@ func runSuite(m *testing.M) int {
 	}
 	defer func() { _ = cp.Stop() }()
 	adminCfg = cp.Config
-	mgr, err := ctrl.NewManager(cp.Config, ctrl.Options{
-		Scheme:                 testenv.Scheme(),
-		Metrics:                metricsserver.Options{BindAddress: "0"},
-		HealthProbeBindAddress: "0",
-	})
+	mgr, err := testenv.NewManager(cp.Config, ctrl.Options{})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -131,11 +124,7 @@ func runSuite(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	go func() {
-		if err := mgr.Start(ctx); err != nil {
-			fmt.Fprintln(os.Stderr, "manager:", err)
-		}
-	}()
+	testenv.RunManager(ctx, mgr)
 	if k8s, err = cp.Client(); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -143,21 +132,6 @@ func runSuite(m *testing.M) int {
 	return m.Run()
 }
 
-var nsCounter int
+func newNamespace(t testing.TB) string { return testenv.NewNamespace(t, k8s, "a") }
 
-func newNamespace(t testing.TB) string {
-	t.Helper()
-	nsCounter++
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: fmt.Sprintf("a%d-", nsCounter)}}
-	if err := k8s.Create(context.Background(), ns); err != nil {
-		t.Fatal(err)
-	}
-	return ns.Name
-}
-
-func create(t testing.TB, obj client.Object) {
-	t.Helper()
-	if err := k8s.Create(context.Background(), obj); err != nil {
-		t.Fatalf("creating %s: %v", obj.GetName(), err)
-	}
-}
+func create(t testing.TB, obj client.Object) { testenv.Create(t, k8s, obj) }

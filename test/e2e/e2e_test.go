@@ -10,7 +10,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -95,30 +94,11 @@ func TestTheDemo(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	for _, id := range res.Sent {
-		if res.Handled[id] == 0 {
-			t.Errorf("order %s was never handled", id)
-		}
+	for _, p := range res.Problems() {
+		t.Error(p)
 	}
-	if res.MaxReplicas < 2 || res.FinalReplicas != 0 {
-		t.Errorf("replicas rose to %d and ended at %d; want above 1, then 0", res.MaxReplicas, res.FinalReplicas)
-	}
-	if res.Handled[res.Poison] != 0 || len(res.InDLQ) != 1 || res.InDLQ[0] != res.Poison {
-		t.Errorf("the poison message %s: handled %d times; dead-letter queue holds %v", res.Poison, res.Handled[res.Poison], res.InDLQ)
-	}
-	if res.Run.Status.Phase != millracev1.RunSucceeded {
-		t.Fatalf("run %s: %s %s", res.Run.Status.Phase, res.Run.Status.Error, res.Run.Status.Cause)
-	}
-	var out struct {
-		Amount float64
-		Charge struct {
-			Charged float64
-			For     string
-		}
-	}
-	_ = json.Unmarshal(res.Run.Status.Output.Raw, &out)
-	if out.Amount != 15 || out.Charge.Charged != 15 || out.Charge.For != "order-1" {
-		t.Errorf("run output %s; want the amount priced to 15 and charged by the handler", res.Run.Status.Output.Raw)
+	if t.Failed() {
+		t.FailNow()
 	}
 	for _, f := range res.Files {
 		if b, err := os.ReadFile(f); err != nil || !bytes.Contains(b, []byte("</svg>")) {

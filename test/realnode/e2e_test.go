@@ -142,21 +142,12 @@ func TestTheDemoOnARealNode(t *testing.T) {
 	}
 
 	// What test/e2e asserts.
-	for _, id := range res.Sent {
-		if res.Handled[id] == 0 {
-			t.Errorf("order %s was never handled", id)
-		}
+	for _, p := range res.Problems() {
+		t.Error(p)
 	}
-	if res.MaxReplicas < 2 || res.FinalReplicas != 0 {
-		t.Errorf("replicas rose to %d and ended at %d; want above 1, then 0", res.MaxReplicas, res.FinalReplicas)
+	if t.Failed() {
+		t.FailNow()
 	}
-	if res.Handled[res.Poison] != 0 || len(res.InDLQ) != 1 || res.InDLQ[0] != res.Poison {
-		t.Errorf("the poison message %s: handled %d times; dead-letter queue holds %v", res.Poison, res.Handled[res.Poison], res.InDLQ)
-	}
-	if res.Run.Status.Phase != millracev1.RunSucceeded {
-		t.Fatalf("run %s: %s %s", res.Run.Status.Phase, res.Run.Status.Error, res.Run.Status.Cause)
-	}
-	checkCharged(t, res.Run, "order-1", 15)
 	// Scale-in (4 -> 1 -> 0 while handlers sleep a second per batch) cut no batch short: a batch cut
 	// short would come back after the visibility timeout and be handled twice.
 	twice := 0
@@ -198,23 +189,6 @@ func TestTheDemoOnARealNode(t *testing.T) {
 	scaleInMidBatch(ctx, t, k8s, sqsClient, pods)
 	managerRestartMidRun(ctx, t, k8s, pods)
 	gatewayTakesAPodsToken(ctx, t, k8s, cs, pods)
-}
-
-func checkCharged(t *testing.T, run *millracev1.WorkflowRun, id string, amount float64) {
-	t.Helper()
-	var out struct {
-		Amount float64
-		Charge struct {
-			Charged float64
-			For     string
-		}
-	}
-	if run.Status.Output != nil {
-		_ = json.Unmarshal(run.Status.Output.Raw, &out)
-	}
-	if out.Amount != amount || out.Charge.Charged != amount || out.Charge.For != id {
-		t.Errorf("run %s output %s; want the amount priced to %v and charged by the handler", run.Name, run.Status.Output, amount)
-	}
 }
 
 // scaleInMidBatch proves the order preStop -> drain -> SIGTERM on the kubelet: three pods take
@@ -369,7 +343,9 @@ func managerRestartMidRun(ctx context.Context, t *testing.T, k8s client.Client, 
 	if run.Status.Phase != millracev1.RunSucceeded {
 		t.Fatalf("run order-2 %s: %s %s", run.Status.Phase, run.Status.Error, run.Status.Cause)
 	}
-	checkCharged(t, run, "order-2", 25)
+	if p := demo.ChargeProblem(run, "order-2", 25); p != "" {
+		t.Error(p)
+	}
 	// Finished once: one terminal entry in the history. The task may have been handled twice: a
 	// manager that restarts between persisting the Charge state and seeing its result sends the
 	// task again (at-least-once on a Standard queue); the second result is refused as stale.

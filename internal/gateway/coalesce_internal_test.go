@@ -77,7 +77,7 @@ func TestACoalescedCallAnswersEachRequest(t *testing.T) {
 	batch := func() []*waitingSend {
 		b := make([]*waitingSend, 4)
 		for i := range b {
-			b[i] = &waitingSend{ctx: context.Background(), in: &sqs.SendMessageInput{MessageBody: aws.String(strconv.Itoa(i))}, done: make(chan sendResult, 1)}
+			b[i] = &waitingSend{ctx: context.Background(), in: &sqs.SendMessageInput{MessageBody: aws.String(strconv.Itoa(i))}}
 		}
 		return b
 	}
@@ -89,14 +89,13 @@ func TestACoalescedCallAnswersEachRequest(t *testing.T) {
 		},
 	}}
 	var calls []int
-	b := batch()
-	(&coalescer{}).call(fake, "url", b, func(n int, _ error) { calls = append(calls, n) })
+	results := (&coalescer{}).call(fake, "url", batch(), func(n int, _ error) { calls = append(calls, n) })
 	want := []struct {
 		id     string
 		status int
 	}{{"m-0", 0}, {"", http.StatusBadRequest}, {"", http.StatusServiceUnavailable}, {"", http.StatusServiceUnavailable}}
 	for i, w := range want {
-		r := <-b[i].done
+		r := results[i]
 		if r.err == nil {
 			if w.status != 0 || aws.ToString(r.out.MessageId) != w.id {
 				t.Errorf("entry %d: %+v, want status %d", i, r.out, w.status)
@@ -112,10 +111,9 @@ func TestACoalescedCallAnswersEachRequest(t *testing.T) {
 		t.Errorf("calls observed %v", calls)
 	}
 	// The whole call failing fails every request.
-	b = batch()
-	(&coalescer{}).call(&batchSQS{err: errors.New("connection refused")}, "url", b, func(int, error) {})
-	for i := range b {
-		if r := <-b[i].done; r.err == nil {
+	results = (&coalescer{}).call(&batchSQS{err: errors.New("connection refused")}, "url", batch(), func(int, error) {})
+	for i, r := range results {
+		if r.err == nil {
 			t.Errorf("entry %d succeeded in a failed call", i)
 		}
 	}
@@ -146,12 +144,12 @@ func (f *refusingSQS) SendMessage(_ context.Context, in *sqs.SendMessageInput, _
 func TestARefusedBatchIsSentOneByOne(t *testing.T) {
 	b := make([]*waitingSend, 3)
 	for i, body := range []string{"a", "bad", "c"} {
-		b[i] = &waitingSend{ctx: context.Background(), in: &sqs.SendMessageInput{MessageBody: aws.String(body)}, done: make(chan sendResult, 1)}
+		b[i] = &waitingSend{ctx: context.Background(), in: &sqs.SendMessageInput{MessageBody: aws.String(body)}}
 	}
 	fake := &refusingSQS{}
-	(&coalescer{}).call(fake, "url", b, func(int, error) {})
+	results := (&coalescer{}).call(fake, "url", b, func(int, error) {})
 	for i, want := range []string{"id-a", "", "id-c"} {
-		r := <-b[i].done
+		r := results[i]
 		if got := ""; r.err == nil {
 			got = aws.ToString(r.out.MessageId)
 			if got != want {

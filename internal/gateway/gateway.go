@@ -239,12 +239,13 @@ func messageInput(r *http.Request, q *millracev1.Queue) (*sqs.SendMessageInput, 
 	if len(body) == 0 {
 		return nil, fail(http.StatusBadRequest, "the body is empty: it becomes the message")
 	}
-	if !utf8.Valid(body) {
-		return nil, fail(http.StatusBadRequest, "the body is not UTF-8 text (SQS message bodies are text)")
-	}
 	ct := r.Header.Get("Content-Type")
 	isJSON := ct == "" || strings.HasPrefix(ct, "application/json")
-	if isJSON && !json.Valid(body) {
+	switch {
+	case isJSON && jsonenc.Valid(body): // JSON, and so UTF-8
+	case !utf8.Valid(body):
+		return nil, fail(http.StatusBadRequest, "the body is not UTF-8 text (SQS message bodies are text)")
+	case isJSON:
 		return nil, fail(http.StatusBadRequest, "the body is not valid JSON (send another Content-Type for other text)")
 	}
 	// The body's bytes become the message without a copy: nothing writes to them after this.

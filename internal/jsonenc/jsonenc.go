@@ -1,5 +1,6 @@
 // Package jsonenc writes JSON by hand on hot paths (a Lambda event, an SQS request, the
-// gateway's answer), byte for byte as encoding/json would.
+// gateway's answer), byte for byte as encoding/json would, and checks it (Valid) as encoding/json
+// and unicode/utf8 would together.
 package jsonenc
 
 import "unicode/utf8"

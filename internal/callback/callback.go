@@ -9,6 +9,9 @@
 // token, 403 forged token, 404 unknown run, 410 stale or expired token (the run has moved past that
 // attempt, the task's timeout has passed, or the token has no issue time), 413 body over 256 KiB,
 // 503 when the result could not be recorded (retry). Only 404 and 410 are final for a caller.
+//
+// The same three operations are also served in Step Functions' own protocol, for its SDK clients
+// (stepfunctions.go).
 package callback
 
 import (
@@ -61,6 +64,9 @@ func Handler(signer *tasktoken.Signer, sink Sink) http.Handler {
 			serve(w, r, k, signer, sink)
 		})
 	}
+	mux.HandleFunc("POST /{$}", func(w http.ResponseWriter, r *http.Request) { // stepfunctions.go
+		serveStepFunctions(w, r, signer, sink)
+	})
 	return mux
 }
 
@@ -86,18 +92,6 @@ func serve(w http.ResponseWriter, r *http.Request, kind Kind, signer *tasktoken.
 		answer(w, http.StatusBadRequest, "taskToken is required")
 		return
 	}
-	claims, err := signer.Verify(req.TaskToken)
-	switch {
-	case errors.Is(err, tasktoken.ErrForged):
-		answer(w, http.StatusForbidden, err.Error())
-		return
-	case errors.Is(err, tasktoken.ErrExpired):
-		answer(w, http.StatusGone, err.Error())
-		return
-	case err != nil:
-		answer(w, http.StatusBadRequest, err.Error())
-		return
-	}
 	res := Result{Kind: kind, Output: req.Output, Error: req.Error, Cause: req.Cause}
 	if kind == Success {
 		if len(res.Output) == 0 {
@@ -108,15 +102,55 @@ func serve(w http.ResponseWriter, r *http.Request, kind Kind, signer *tasktoken.
 			return
 		}
 	}
-	switch err := sink.Report(r.Context(), claims, res); {
-	case err == nil:
+	switch o, err := report(r.Context(), signer, sink, req.TaskToken, res); o {
+	case accepted:
 		answer(w, http.StatusOK, "accepted")
-	case errors.Is(err, ErrStale):
+	case forged:
+		answer(w, http.StatusForbidden, err.Error())
+	case expired, stale:
 		answer(w, http.StatusGone, err.Error())
-	case errors.Is(err, ErrUnknownRun):
+	case unknownRun:
 		answer(w, http.StatusNotFound, err.Error())
+	case malformed:
+		answer(w, http.StatusBadRequest, err.Error())
 	default:
 		answer(w, http.StatusServiceUnavailable, "could not record the result: "+err.Error())
+	}
+}
+
+// outcome is what became of a report; each protocol answers it in its own words.
+type outcome int
+
+const (
+	accepted   outcome = iota
+	malformed          // the token is not one
+	forged             // its signature does not verify
+	expired            // it is past its age
+	stale              // the run has moved past that attempt
+	unknownRun         // no such run
+	unrecorded         // the result could not be recorded: try again
+)
+
+// report verifies the token and hands the result to the sink.
+func report(ctx context.Context, signer *tasktoken.Signer, sink Sink, token string, res Result) (outcome, error) {
+	claims, err := signer.Verify(token)
+	switch {
+	case errors.Is(err, tasktoken.ErrForged):
+		return forged, err
+	case errors.Is(err, tasktoken.ErrExpired):
+		return expired, err
+	case err != nil:
+		return malformed, err
+	}
+	switch err := sink.Report(ctx, claims, res); {
+	case err == nil:
+		return accepted, nil
+	case errors.Is(err, ErrStale):
+		return stale, err
+	case errors.Is(err, ErrUnknownRun):
+		return unknownRun, err
+	default:
+		return unrecorded, err
 	}
 }
 

@@ -37,12 +37,36 @@ func (m *memorySink) Report(_ context.Context, c tasktoken.Claims, r callback.Re
 	return nil
 }
 
-func TestTheDispatchersCallbackClientAndTheAPIAgree(t *testing.T) {
+// serveRun serves the callback API for one run at an attempt of a state, on 127.0.0.1.
+func serveRun(t *testing.T, state string, attempt int) (*tasktoken.Signer, tasktoken.Claims, *memorySink, *httptest.Server) {
+	t.Helper()
 	signer, _ := tasktoken.NewSigner([]byte(strings.Repeat("s", 32)))
-	current := tasktoken.Claims{Namespace: "shop", Run: "r1", RunUID: "u", State: "Charge", Attempt: 2, IssuedAt: time.Now()}
+	current := tasktoken.Claims{Namespace: "shop", Run: "r1", RunUID: "u", State: state, Attempt: attempt, IssuedAt: time.Now()}
 	sink := &memorySink{current: current}
 	server := httptest.NewServer(callback.Handler(signer, sink))
-	defer server.Close()
+	t.Cleanup(server.Close)
+	return signer, current, sink, server
+}
+
+// refusedTokens are tokens for the run at current that the API must refuse: of an earlier attempt,
+// past their age, signed with another key, and of a run that does not exist.
+func refusedTokens(signer *tasktoken.Signer, current tasktoken.Claims) (stale, expired, forged, unknownRun string) {
+	earlier := current
+	earlier.Attempt--
+	stale, _ = signer.Issue(earlier)
+	leaked := current
+	leaked.IssuedAt = time.Now().Add(-tasktoken.DefaultMaxAge - time.Hour)
+	expired, _ = signer.Issue(leaked)
+	other, _ := tasktoken.NewSigner([]byte(strings.Repeat("o", 32)))
+	forged, _ = other.Issue(current)
+	unknown := current
+	unknown.Run = "r2"
+	unknownRun, _ = signer.Issue(unknown)
+	return stale, expired, forged, unknownRun
+}
+
+func TestTheDispatchersCallbackClientAndTheAPIAgree(t *testing.T) {
+	signer, current, sink, server := serveRun(t, "Charge", 2)
 	client := &dispatch.CallbackClient{BaseURL: server.URL}
 	ctx := context.Background()
 
@@ -60,17 +84,7 @@ func TestTheDispatchersCallbackClientAndTheAPIAgree(t *testing.T) {
 		t.Fatalf("recorded %+v", sink.got)
 	}
 
-	stale := current
-	stale.Attempt = 1
-	staleToken, _ := signer.Issue(stale)
-	other, _ := tasktoken.NewSigner([]byte(strings.Repeat("o", 32)))
-	forged, _ := other.Issue(current)
-	unknown := current
-	unknown.Run = "r2"
-	unknownToken, _ := signer.Issue(unknown)
-	leaked := current
-	leaked.IssuedAt = time.Now().Add(-tasktoken.DefaultMaxAge - time.Hour)
-	leakedToken, _ := signer.Issue(leaked)
+	staleToken, leakedToken, forged, unknownToken := refusedTokens(signer, current)
 	// Only 404 and 410 are final: the dispatcher gives up on the report and deletes the message.
 	// Anything else may change (a key rotated back, a fixed request) and is retried.
 	for name, tc := range map[string]struct {

@@ -3,6 +3,7 @@ package controller_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -14,6 +15,9 @@ import (
 
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/sfn"
+	sfntypes "github.com/aws/aws-sdk-go-v2/service/sfn/types"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/go-logr/logr"
@@ -443,12 +447,23 @@ func TestSQSIntegrationTasks(t *testing.T) {
 	if err := json.Unmarshal([]byte(aws.ToString(second.Body)), &approval); err != nil || approval.Token == "" || approval.Order != "o-7" {
 		t.Fatalf("second message %s (%v)", aws.ToString(second.Body), err)
 	}
-	resp, err := http.Post(callbackURL+"/v1/tasks/success", "application/json",
-		strings.NewReader(fmt.Sprintf(`{"taskToken":%q,"output":{"approved":true}}`, approval.Token)))
-	if err != nil || resp.StatusCode != 200 {
-		t.Fatalf("callback: %v %v", resp, err)
+	// Answered as a worker written for Step Functions answers: AWS's SDK client, its endpoint the
+	// callback API.
+	stepFunctions := sfn.New(sfn.Options{BaseEndpoint: aws.String(callbackURL), Region: "us-east-1",
+		Credentials: credentials.NewStaticCredentialsProvider("any", "thing", "")})
+	if _, err := stepFunctions.SendTaskHeartbeat(context.Background(), &sfn.SendTaskHeartbeatInput{TaskToken: aws.String(approval.Token)}); err != nil {
+		t.Fatalf("SendTaskHeartbeat: %v", err)
+	}
+	if _, err := stepFunctions.SendTaskSuccess(context.Background(), &sfn.SendTaskSuccessInput{TaskToken: aws.String(approval.Token),
+		Output: aws.String(`{"approved":true}`)}); err != nil {
+		t.Fatalf("SendTaskSuccess: %v", err)
 	}
 	run := waitRun(t, ns, "n-1", millracev1.RunSucceeded)
+	var closed *sfntypes.TaskTimedOut
+	if _, err := stepFunctions.SendTaskFailure(context.Background(), &sfn.SendTaskFailureInput{TaskToken: aws.String(approval.Token),
+		Error: aws.String("TooLate")}); !errors.As(err, &closed) {
+		t.Errorf("SendTaskFailure for a task already closed: %v, want TaskTimedOut", err)
+	}
 	var out struct {
 		Sent    struct{ MessageId string }
 		Answer  map[string]any

@@ -21,6 +21,7 @@ import (
 	"io"
 	"net/http"
 
+	"github.com/millrace-io/millrace/internal/httpserver"
 	"github.com/millrace-io/millrace/internal/tasktoken"
 )
 
@@ -79,8 +80,16 @@ type request struct {
 
 func serve(w http.ResponseWriter, r *http.Request, kind Kind, signer *tasktoken.Signer, sink Sink) {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBody))
-	if err != nil {
+	var tooLarge *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooLarge):
 		answer(w, http.StatusRequestEntityTooLarge, "the request is larger than 256 KiB")
+		return
+	case errors.Is(err, httpserver.ErrBusy):
+		answer(w, http.StatusServiceUnavailable, err.Error())
+		return
+	case err != nil:
+		answer(w, http.StatusBadRequest, "reading the request: "+err.Error())
 		return
 	}
 	var req request

@@ -2,12 +2,14 @@ package callback
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"strings"
 	"unicode/utf8"
 
+	"github.com/millrace-io/millrace/internal/httpserver"
 	"github.com/millrace-io/millrace/internal/jsonenc"
 	"github.com/millrace-io/millrace/internal/tasktoken"
 )
@@ -59,8 +61,16 @@ func serveStepFunctions(w http.ResponseWriter, r *http.Request, signer *tasktoke
 		return
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, sfnMaxBody))
-	if err != nil {
+	var tooLarge *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooLarge):
 		sfnError(w, http.StatusBadRequest, "ValidationException", fmt.Sprintf("the request is larger than %d bytes", sfnMaxBody))
+		return
+	case errors.Is(err, httpserver.ErrBusy): // the SDKs retry a 503
+		sfnError(w, http.StatusServiceUnavailable, "ServiceUnavailable", err.Error())
+		return
+	case err != nil:
+		sfnError(w, http.StatusBadRequest, "SerializationException", "reading the request: "+err.Error())
 		return
 	}
 	var req sfnRequest

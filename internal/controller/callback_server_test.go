@@ -2,7 +2,9 @@ package controller
 
 import (
 	"context"
+	"fmt"
 	"net/http"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -34,4 +36,58 @@ func TestSlowBodiesCannotExhaustTheCallbackServer(t *testing.T) {
 	if held := slowclient.Held(addr, 40, slowclient.SlowBody("POST", "/v1/tasks/success"), 10*time.Second); held > 0 {
 		t.Errorf("%d of 40 slow connections still open after 10s", held)
 	}
+}
+
+// Any pod may reach the callback API, and each report may be 256 KiB: connections that send all
+// of such a body but its last byte made the server hold every one of them (and io.ReadAll's slack)
+// until its read timeout — a thousand are past the manager's memory limit. The bodies held at once
+// are bounded (httpserver.Limits.BodyBytes, 16 MiB by default): the requests past it are answered
+// 503 at once (the dispatcher and the SDKs retry) while the others stall.
+func TestStalledBodiesCannotExhaustTheCallbackServersMemory(t *testing.T) {
+	signer, _ := tasktoken.NewSigner([]byte(strings.Repeat("k", 32)))
+	addr := testenv.FreeAddr(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	s := &CallbackServer{Addr: addr, Handler: callback.Handler(signer, nil)} // production limits
+	go func() { _ = s.Start(ctx) }()
+	testenv.Eventually(t, 10*time.Second, func() error {
+		resp, err := http.Get("http://" + addr + "/")
+		if err == nil {
+			resp.Body.Close()
+		}
+		return err
+	})
+	const connections, size = 300, callback.MaxBody
+	var before runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	peak := make(chan uint64)
+	go func() { // the heap's peak during the attack, for docs/security.md
+		var most uint64
+		for end := time.Now().Add(5 * time.Second); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
+			var m runtime.MemStats
+			runtime.ReadMemStats(&m)
+			most = max(most, m.HeapInuse)
+		}
+		peak <- most
+	}()
+	answered := slowclient.Stalled(addr, "/v1/tasks/success", connections, size, 5*time.Second)
+	t.Logf("%d of %d stalled bodies answered at once; heap in use grew by at most %d MiB", answered, connections, (<-peak-before.HeapInuse)>>20)
+	// 16 MiB hold 64 bodies of 256 KiB: at least the rest must have been turned away.
+	if want := connections - (16<<20)/size; answered < want {
+		t.Errorf("%d of %d stalled 256 KiB bodies answered (the rest held), want at least %d answered", answered, connections, want)
+	}
+	// The attackers gone, their share of the budget is back: a report is read again (and refused
+	// for its token, not for want of room).
+	testenv.Eventually(t, 20*time.Second, func() error {
+		resp, err := http.Post("http://"+addr+"/v1/tasks/heartbeat", "application/json", strings.NewReader(`{"taskToken":"garbage"}`))
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest {
+			return fmt.Errorf("status %d", resp.StatusCode)
+		}
+		return nil
+	})
 }

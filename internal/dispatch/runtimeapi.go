@@ -127,6 +127,11 @@ func (r *RuntimeAPI) Listen(addr string) (string, error) {
 	// at once.
 	limits := r.Limits
 	limits.Handler = -1
+	if limits.BodyBytes == 0 {
+		// Only the pod's own handler sends bodies here (answers of up to 6 MB, as many at once as
+		// its concurrency), and only its own pod would suffer: no server-wide bound.
+		limits.BodyBytes = -1
+	}
 	r.Limits = limits.WithDefaults()
 	r.server = httpserver.New("", mux, r.Limits)
 	go func() { _ = r.server.Serve(ln) }()

@@ -15,6 +15,7 @@ import (
 
 	millracev1 "github.com/millrace-io/millrace/api/v1alpha1"
 	"github.com/millrace-io/millrace/internal/asl"
+	"github.com/millrace-io/millrace/internal/httpserver"
 )
 
 // maxRunInput bounds a run's input: the engine's payload limit, Step Functions' 256 KiB.
@@ -133,6 +134,9 @@ func readBody(r *http.Request, limit int64) ([]byte, error) {
 	var tooBig *http.MaxBytesError
 	if errors.As(err, &tooBig) {
 		return nil, fail(http.StatusRequestEntityTooLarge, "the body is larger than %d bytes", limit)
+	}
+	if errors.Is(err, httpserver.ErrBusy) {
+		return nil, fail(http.StatusServiceUnavailable, "%v", err)
 	}
 	if err != nil {
 		return nil, fail(http.StatusBadRequest, "reading the body: %v", err)

@@ -7,8 +7,13 @@ package httpserver
 
 import (
 	"context"
+	"errors"
+	"io"
 	"net/http"
+	"sync"
 	"time"
+
+	"golang.org/x/sync/semaphore"
 )
 
 // Limits bound one connection. A zero field takes its default.
@@ -31,7 +36,15 @@ type Limits struct {
 	// MaxHeaderBytes bounds the request line and headers (default 32 KiB: a Kubernetes token is
 	// 1-2 KiB, an OIDC token rarely over 8 KiB); more is answered 431.
 	MaxHeaderBytes int
+	// BodyBytes bounds the request body bytes the server's handlers hold at once, whoever sends
+	// them (default 16 MiB; negative: none): each request's limit alone leaves the total to the
+	// number of connections. A read past it fails with ErrBusy, which handlers answer 503.
+	BodyBytes int64
 }
+
+// ErrBusy is the error of a body read past the server's Limits.BodyBytes: the request was not
+// taken, and may be sent again.
+var ErrBusy = errors.New("the server holds as many request bodies as it may: try again")
 
 // WithDefaults returns the limits with every zero field set to its default.
 func (l Limits) WithDefaults() Limits {
@@ -53,6 +66,9 @@ func (l Limits) WithDefaults() Limits {
 	if l.MaxHeaderBytes <= 0 {
 		l.MaxHeaderBytes = 32 << 10
 	}
+	if l.BodyBytes == 0 {
+		l.BodyBytes = 16 << 20
+	}
 	return l
 }
 
@@ -61,6 +77,9 @@ func New(addr string, h http.Handler, l Limits) *http.Server {
 	l = l.WithDefaults()
 	if l.Handler > 0 {
 		h = withDeadline(h, l.Handler)
+	}
+	if l.BodyBytes > 0 {
+		h = withBodyBudget(h, semaphore.NewWeighted(l.BodyBytes))
 	}
 	return &http.Server{
 		Addr:              addr,
@@ -79,6 +98,54 @@ func withDeadline(h http.Handler, d time.Duration) http.Handler {
 		defer cancel()
 		h.ServeHTTP(w, r.WithContext(ctx))
 	})
+}
+
+// withBodyBudget makes each request's body draw from budget as it is read; what a request drew
+// goes back when its handler returns (the handler no longer holds the bytes then). A request
+// turned away is answered with "Connection: close": otherwise Go's server would wait for the rest
+// of its body (to reuse the connection) before sending the answer, and the sender would learn
+// nothing until the read timeout.
+func withBodyBudget(h http.Handler, budget *semaphore.Weighted) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Body == nil || r.Body == http.NoBody {
+			h.ServeHTTP(w, r)
+			return
+		}
+		body := &budgetedBody{ReadCloser: r.Body, budget: budget, header: w.Header()}
+		defer body.release()
+		withBody := *r // handlers must not change the request they are given
+		withBody.Body = body
+		h.ServeHTTP(w, &withBody)
+	})
+}
+
+type budgetedBody struct {
+	io.ReadCloser
+	budget *semaphore.Weighted
+	header http.Header
+	mu     sync.Mutex
+	held   int64
+}
+
+func (b *budgetedBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if n > 0 {
+		if !b.budget.TryAcquire(int64(n)) {
+			b.header.Set("Connection", "close")
+			return 0, ErrBusy
+		}
+		b.mu.Lock()
+		b.held += int64(n)
+		b.mu.Unlock()
+	}
+	return n, err
+}
+
+func (b *budgetedBody) release() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.budget.Release(b.held)
+	b.held = 0
 }
 
 // LongPoll lifts the read and write deadlines of a request whose handler waits on purpose for as

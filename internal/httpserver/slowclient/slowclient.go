@@ -6,6 +6,7 @@ package slowclient
 import (
 	"io"
 	"net"
+	"strconv"
 	"sync"
 	"time"
 )
@@ -91,4 +92,39 @@ func closedBy(addr string, a Attack, deadline time.Time) bool {
 			}
 		}
 	}
+}
+
+// Stalled opens n connections to addr at once, each posting to path a body of size bytes of which
+// it sends all but the last, and keeps them all open for wait. It returns how many the server
+// answered meanwhile: a server that holds every body it is sent answers none, and holds n × size
+// bytes until its read timeout.
+func Stalled(addr, path string, n, size int, wait time.Duration) (answered int) {
+	head := "POST " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: " + strconv.Itoa(size) + "\r\n\r\n"
+	body := make([]byte, size-1)
+	for i := range body {
+		body[i] = 'x'
+	}
+	deadline := time.Now().Add(wait)
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for range n {
+		wg.Go(func() {
+			conn, err := net.DialTimeout("tcp", addr, wait)
+			if err != nil {
+				return
+			}
+			defer conn.Close()
+			_ = conn.SetDeadline(deadline)
+			go func() { _, _ = conn.Write(append([]byte(head), body...)) }() // the server may stop reading
+			status := make([]byte, len("HTTP/1.1 200"))
+			if _, err := io.ReadFull(conn, status); err == nil {
+				mu.Lock()
+				answered++
+				mu.Unlock()
+			}
+			<-time.After(time.Until(deadline)) // hold the connection for the whole attack
+		})
+	}
+	wg.Wait()
+	return answered
 }

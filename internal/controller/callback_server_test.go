@@ -16,15 +16,14 @@ import (
 	"github.com/millrace-io/millrace/internal/testenv"
 )
 
-// Any pod may reach the callback API. Connections that send a body a byte at a time are cut
-// after the read timeout instead of being held for as long as the sender likes.
-func TestSlowBodiesCannotExhaustTheCallbackServer(t *testing.T) {
+// startCallbackServer serves the callback API (with no sink: no report gets past its token) on a
+// free 127.0.0.1 port until the test ends.
+func startCallbackServer(t *testing.T, limits httpserver.Limits) (addr string) {
 	signer, _ := tasktoken.NewSigner([]byte(strings.Repeat("k", 32)))
-	addr := testenv.FreeAddr(t)
+	addr = testenv.FreeAddr(t)
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	s := &CallbackServer{Addr: addr, Handler: callback.Handler(signer, nil),
-		Limits: httpserver.Limits{Read: 300 * time.Millisecond, Write: 500 * time.Millisecond}}
+	t.Cleanup(cancel)
+	s := &CallbackServer{Addr: addr, Handler: callback.Handler(signer, nil), Limits: limits}
 	go func() { _ = s.Start(ctx) }()
 	testenv.Eventually(t, 10*time.Second, func() error {
 		resp, err := http.Get("http://" + addr + "/")
@@ -33,6 +32,13 @@ func TestSlowBodiesCannotExhaustTheCallbackServer(t *testing.T) {
 		}
 		return err
 	})
+	return addr
+}
+
+// Any pod may reach the callback API. Connections that send a body a byte at a time are cut
+// after the read timeout instead of being held for as long as the sender likes.
+func TestSlowBodiesCannotExhaustTheCallbackServer(t *testing.T) {
+	addr := startCallbackServer(t, httpserver.Limits{Read: 300 * time.Millisecond, Write: 500 * time.Millisecond})
 	if held := slowclient.Held(addr, 40, slowclient.SlowBody("POST", "/v1/tasks/success"), 10*time.Second); held > 0 {
 		t.Errorf("%d of 40 slow connections still open after 10s", held)
 	}
@@ -44,19 +50,7 @@ func TestSlowBodiesCannotExhaustTheCallbackServer(t *testing.T) {
 // are bounded (httpserver.Limits.BodyBytes, 16 MiB by default): the requests past it are answered
 // 503 at once (the dispatcher and the SDKs retry) while the others stall.
 func TestStalledBodiesCannotExhaustTheCallbackServersMemory(t *testing.T) {
-	signer, _ := tasktoken.NewSigner([]byte(strings.Repeat("k", 32)))
-	addr := testenv.FreeAddr(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	s := &CallbackServer{Addr: addr, Handler: callback.Handler(signer, nil)} // production limits
-	go func() { _ = s.Start(ctx) }()
-	testenv.Eventually(t, 10*time.Second, func() error {
-		resp, err := http.Get("http://" + addr + "/")
-		if err == nil {
-			resp.Body.Close()
-		}
-		return err
-	})
+	addr := startCallbackServer(t, httpserver.Limits{}) // production limits
 	const connections, size = 300, callback.MaxBody
 	var before runtime.MemStats
 	runtime.GC()

@@ -88,6 +88,18 @@ type TenantQueuePolicy struct {
 	// +kubebuilder:validation:items:Pattern=`^arn:[a-z0-9-]+:sqs:[a-z0-9-*]*:[0-9*]*:[A-Za-z0-9_.*-]{1,85}$`
 	// +listType=set
 	DeadLetterARNs []string `json:"deadLetterARNs,omitempty"`
+
+	// kmsKeys are the customer-managed KMS keys spec.encryption.kmsKeyID may name: a key id, an
+	// alias (alias/...) or an ARN, written exactly as the Queue writes it, or ending in '*' to allow
+	// a prefix (e.g. "arn:aws:kms:eu-west-1:123456789012:key/*"). SQS's own key, alias/aws/sqs, is
+	// always allowed; without a grant no other key is (another team's key would be used through
+	// Millrace's AWS identity).
+	// +optional
+	// +kubebuilder:validation:MaxItems=100
+	// +kubebuilder:validation:items:MinLength=1
+	// +kubebuilder:validation:items:MaxLength=2048
+	// +listType=set
+	KMSKeys []string `json:"kmsKeys,omitempty"`
 }
 
 // TenantHTTPPolicy is where millrace:http tasks of a namespace may connect.

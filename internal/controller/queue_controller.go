@@ -64,6 +64,7 @@ const (
 	ReasonNameNotAllowed     = "QueueNameNotAllowed"
 	ReasonAdoptionNotAllowed = "AdoptionNotAllowed"
 	ReasonDeadLetterDenied   = "DeadLetterNotAllowed"
+	ReasonKMSKeyDenied       = "KMSKeyNotAllowed"
 	// ReasonQueueMissing: an adopted queue was deleted outside Millrace, which recreates only the
 	// queues it created.
 	ReasonQueueMissing = "QueueMissing"
@@ -191,8 +192,9 @@ func (r *QueueReconciler) Reconcile(ctx context.Context, req ctrl.Request) (resu
 }
 
 // checkGrants refuses, before any SQS call, what only an administrator may grant a namespace: an
-// explicit SQS name (it could name another team's queue) and a dead-letter queue outside the
-// namespace (messages moved there could be forged into another team's queue).
+// explicit SQS name (it could name another team's queue), a dead-letter queue outside the
+// namespace (messages moved there could be forged into another team's queue) and a customer-managed
+// KMS key (another team's key would be used through Millrace's identity).
 func (r *QueueReconciler) checkGrants(ctx context.Context, s *queueScope) (ctrl.Result, bool, error) {
 	q := s.queue
 	g, err := grantsFor(ctx, r.Client, q.Namespace)
@@ -211,6 +213,11 @@ func (r *QueueReconciler) checkGrants(ctx context.Context, s *queueScope) (ctrl.
 	if dl := q.Spec.DeadLetter; dl != nil && dl.ARN != "" {
 		if err := g.DeadLetterARN(dl.ARN); err != nil {
 			return r.stall(s, ReasonDeadLetterDenied, err.Error())
+		}
+	}
+	if enc := q.Spec.Encryption; enc != nil && enc.KMSKeyID != "" {
+		if err := g.KMSKey(enc.KMSKeyID); err != nil {
+			return r.stall(s, ReasonKMSKeyDenied, err.Error())
 		}
 	}
 	return ctrl.Result{}, false, nil

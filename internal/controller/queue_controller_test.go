@@ -146,7 +146,8 @@ func hasEvent(t testing.TB, ns, name, reason string) error {
 
 func TestStandardQueueWithEveryAttribute(t *testing.T) {
 	ns := newNamespace(t)
-	grant(t, ns, millracev1.TenantPolicySpec{Queues: &millracev1.TenantQueuePolicy{DeadLetterARNs: []string{"arn:aws:sqs:us-east-1:000000000000:elsewhere-*"}}})
+	grant(t, ns, millracev1.TenantPolicySpec{Queues: &millracev1.TenantQueuePolicy{DeadLetterARNs: []string{"arn:aws:sqs:us-east-1:000000000000:elsewhere-*"},
+		KMSKeys: []string{"alias/orders"}}})
 	create(t, newQueue(ns, "orders", millracev1.QueueSpec{
 		VisibilityTimeout:  dur("45s"),
 		MessageRetention:   dur("48h"),

@@ -207,6 +207,29 @@ func TestTenantCannotRedriveIntoAnotherNamespacesQueue(t *testing.T) {
 	expectAttributes(t, attributes(t, dlq.Status.QueueURL), map[string]string{sqsx.AttrRedriveAllowPolicy: sqsx.RedriveAllow([]string{work.Status.QueueARN})})
 }
 
+// A tenant cannot make its queue use another team's KMS key through Millrace's AWS identity: a
+// customer-managed key needs a TenantPolicy grant (SQS's own key needs none), and the Queue stalls
+// naming the field before any SQS call.
+func TestTenantCannotUseAnotherTeamsKMSKey(t *testing.T) {
+	ns := newNamespace(t)
+	const theirs = "arn:aws:kms:us-east-1:000000000000:key/team-b-0001"
+	create(t, newQueue(ns, "borrower", millracev1.QueueSpec{Encryption: &millracev1.EncryptionSpec{Type: millracev1.EncryptionKMS, KMSKeyID: theirs}}))
+	stalled := waitCondition(t, ns, "borrower", millracev1.ConditionStalled, metav1.ConditionTrue, controller.ReasonKMSKeyDenied)
+	if msg := meta.FindStatusCondition(stalled.Status.Conditions, millracev1.ConditionStalled).Message; !strings.Contains(msg, "spec.encryption.kmsKeyID") {
+		t.Fatalf("the message does not name the field: %q", msg)
+	}
+	if _, ok := queueExists(sqsx.QueueName(ns, "borrower", stalled.Spec)); ok {
+		t.Fatal("the queue was created with another team's key")
+	}
+	create(t, newQueue(ns, "own", millracev1.QueueSpec{Encryption: &millracev1.EncryptionSpec{Type: millracev1.EncryptionKMS, KMSKeyID: "alias/aws/sqs"}}))
+	waitReadyQueue(t, ns, "own")
+
+	// Granted, the same key is used.
+	grant(t, ns, millracev1.TenantPolicySpec{Queues: &millracev1.TenantQueuePolicy{KMSKeys: []string{"arn:aws:kms:us-east-1:000000000000:key/team-b-*"}}})
+	q := waitReadyQueue(t, ns, "borrower")
+	expectAttributes(t, attributes(t, q.Status.QueueURL), map[string]string{"KmsMasterKeyId": theirs})
+}
+
 // A Consumer named like a Deployment it did not create never applies over it (no owner
 // reference, no replica change, no dispatcher container added): it stalls and says why. The
 // second Deployment has the selector Millrace renders, so applying over it would succeed.

@@ -1,6 +1,6 @@
 // Package tenancy decides what a namespace's tenants may do beyond Millrace's defaults, and which
 // AWS identity manages their queues, from the cluster-scoped TenantPolicies an administrator wrote. By default a tenant gets generated queue
-// names, no adoption, dead-letter queues of its own namespace only, and no outbound HTTP; a
+// names, no adoption, dead-letter queues of its own namespace only, SQS's own KMS key only, and no outbound HTTP; a
 // TenantPolicy listing the namespace adds exceptions, and the grants of several policies add up.
 // Everything here is pure: the controllers load the policies and ask.
 package tenancy
@@ -20,6 +20,7 @@ type Grants struct {
 	QueueNamePrefixes []string
 	AllowAdoption     bool
 	DeadLetterARNs    []string
+	KMSKeys           []string
 	Destinations      []Destination
 	// Policies names the policies that contributed, for messages.
 	Policies []string
@@ -60,6 +61,7 @@ func For(ns string, policies []millracev1.TenantPolicy) Grants {
 			g.QueueNamePrefixes = append(g.QueueNamePrefixes, q.QueueNamePrefixes...)
 			g.AllowAdoption = g.AllowAdoption || q.AllowAdoption
 			g.DeadLetterARNs = append(g.DeadLetterARNs, q.DeadLetterARNs...)
+			g.KMSKeys = append(g.KMSKeys, q.KMSKeys...)
 		}
 		if a := p.Spec.AWS; a != nil {
 			id := AWSIdentity{RoleARN: a.RoleARN, Region: a.Region, ExternalID: a.ExternalID}
@@ -137,12 +139,32 @@ func (g Grants) Adoption() error {
 
 // DeadLetterARN says whether spec.deadLetter.arn may name a queue outside the namespace.
 func (g Grants) DeadLetterARN(arn string) error {
-	for _, allowed := range g.DeadLetterARNs {
-		if allowed == arn || (strings.HasSuffix(allowed, "*") && strings.HasPrefix(arn, strings.TrimSuffix(allowed, "*"))) {
-			return nil
-		}
+	if grantedByPattern(g.DeadLetterARNs, arn) {
+		return nil
 	}
 	return fmt.Errorf("spec.deadLetter.arn: %s is not a dead-letter queue namespace %s is granted; use deadLetter.queueRef to a Queue of this namespace, or ask an administrator to list the ARN in a TenantPolicy's queues.deadLetterARNs", arn, g.Namespace)
+}
+
+// SQSManagedKMSKey is the AWS-managed key of SQS in every account, which any queue may use.
+const SQSManagedKMSKey = "alias/aws/sqs"
+
+// KMSKey says whether spec.encryption.kmsKeyID may name a key: SQS's own, or one a TenantPolicy
+// grants the namespace (exact, or by a prefix ending in '*').
+func (g Grants) KMSKey(id string) error {
+	if id == SQSManagedKMSKey || grantedByPattern(g.KMSKeys, id) {
+		return nil
+	}
+	return fmt.Errorf("spec.encryption.kmsKeyID: %s is not a KMS key namespace %s is granted; use %s (or encryption.type SQSManaged), or ask an administrator to list the key in a TenantPolicy's queues.kmsKeys", id, g.Namespace, SQSManagedKMSKey)
+}
+
+// grantedByPattern says whether value is one of patterns, or starts with one ending in '*'.
+func grantedByPattern(patterns []string, value string) bool {
+	for _, p := range patterns {
+		if p == value || (strings.HasSuffix(p, "*") && strings.HasPrefix(value, strings.TrimSuffix(p, "*"))) {
+			return true
+		}
+	}
+	return false
 }
 
 // HostAllowed says whether a host name matches a host rule on port.

@@ -16,7 +16,8 @@ func policy(name string, spec millracev1.TenantPolicySpec) millracev1.TenantPoli
 
 var policies = []millracev1.TenantPolicy{
 	policy("team-a", millracev1.TenantPolicySpec{Namespaces: []string{"a"}, Queues: &millracev1.TenantQueuePolicy{
-		QueueNamePrefixes: []string{"team-a-"}, DeadLetterARNs: []string{"arn:aws:sqs:eu-west-1:111122223333:shared-dlq", "arn:aws:sqs:eu-west-1:111122223333:a-*"}}}),
+		QueueNamePrefixes: []string{"team-a-"}, DeadLetterARNs: []string{"arn:aws:sqs:eu-west-1:111122223333:shared-dlq", "arn:aws:sqs:eu-west-1:111122223333:a-*"},
+		KMSKeys: []string{"alias/team-a", "arn:aws:kms:eu-west-1:111122223333:key/a-*"}}}),
 	policy("adopters", millracev1.TenantPolicySpec{Namespaces: []string{"a", "b"}, Queues: &millracev1.TenantQueuePolicy{AllowAdoption: true},
 		HTTP: &millracev1.TenantHTTPPolicy{Destinations: []millracev1.HTTPDestination{
 			{Host: "*.example.com"}, {Host: "api.partner.io", Ports: []int32{8443}}, {CIDR: "10.0.0.0/8", Ports: []int32{8080}}, {CIDR: "192.0.2.7"}, {CIDR: "not-a-range"}}}}),
@@ -37,7 +38,7 @@ func TestGrantsAddUpAcrossPolicies(t *testing.T) {
 	}
 }
 
-func TestQueueNamesAndDeadLetterARNs(t *testing.T) {
+func TestQueueNamesDeadLetterARNsAndKMSKeys(t *testing.T) {
 	a := tenancy.For("a", policies)
 	for _, tc := range []struct {
 		name  string
@@ -50,6 +51,13 @@ func TestQueueNamesAndDeadLetterARNs(t *testing.T) {
 		{"a dead-letter ARN under a granted prefix is allowed", a.DeadLetterARN("arn:aws:sqs:eu-west-1:111122223333:a-dlq"), true},
 		{"another namespace's queue as dead-letter ARN is refused", a.DeadLetterARN("arn:aws:sqs:eu-west-1:111122223333:victim-orders"), false},
 		{"an exact ARN does not match as a prefix", a.DeadLetterARN("arn:aws:sqs:eu-west-1:111122223333:shared-dlq2"), false},
+		{"a granted KMS alias is allowed", a.KMSKey("alias/team-a"), true},
+		{"a KMS key under a granted prefix is allowed", a.KMSKey("arn:aws:kms:eu-west-1:111122223333:key/a-1234"), true},
+		{"SQS's own KMS key is always allowed", tenancy.For("c", policies).KMSKey("alias/aws/sqs"), true},
+		{"another team's KMS alias is refused", a.KMSKey("alias/team-b"), false},
+		{"another team's KMS key by ARN is refused", a.KMSKey("arn:aws:kms:eu-west-1:111122223333:key/b-1234"), false},
+		{"an exact alias does not match as a prefix", a.KMSKey("alias/team-a2"), false},
+		{"a namespace without a grant may name no customer key", tenancy.For("c", policies).KMSKey("alias/team-a"), false},
 	} {
 		if (tc.err == nil) != tc.allow {
 			t.Errorf("%s: %v", tc.name, tc.err)

@@ -40,6 +40,7 @@ type config struct {
 	keysNamespace, keyServiceAccountNamespaces                string
 	failedAuth                                                gateway.FailedAuthLimit
 	grace                                                     time.Duration
+	limits                                                    httpserver.Limits
 }
 
 func main() {
@@ -55,6 +56,8 @@ func main() {
 	flag.IntVar(&c.failedAuth.Burst, "failed-auth-burst", 20, "Failed authentications a client address may make at once before it gets 429.")
 	flag.Float64Var(&c.failedAuth.PerSecond, "failed-auth-per-second", 1, "Failed authentications per second a client address may make after the burst.")
 	flag.DurationVar(&c.grace, "shutdown-grace", 25*time.Second, "How long requests in flight may take to finish at shutdown.")
+	flag.Int64Var(&c.limits.BodyBytes, "body-bytes", 16<<20, "Request body bytes the gateway holds at once, from every caller (past it: 503).")
+	flag.Int64Var(&c.limits.BodyBytesPerSource, "body-bytes-per-source", 4<<20, "Request body bytes one client address may hold at once (raise it behind an ingress, whose address every caller shares).")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -100,7 +103,7 @@ func run(ctx context.Context, c config) error {
 		return err
 	}
 	srv := &gateway.Server{Reader: mgr.GetClient(), Writer: mgr.GetClient(), SQS: sqsClient, Auth: auth, Metrics: gwMetrics, Log: log, FailedAuth: c.failedAuth}
-	if err := mgr.Add(serveUntilDone(httpServer(c.addr, srv.Handler(), httpserver.Limits{}), c.grace, log.Info)); err != nil {
+	if err := mgr.Add(serveUntilDone(httpServer(c.addr, srv.Handler(), c.limits), c.grace, log.Info)); err != nil {
 		return err
 	}
 	_ = mgr.AddHealthzCheck("ping", healthz.Ping)

@@ -33,8 +33,10 @@ const (
 	sfnMaxOutput = 262144 // output, in bytes of UTF-8
 	sfnMaxError  = 256    // error, in characters
 	sfnMaxCause  = 32768  // cause, in characters
-	// sfnMaxBody bounds a request: the output with every byte escaped as JSON may take six.
-	sfnMaxBody = 6*sfnMaxOutput + 64<<10
+	// sfnMaxBody bounds a request: twice the output (every quote of a JSON document escaped) and
+	// room for the rest. An output escaped further (control characters as \u00XX) is refused with
+	// ValidationException: a request may not hold more of the shared body budget than that.
+	sfnMaxBody = 2*sfnMaxOutput + 64<<10
 )
 
 // sfnRequest is the input of the three operations.

@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/http"
 	"runtime"
 	"strings"
@@ -84,4 +85,29 @@ func TestStalledBodiesCannotExhaustTheCallbackServersMemory(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// The body budget is shared, so a share of it is per client address: one pod stalling more
+// 256 KiB reports than the whole budget holds no longer turns every other pod's reports away
+// (before, they were all answered 503 for as long as it kept its connections).
+func TestOnePodStallingBodiesCannotStarveOtherPodsReports(t *testing.T) {
+	addr := startCallbackServer(t, httpserver.Limits{}) // production limits
+	attack := make(chan int)
+	go func() { attack <- slowclient.Stalled(addr, "/v1/tasks/success", 80, callback.MaxBody, 4*time.Second) }()
+	time.Sleep(1500 * time.Millisecond) // 80 × 256 KiB sent: more than the whole budget
+	other := &http.Client{Transport: &http.Transport{DialContext: (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}}).DialContext}}
+	for i := range 3 {
+		// 4 KiB: more than the stalled bodies leave of the whole budget.
+		resp, err := other.Post("http://"+addr+"/v1/tasks/heartbeat", "application/json", strings.NewReader(`{"taskToken":"garbage"}`+strings.Repeat(" ", 4<<10)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest { // read and judged, not turned away
+			t.Errorf("report %d of another pod answered %d while one pod stalls bodies", i, resp.StatusCode)
+		}
+	}
+	if answered := <-attack; answered < 80-(4<<20)/callback.MaxBody {
+		t.Errorf("the stalling pod had %d of 80 bodies turned away, want all but its share's %d", answered, (4<<20)/callback.MaxBody)
+	}
 }

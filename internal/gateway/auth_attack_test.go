@@ -4,17 +4,21 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	authenticationv1 "k8s.io/api/authentication/v1"
 	authorizationv1 "k8s.io/api/authorization/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	millracev1 "github.com/millrace-io/millrace/api/v1alpha1"
 	"github.com/millrace-io/millrace/internal/gateway"
 )
 
@@ -145,5 +149,42 @@ func TestJunkTokensFromOneAddressAreThrottled(t *testing.T) {
 	}
 	if w := send("[2001:db8::ff]:1", "junk-v6b"); w.Code != http.StatusTooManyRequests {
 		t.Errorf("a tenth address of the same /64: %d, want 429", w.Code)
+	}
+}
+
+// A tenant with an exposed Queue of its own (default maximum message size, 1 MiB) opened
+// connections that each announced a 1 MiB body and sent one byte: the gateway allocated the
+// announced size at once (its body buffer was sized from Content-Length), while the server's body
+// budget is charged only for bytes received. 150 such connections held ~150 MiB of the gateway's
+// heap (its limit is 256 MiB) until the read timeout. The buffer allocated on the caller's word
+// alone is bounded now.
+func TestAnnouncedBodiesAreNotAllocatedBeforeTheyArrive(t *testing.T) {
+	e := setup(t, nil)
+	e.queue(t, "bench", millracev1.QueueSpec{HTTP: &millracev1.QueueHTTP{Enabled: true}}) // 1 MiB messages
+	addr := strings.TrimPrefix(e.url, "http://")
+	// Warm the token's cached identity, so each stalled request goes straight to reading its body.
+	if status, answer, _ := e.post(t, call{path: "/v1/namespaces/" + e.ns + "/queues/bench/messages", token: e.allowed, body: `{}`}); status != http.StatusAccepted {
+		t.Fatalf("%d %v", status, answer)
+	}
+	heap := func() uint64 {
+		runtime.GC()
+		var m runtime.MemStats
+		runtime.ReadMemStats(&m)
+		return m.HeapAlloc
+	}
+	const n = 150
+	before := heap()
+	for range n {
+		c, err := net.Dial("tcp", addr)
+		must(t, err)
+		t.Cleanup(func() { _ = c.Close() })
+		_, err = fmt.Fprintf(c, "POST /v1/namespaces/%s/queues/bench/messages HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n{", e.ns, e.allowed, 1<<20)
+		must(t, err)
+	}
+	time.Sleep(2 * time.Second) // every request in its handler, waiting for the rest of its body
+	grew := int64(heap()) - int64(before)
+	t.Logf("%d connections announcing 1 MiB and sending 1 byte: the heap grew by %d MiB", n, grew>>20)
+	if grew > 32<<20 {
+		t.Errorf("the gateway holds %d MiB for %d bytes received", grew>>20, n)
 	}
 }

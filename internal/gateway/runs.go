@@ -128,7 +128,10 @@ func readBody(r *http.Request, limit int64) ([]byte, error) {
 	}
 	size := int64(512)
 	if n := r.ContentLength; n >= 0 && n <= limit {
-		size = n + 1 // one spare byte sees EOF without growing
+		// One spare byte sees EOF without growing; but never more than preallocLimit on the
+		// caller's word alone: a body is charged to the server's budget as it arrives, and a caller
+		// announcing 1 MiB and sending a byte would otherwise hold 1 MiB.
+		size = min(n+1, preallocLimit)
 	}
 	buf, err := readAll(http.MaxBytesReader(nil, body, limit), make([]byte, 0, size))
 	var tooBig *http.MaxBytesError
@@ -143,6 +146,10 @@ func readBody(r *http.Request, limit int64) ([]byte, error) {
 	}
 	return buf, nil
 }
+
+// preallocLimit bounds the buffer readBody allocates before a body arrives (message bodies are
+// mostly far smaller: those are read without growing).
+const preallocLimit = 64 << 10
 
 // readAll is io.ReadAll into buf, growing it only when full.
 func readAll(r io.Reader, buf []byte) ([]byte, error) {

@@ -9,11 +9,10 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"sync"
 	"time"
-
-	"golang.org/x/sync/semaphore"
 )
 
 // Limits bound one connection. A zero field takes its default.
@@ -40,6 +39,10 @@ type Limits struct {
 	// them (default 16 MiB; negative: none): each request's limit alone leaves the total to the
 	// number of connections. A read past it fails with ErrBusy, which handlers answer 503.
 	BodyBytes int64
+	// BodyBytesPerSource bounds the share of BodyBytes that the connections of one client address
+	// hold at once (default a quarter of it), so that one pod stalling bodies cannot turn every
+	// other caller away.
+	BodyBytesPerSource int64
 }
 
 // ErrBusy is the error of a body read past the server's Limits.BodyBytes: the request was not
@@ -69,6 +72,9 @@ func (l Limits) WithDefaults() Limits {
 	if l.BodyBytes == 0 {
 		l.BodyBytes = 16 << 20
 	}
+	if l.BodyBytesPerSource <= 0 || l.BodyBytesPerSource > l.BodyBytes {
+		l.BodyBytesPerSource = l.BodyBytes / 4
+	}
 	return l
 }
 
@@ -79,7 +85,7 @@ func New(addr string, h http.Handler, l Limits) *http.Server {
 		h = withDeadline(h, l.Handler)
 	}
 	if l.BodyBytes > 0 {
-		h = withBodyBudget(h, semaphore.NewWeighted(l.BodyBytes))
+		h = withBodyBudget(h, &bodyBudget{total: l.BodyBytes, perSource: l.BodyBytesPerSource, bySource: map[string]int64{}})
 	}
 	return &http.Server{
 		Addr:              addr,
@@ -100,18 +106,54 @@ func withDeadline(h http.Handler, d time.Duration) http.Handler {
 	})
 }
 
-// withBodyBudget makes each request's body draw from budget as it is read; what a request drew
-// goes back when its handler returns (the handler no longer holds the bytes then). A request
-// turned away is answered with "Connection: close": otherwise Go's server would wait for the rest
-// of its body (to reuse the connection) before sending the answer, and the sender would learn
-// nothing until the read timeout.
-func withBodyBudget(h http.Handler, budget *semaphore.Weighted) http.Handler {
+// bodyBudget counts the request body bytes held, in all and per client address.
+type bodyBudget struct {
+	total, perSource int64
+	mu               sync.Mutex
+	held             int64
+	bySource         map[string]int64
+}
+
+func (b *bodyBudget) take(source string, n int64) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.held+n > b.total || b.bySource[source]+n > b.perSource {
+		return false
+	}
+	b.held += n
+	b.bySource[source] += n
+	return true
+}
+
+func (b *bodyBudget) give(source string, n int64) {
+	if n == 0 {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.held -= n
+	if b.bySource[source] -= n; b.bySource[source] <= 0 {
+		delete(b.bySource, source)
+	}
+}
+
+// withBodyBudget makes each request's body draw from budget as it is read (a sender must really
+// send to hold memory: an announced Content-Length costs nothing, and handlers must not allocate
+// by it); what a request drew goes back when its handler returns (the handler no longer holds
+// the bytes then). A request turned away is answered with "Connection: close": otherwise Go's
+// server would wait for the rest of its body (to reuse the connection) before sending the answer,
+// and the sender would learn nothing until the read timeout.
+func withBodyBudget(h http.Handler, budget *bodyBudget) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Body == nil || r.Body == http.NoBody {
 			h.ServeHTTP(w, r)
 			return
 		}
-		body := &budgetedBody{ReadCloser: r.Body, budget: budget, header: w.Header()}
+		source, _, err := net.SplitHostPort(r.RemoteAddr)
+		if err != nil {
+			source = r.RemoteAddr
+		}
+		body := &budgetedBody{ReadCloser: r.Body, budget: budget, source: source, header: w.Header()}
 		defer body.release()
 		withBody := *r // handlers must not change the request they are given
 		withBody.Body = body
@@ -121,7 +163,8 @@ func withBodyBudget(h http.Handler, budget *semaphore.Weighted) http.Handler {
 
 type budgetedBody struct {
 	io.ReadCloser
-	budget *semaphore.Weighted
+	budget *bodyBudget
+	source string
 	header http.Header
 	mu     sync.Mutex
 	held   int64
@@ -130,7 +173,7 @@ type budgetedBody struct {
 func (b *budgetedBody) Read(p []byte) (int, error) {
 	n, err := b.ReadCloser.Read(p)
 	if n > 0 {
-		if !b.budget.TryAcquire(int64(n)) {
+		if !b.budget.take(b.source, int64(n)) {
 			b.header.Set("Connection", "close")
 			return 0, ErrBusy
 		}
@@ -144,7 +187,7 @@ func (b *budgetedBody) Read(p []byte) (int, error) {
 func (b *budgetedBody) release() {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.budget.Release(b.held)
+	b.budget.give(b.source, b.held)
 	b.held = 0
 }
 

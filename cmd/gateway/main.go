@@ -15,6 +15,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
@@ -78,13 +79,7 @@ func run(ctx context.Context, c config) error {
 	if c.keysNamespace != "" && len(keyNamespaces) == 0 {
 		return errors.New("--api-keys-namespace needs --api-key-service-account-namespaces: the namespaces whose ServiceAccounts keys may act as")
 	}
-	opts := ctrl.Options{Scheme: scheme, Metrics: metricsserver.Options{BindAddress: c.metricsAddr}, HealthProbeBindAddress: c.probeAddr}
-	if c.keysNamespace != "" { // watch only the key Secrets of one namespace
-		opts.Cache.ByObject = map[client.Object]cache.ByObject{&corev1.Secret{}: {
-			Namespaces: map[string]cache.Config{c.keysNamespace: {}},
-			Label:      labels.SelectorFromSet(labels.Set{gateway.APIKeyLabel: "true"}),
-		}}
-	}
+	opts := managerOptions(scheme, c)
 	mgr, err := ctrl.NewManager(ctrl.GetConfigOrDie(), opts)
 	if err != nil {
 		return err
@@ -120,6 +115,33 @@ func run(ctx context.Context, c config) error {
 // httpServer serves the gateway's API. Anyone who reaches the port may connect before any
 // authentication, so every phase of a connection is bounded; the handler's deadline (15s by
 // default) ends a request waiting on SQS with 503 while the connection can still carry it.
+// managerOptions are the gateway's manager and cache settings. What tenants write is kept out of
+// the shared gateway's memory: WorkflowRuns are read from the API server, never cached (a cache
+// would watch every run of every namespace, outputs and histories included), and the cached
+// Workflows keep only what the gateway reads of them (spec.http), not their definitions.
+func managerOptions(scheme *runtime.Scheme, c config) ctrl.Options {
+	opts := ctrl.Options{Scheme: scheme, Metrics: metricsserver.Options{BindAddress: c.metricsAddr}, HealthProbeBindAddress: c.probeAddr,
+		Client: client.Options{Cache: &client.CacheOptions{DisableFor: []client.Object{&millracev1.WorkflowRun{}}}}}
+	opts.Cache.ByObject = map[client.Object]cache.ByObject{&millracev1.Workflow{}: {Transform: workflowHTTPOnly}}
+	if c.keysNamespace != "" { // watch only the key Secrets of one namespace
+		opts.Cache.ByObject[&corev1.Secret{}] = cache.ByObject{
+			Namespaces: map[string]cache.Config{c.keysNamespace: {}},
+			Label:      labels.SelectorFromSet(labels.Set{gateway.APIKeyLabel: "true"}),
+		}
+	}
+	return opts
+}
+
+// workflowHTTPOnly keeps of a Workflow its identity and spec.http.
+func workflowHTTPOnly(obj any) (any, error) {
+	wf, ok := obj.(*millracev1.Workflow)
+	if !ok {
+		return obj, nil
+	}
+	return &millracev1.Workflow{TypeMeta: wf.TypeMeta, ObjectMeta: metav1.ObjectMeta{Name: wf.Name, Namespace: wf.Namespace,
+		UID: wf.UID, ResourceVersion: wf.ResourceVersion, Generation: wf.Generation}, Spec: millracev1.WorkflowSpec{HTTP: wf.Spec.HTTP}}, nil
+}
+
 func httpServer(addr string, h http.Handler, l httpserver.Limits) *http.Server {
 	return httpserver.New(addr, h, l)
 }

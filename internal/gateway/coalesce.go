@@ -177,23 +177,29 @@ func (c *coalescer) send(ctx context.Context, api SQSAPI, in *sqs.SendMessageInp
 	}
 }
 
-// startCalls starts the calls the waiting entries justify; c.mu is held.
+// startCalls starts the calls the waiting entries justify; c.mu is held. It costs time in the
+// entries it sends, not in all that wait: every request calls it, and thousands may wait while
+// maxCalls calls are in flight (scanning them all on each arrival was quadratic).
 func (c *coalescer) startCalls(url string, q *queueSends, api SQSAPI, onCall func(int, error)) {
-	q.waiting = slices.DeleteFunc(q.waiting, func(w *waitingSend) bool { // callers that left
-		if err := w.ctx.Err(); err != nil {
-			w.done <- sendResult{err: fmt.Errorf("%w (%w)", errNotSent, err)}
-			return true
+	for {
+		// Callers that left before their turn are answered here, at the head; each also removes
+		// itself when it sees its context end (send), so few are left for this.
+		for len(q.waiting) > 0 && q.waiting[0].ctx.Err() != nil {
+			q.waiting[0].done <- sendResult{err: fmt.Errorf("%w (%w)", errNotSent, q.waiting[0].ctx.Err())}
+			q.waiting[0] = nil
+			q.waiting = q.waiting[1:]
 		}
-		return false
-	})
-	for shouldCall(q.inFlight, len(q.waiting), len(q.waiting) >= maxBatchEntries) {
-		sizes := make([]int, len(q.waiting))
-		for i, w := range q.waiting {
-			sizes[i] = w.size
+		if !shouldCall(q.inFlight, len(q.waiting), len(q.waiting) >= maxBatchEntries) {
+			return
+		}
+		sizes := make([]int, min(len(q.waiting), maxBatchEntries))
+		for i := range sizes {
+			sizes[i] = q.waiting[i].size
 		}
 		n := takeBatch(sizes)
 		batch := slices.Clone(q.waiting[:n])
-		q.waiting = slices.Delete(q.waiting, 0, n)
+		clear(q.waiting[:n]) // the backing array's head no longer holds them
+		q.waiting = q.waiting[n:]
 		q.inFlight++
 		c.workers.run(func() {
 			results := c.call(api, url, batch, onCall)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -203,4 +204,80 @@ func TestACallerWhoLeavesIsNotSent(t *testing.T) {
 	if n := fake.calls.Load(); n != 1 {
 		t.Errorf("%d SQS calls, want 1 (the second message must not be sent)", n)
 	}
+}
+
+// countingContext counts how often the coalescer asks whether its caller left.
+type countingContext struct {
+	context.Context
+	checks *atomic.Int64
+}
+
+func (c countingContext) Err() error {
+	c.checks.Add(1)
+	return c.Context.Err()
+}
+
+// stalledSQS is a fake (an SQS that stalls on demand): every call waits until released, then
+// every entry succeeds.
+type stalledSQS struct {
+	SQSAPI
+	release chan struct{}
+	entries atomic.Int64
+}
+
+func (f *stalledSQS) SendMessage(ctx context.Context, in *sqs.SendMessageInput, _ ...func(*sqs.Options)) (*sqs.SendMessageOutput, error) {
+	f.entries.Add(1)
+	<-f.release
+	return &sqs.SendMessageOutput{MessageId: aws.String("m")}, nil
+}
+
+func (f *stalledSQS) SendMessageBatch(ctx context.Context, in *sqs.SendMessageBatchInput, _ ...func(*sqs.Options)) (*sqs.SendMessageBatchOutput, error) {
+	f.entries.Add(int64(len(in.Entries)))
+	<-f.release
+	out := &sqs.SendMessageBatchOutput{}
+	for _, e := range in.Entries {
+		out.Successful = append(out.Successful, types.SendMessageBatchResultEntry{Id: e.Id, MessageId: aws.String("m")})
+	}
+	return out, nil
+}
+
+// While SQS is slow, maxCalls calls are in flight and thousands of requests may wait: each arrival
+// used to check every waiting request's context (3,000 requests made millions of checks, quadratic,
+// on the gateway every tenant shares). An arrival now costs in the requests it sends.
+func TestManyWaitingRequestsCostLinearWork(t *testing.T) {
+	const n = 3000
+	fake := &stalledSQS{release: make(chan struct{})}
+	var checks atomic.Int64
+	c := &coalescer{}
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			ctx := countingContext{Context: context.Background(), checks: &checks}
+			if _, err := c.send(ctx, fake, &sqs.SendMessageInput{QueueUrl: aws.String("u"), MessageBody: aws.String(strconv.Itoa(i))}, func(int, error) {}); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for { // every request in a stalled call or waiting
+		c.mu.Lock()
+		waiting := 0
+		if q := c.queues["u"]; q != nil {
+			waiting = len(q.waiting)
+		}
+		c.mu.Unlock()
+		if int(fake.entries.Load())+waiting == n || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if inFlight := fake.entries.Load(); inFlight > maxCalls*maxBatchEntries || n-inFlight < 2000 {
+		t.Fatalf("%d of %d requests in stalled calls: the premise (thousands waiting) does not hold", inFlight, n)
+	}
+	close(fake.release)
+	wg.Wait()
+	if got := checks.Load(); got > 10*n {
+		t.Errorf("%d context checks for %d requests: more than linear", got, n)
+	}
+	t.Logf("%d context checks for %d requests", checks.Load(), n)
 }

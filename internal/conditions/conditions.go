@@ -13,6 +13,9 @@
 package conditions
 
 import (
+	"fmt"
+	"unicode/utf8"
+
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -78,6 +81,24 @@ func set(conds *[]metav1.Condition, generation int64, kind string, status metav1
 		Status:             status,
 		ObservedGeneration: generation,
 		Reason:             reason,
-		Message:            message,
+		Message:            Clip(message),
 	})
+}
+
+// MaxMessage bounds a condition's message here, well under the 32,768 characters the API server
+// allows: messages may quote what tenants wrote (a run's Cause may be 256 KiB), and a status the
+// API server refuses is never written, so the condition would never tell anything.
+const MaxMessage = 4096
+
+// Clip returns message cut to MaxMessage bytes at a character boundary, saying how long it was.
+func Clip(message string) string {
+	if len(message) <= MaxMessage {
+		return message
+	}
+	suffix := fmt.Sprintf("… (%d bytes in all)", len(message))
+	cut := MaxMessage - len(suffix)
+	for cut > 0 && !utf8.RuneStart(message[cut]) {
+		cut--
+	}
+	return message[:cut] + suffix
 }

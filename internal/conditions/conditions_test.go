@@ -1,7 +1,10 @@
 package conditions
 
 import (
+	"fmt"
+	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -148,5 +151,36 @@ func TestObservedGenerationFollowsTheLatestSummary(t *testing.T) {
 	Summarize(&conds, 3, Verdict{Reason: "Synced"})
 	if got := meta.FindStatusCondition(conds, millracev1.ConditionReady).ObservedGeneration; got != 3 {
 		t.Fatalf("observedGeneration = %d, want 3", got)
+	}
+}
+
+// A message quoting what a tenant wrote (a run's 256 KiB Cause) is clipped, at a character
+// boundary, so the status that carries it can still be written (the API server refuses condition
+// messages over 32,768 characters, and a refused status is never written at all).
+func TestLongMessagesAreClipped(t *testing.T) {
+	for _, tc := range []struct {
+		name, message string
+	}{
+		{"ascii", strings.Repeat("x", 256<<10)},
+		{"multi-byte characters across the cut", strings.Repeat("é", 3000)},
+		{"exactly the limit", strings.Repeat("y", MaxMessage)},
+		{"short", "fine"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var conds []metav1.Condition
+			MarkStalled(&conds, 1, "Failed", tc.message)
+			Summarize(&conds, 1, Verdict{})
+			for _, c := range conds {
+				if len(c.Message) > MaxMessage || !utf8.ValidString(c.Message) {
+					t.Fatalf("%s: %d bytes, valid UTF-8 %v", c.Type, len(c.Message), utf8.ValidString(c.Message))
+				}
+				if len(tc.message) <= MaxMessage && c.Message != tc.message {
+					t.Fatalf("%s: a short message changed: %q", c.Type, c.Message)
+				}
+				if len(tc.message) > MaxMessage && !strings.HasSuffix(c.Message, fmt.Sprintf("(%d bytes in all)", len(tc.message))) {
+					t.Fatalf("%s: a clipped message does not say how long it was: %q", c.Type, c.Message[len(c.Message)-40:])
+				}
+			}
+		})
 	}
 }

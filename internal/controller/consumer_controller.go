@@ -493,7 +493,7 @@ func (r *ConsumerReconciler) observe(s *consumerScope) {
 		if ok {
 			status, reason = metav1.ConditionTrue, yes
 		}
-		meta.SetStatusCondition(&c.Status.Conditions, metav1.Condition{Type: kind, Status: status, Reason: reason, Message: msg, ObservedGeneration: c.Generation})
+		meta.SetStatusCondition(&c.Status.Conditions, metav1.Condition{Type: kind, Status: status, Reason: reason, Message: conditions.Clip(msg), ObservedGeneration: c.Generation})
 	}
 	setBool(ConditionActive, d.Active, ReasonBacklog, ReasonIdle,
 		fmt.Sprintf("backlog %d, activation %d", d.Backlog, p.ActivationBacklog))

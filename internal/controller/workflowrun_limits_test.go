@@ -218,3 +218,19 @@ func callAll(t *testing.T, tokens []string, kind, extra string) {
 	}
 	wg.Wait()
 }
+
+// A run failing with a Cause over 32 KiB (a Fail state's CausePath, or a handler's failure report:
+// up to 256 KiB each) rendered a Stalled condition quoting it whole; the API server refuses
+// condition messages over 32,768 characters, so the run's end was never written and its reconcile
+// failed forever. The condition now quotes it clipped; status.cause keeps it whole.
+func TestARunFailingWithALongCauseIsRecordedAsFailed(t *testing.T) {
+	ns := newNamespace(t)
+	create(t, newWorkflow(ns, "boom", `{"StartAt":"Boom","States":{"Boom":{"Type":"Fail","Error":"Custom.Boom","CausePath":"$.why"}}}`))
+	why := strings.Repeat("x", 40<<10)
+	create(t, newRun(ns, "r1", "boom", `{"why":"`+why+`"}`))
+	run := waitRun(t, ns, "r1", millracev1.RunFailed)
+	stalled := meta.FindStatusCondition(run.Status.Conditions, millracev1.ConditionStalled)
+	if run.Status.Error != "Custom.Boom" || run.Status.Cause != why || stalled == nil || len(stalled.Message) > 4096 {
+		t.Fatalf("error %q, cause of %d bytes, Stalled %+v", run.Status.Error, len(run.Status.Cause), stalled)
+	}
+}

@@ -14,6 +14,7 @@ import (
 
 	millracev1 "github.com/millrace-io/millrace/api/v1alpha1"
 	"github.com/millrace-io/millrace/internal/asl"
+	"github.com/millrace-io/millrace/internal/conditions"
 )
 
 // Redrive, as the user asks for it: each raise of spec.redrive above status.lastHandledRedrive is
@@ -148,7 +149,7 @@ func shortHash(h string) string {
 
 func setRedriveCondition(run *millracev1.WorkflowRun, status metav1.ConditionStatus, reason, message string) {
 	meta.SetStatusCondition(&run.Status.Conditions, metav1.Condition{Type: ConditionRedrive, Status: status,
-		ObservedGeneration: run.Generation, Reason: reason, Message: message})
+		ObservedGeneration: run.Generation, Reason: reason, Message: conditions.Clip(message)})
 }
 
 // abortAsked reports whether spec.abort stops the run now: it stops it once, not again after a

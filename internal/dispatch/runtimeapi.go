@@ -361,9 +361,25 @@ func (r *RuntimeAPI) take(id string) (inv *invocation, late bool) {
 	return r.pending[id], r.expired[id]
 }
 
+// MaxResponse is Lambda's limit on a function's answer (6 MB).
+const MaxResponse = 6 << 20
+
+// response takes the runtime's answer. As Lambda: an answer over MaxResponse fails the invocation
+// (Function.ResponseSizeTooLarge) and is answered 413, never cut to its first 6 MB (which would
+// hide a batchItemFailures at its end and delete those messages); an answer that breaks off (the
+// runtime died mid-answer, or was cut off at the read timeout) fails it too (Runtime.ExitError),
+// rather than pass the part that arrived for a whole answer.
 func (r *RuntimeAPI) response(w http.ResponseWriter, req *http.Request) {
-	body, _ := io.ReadAll(io.LimitReader(req.Body, 6<<20))
-	r.answer(w, req, invocationResult{body: body})
+	body, err := io.ReadAll(io.LimitReader(req.Body, MaxResponse+1))
+	switch {
+	case err != nil:
+		r.answer(w, req, invocationResult{err: &FunctionError{Type: "Runtime.ExitError", Message: "the runtime's answer broke off: " + err.Error()}})
+	case len(body) > MaxResponse:
+		r.answer(w, req, invocationResult{err: &FunctionError{Type: "Function.ResponseSizeTooLarge",
+			Message: fmt.Sprintf("Response payload size exceeded maximum allowed payload size (%d bytes).", MaxResponse)}})
+	default:
+		r.answer(w, req, invocationResult{body: body})
+	}
 }
 
 func (r *RuntimeAPI) error(w http.ResponseWriter, req *http.Request) {
@@ -395,6 +411,11 @@ func settle(w http.ResponseWriter, inv *invocation, res invocationResult) {
 	case inv.result <- res:
 	default:
 		http.Error(w, `{"errorMessage":"the invocation already has an answer","errorType":"InvalidStateTransition"}`, http.StatusForbidden)
+		return
+	}
+	var tooLarge *FunctionError
+	if errors.As(res.err, &tooLarge) && tooLarge.Type == "Function.ResponseSizeTooLarge" {
+		http.Error(w, fmt.Sprintf(`{"errorMessage":"Exceeded maximum allowed payload size (%d bytes).","errorType":"RequestEntityTooLarge"}`, MaxResponse), http.StatusRequestEntityTooLarge)
 		return
 	}
 	accepted(w)

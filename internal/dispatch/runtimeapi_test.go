@@ -1,8 +1,12 @@
 package dispatch_test
 
 import (
+	"bytes"
 	"context"
+	"errors"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -108,5 +112,45 @@ func TestASecondAnswerToAnInvocationIsRefused(t *testing.T) {
 	}
 	if err := <-done; err != nil {
 		t.Fatalf("the first answer was lost: %v", err)
+	}
+}
+
+// A runtime that dies while posting its answer (OOM-killed, crashed) has not answered: on Lambda
+// the invocation fails and the batch comes back. The part of the body that arrived used to be
+// taken for a successful answer, and without reportBatchItemFailures the whole batch was deleted.
+func TestARuntimeThatDiesMidAnswerHasNotSucceeded(t *testing.T) {
+	api := &dispatch.RuntimeAPI{Limits: shortLimits}
+	addr := listen(t, api)
+	id, done := invokeOnce(t, api, addr, 0)
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(conn, "POST /2018-06-01/runtime/invocation/%s/response HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n{\"partial\":", id)
+	time.Sleep(50 * time.Millisecond)
+	conn.Close() // the runtime is gone, 99,989 bytes short
+	var fe *dispatch.FunctionError
+	if err := <-done; !errors.As(err, &fe) || fe.Type != "Runtime.ExitError" {
+		t.Fatalf("a runtime that died mid-answer: %v, want the invocation failed with Runtime.ExitError", err)
+	}
+}
+
+// Lambda's limit on an answer is 6 MB: a bigger one fails the invocation
+// (Function.ResponseSizeTooLarge, 413 to the runtime) and the batch comes back. It used to be cut
+// to its first 6 MiB and taken for a success: a batchItemFailures after 6 MiB of whitespace was
+// lost, and the message it named deleted.
+func TestAnAnswerOverSixMBFailsTheInvocation(t *testing.T) {
+	api := &dispatch.RuntimeAPI{}
+	addr := listen(t, api)
+	id, done := invokeOnce(t, api, addr, 0)
+	body := append(bytes.Repeat([]byte(" "), dispatch.MaxResponse), []byte(`{"batchItemFailures":[{"itemIdentifier":"m1"}]}`)...)
+	resp, err := http.Post("http://"+addr+"/2018-06-01/runtime/invocation/"+id+"/response", "application/json", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	var fe *dispatch.FunctionError
+	if err := <-done; !errors.As(err, &fe) || fe.Type != "Function.ResponseSizeTooLarge" || resp.StatusCode != http.StatusRequestEntityTooLarge {
+		t.Fatalf("an answer of %d bytes: %v, runtime answered %d; want Function.ResponseSizeTooLarge and 413", len(body), err, resp.StatusCode)
 	}
 }

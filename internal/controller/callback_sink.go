@@ -62,7 +62,16 @@ func (r *WorkflowRunReconciler) Report(ctx context.Context, c tasktoken.Claims, 
 // the cache (a write based on a stale copy fails its optimistic lock and is tried again); a
 // refusal, or any later try, is judged against the API server itself, since the cache may not
 // yet show the attempt that was just dispatched.
+//
+// What the API server refuses for good (the run is gone, or has left that attempt: it never comes
+// back, since a run's status shows an attempt before its token is handed out) is remembered per
+// token, so a token replayed after its run finished or was deleted costs one API-server read, not
+// one per replay (tokens verify for up to a year, and the manager's client is not rate limited).
 func (r *WorkflowRunReconciler) currentTask(ctx context.Context, c tasktoken.Claims, try int) (*millracev1.WorkflowRun, *workflowMachine, asl.Run, error) {
+	token := refusedKey{run: c.RunUID, task: asl.TaskKey(c.State, c.Path, c.Attempt, c.Visit), issued: c.IssuedAt.Unix()}
+	if err, ok := r.refused.Get(token); ok {
+		return nil, nil, asl.Run{}, err
+	}
 	if try == 0 && r.APIReader != nil {
 		run, m, engine, err := r.readTask(ctx, r.Client, c)
 		if err == nil {
@@ -73,8 +82,21 @@ func (r *WorkflowRunReconciler) currentTask(ctx context.Context, c tasktoken.Cla
 	if reader == nil {
 		reader = r.Client
 	}
-	return r.readTask(ctx, reader, c)
+	run, m, engine, err := r.readTask(ctx, reader, c)
+	if errors.Is(err, callback.ErrStale) || errors.Is(err, callback.ErrUnknownRun) {
+		r.refused.Add(token, err)
+	}
+	return run, m, engine, err
 }
+
+// refusedKey names one token: its run, task attempt and issue time.
+type refusedKey struct {
+	run, task string
+	issued    int64
+}
+
+// refusedTokens bounds the tokens remembered as refused.
+const refusedTokens = 4096
 
 func (r *WorkflowRunReconciler) readTask(ctx context.Context, reader client.Reader, c tasktoken.Claims) (*millracev1.WorkflowRun, *workflowMachine, asl.Run, error) {
 	run := &millracev1.WorkflowRun{}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	lru "github.com/hashicorp/golang-lru/v2"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -96,7 +97,9 @@ type WorkflowRunReconciler struct {
 	writes       atomic.Int64
 	sent         sentTasks
 	beats        heartbeatMemory
-	machines     machineCache
+	// refused remembers the tokens the API server refused for good (callback_sink.go).
+	refused  *lru.Cache[refusedKey, error]
+	machines machineCache
 	// continuing are the runs requeued to go on with work left (types.NamespacedName): their
 	// next reconcile reads them from the API server, as the cache has seldom caught up yet with
 	// the write that ended the last slice (a stale copy makes the next write conflict and its
@@ -127,6 +130,7 @@ func (r *WorkflowRunReconciler) setDefaults() {
 			r.Recorder = &events.FakeRecorder{} // records nothing
 		}
 		r.wake = make(chan event.TypedGenericEvent[*millracev1.WorkflowRun], 4096)
+		r.refused, _ = lru.New[refusedKey, error](refusedTokens)
 		r.tasks = newTaskExecutor(r.LocalTaskWorkers, r.Report, r.Metrics, r.Log.WithName("local-tasks"))
 		if r.LocalTasksPerNamespace > 0 {
 			r.tasks.perNamespace = r.LocalTasksPerNamespace

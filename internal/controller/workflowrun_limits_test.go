@@ -6,8 +6,10 @@ import (
 	"fmt"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -17,6 +19,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	millracev1 "github.com/millrace-io/millrace/api/v1alpha1"
+	"github.com/millrace-io/millrace/internal/callback"
+	"github.com/millrace-io/millrace/internal/controller"
+	"github.com/millrace-io/millrace/internal/tasktoken"
 )
 
 // Attacks on the shared manager through a run's definition or input (issue 12, point 6): each run
@@ -232,5 +237,48 @@ func TestARunFailingWithALongCauseIsRecordedAsFailed(t *testing.T) {
 	stalled := meta.FindStatusCondition(run.Status.Conditions, millracev1.ConditionStalled)
 	if run.Status.Error != "Custom.Boom" || run.Status.Cause != why || stalled == nil || len(stalled.Message) > 4096 {
 		t.Fatalf("error %q, cause of %d bytes, Stalled %+v", run.Status.Error, len(run.Status.Cause), stalled)
+	}
+}
+
+// countingClient counts the reads of a run that reach the API server.
+type countingClient struct {
+	client.Client
+	gets atomic.Int64
+}
+
+func (c *countingClient) Get(ctx context.Context, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+	c.gets.Add(1)
+	return c.Client.Get(ctx, key, obj, opts...)
+}
+
+// A tenant keeps a task token of a run of its own (it is in every task message) and replays it
+// after the run finished, or after deleting the run. Each replay is refused for good (410, 404),
+// yet each cost the manager a read of the whole run from the API server, for as long as the token
+// verifies (a year), with nothing to bound the rate. A refusal the API server gave is remembered.
+func TestReplayedTokensOfFinishedOrDeletedRunsCostOneRead(t *testing.T) {
+	ns := newNamespace(t)
+	create(t, newWorkflow(ns, "quick", `{"StartAt":"A","States":{"A":{"Type":"Succeed"}}}`))
+	create(t, newRun(ns, "done", "quick", `{}`))
+	run := waitRun(t, ns, "done", millracev1.RunSucceeded)
+	signer, _ := tasktoken.NewSigner([]byte(strings.Repeat("r", 32)))
+	reads := &countingClient{Client: k8s}
+	r := &controller.WorkflowRunReconciler{Client: reads, APIReader: reads, Signer: signer}
+	api := callback.Handler(signer, r)
+	for name, claims := range map[string]tasktoken.Claims{
+		"a finished run": {Namespace: ns, Run: "done", RunUID: string(run.UID), State: "A"},
+		"a deleted run":  {Namespace: ns, Run: "deleted", RunUID: "0000", State: "A"},
+	} {
+		token, _ := signer.Issue(claims)
+		before := reads.gets.Load()
+		for range 1000 {
+			w := httptest.NewRecorder()
+			api.ServeHTTP(w, httptest.NewRequest(http.MethodPost, "/v1/tasks/heartbeat", strings.NewReader(`{"taskToken":"`+token+`"}`)))
+			if w.Code != http.StatusGone && w.Code != http.StatusNotFound {
+				t.Fatalf("%s: answered %d %s", name, w.Code, w.Body)
+			}
+		}
+		if n := reads.gets.Load() - before; n > 2 {
+			t.Errorf("%s: 1,000 replays of one refused token made %d reads of the run", name, n)
+		}
 	}
 }

@@ -607,7 +607,7 @@ func (d *Dispatcher) deliver(b batch) {
 		for _, id := range ids {
 			if !known[id] {
 				// An identifier that is not in the batch makes Lambda treat the whole batch as failed.
-				failAll(fmt.Sprintf("batchItemFailures names %q, which is not in the batch", id))
+				failAll(fmt.Sprintf("batchItemFailures names %q, which is not in the batch", truncate([]byte(id), 128)))
 				break
 			}
 			// Only what the handler names fails, in FIFO groups too: Lambda deletes the messages

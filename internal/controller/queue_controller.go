@@ -306,7 +306,7 @@ func (r *QueueReconciler) ensureQueue(ctx context.Context, s *queueScope) (ctrl.
 	created, err := s.sqs.CreateQueue(ctx, &sqs.CreateQueueInput{
 		QueueName:  aws.String(s.name),
 		Attributes: sqsx.CreateAttributes(q.Spec, s.deadLetter),
-		Tags:       sqsx.DesiredTags(q.Spec.Tags, s.owner),
+		Tags:       sqsx.DesiredTags(q.Spec.Tags, s.owner, false),
 	})
 	if err != nil {
 		return r.sqsError(s, "CreateQueue", err)
@@ -373,8 +373,14 @@ func (r *QueueReconciler) claimExisting(ctx context.Context, s *queueScope) (ctr
 	}
 	s.tags = tags.Tags
 	switch owner := s.tags[sqsx.OwnerTag]; {
-	case owner == s.owner:
-		return ctrl.Result{}, false, nil
+	case owner == s.owner && (s.tags[sqsx.AdoptedTag] == "" || q.Status.Adopted):
+		return ctrl.Result{}, false, nil // created by a Queue of this name, or adopted by this one
+	case owner == s.owner && q.Spec.AdoptionPolicy != millracev1.AdoptionPolicyAdopt:
+		// Adopted by an earlier Queue of this name and retained when it went: taking it again is
+		// adopting it again, with what that needs.
+		return r.stall(s, ReasonAlreadyExists, fmt.Sprintf(
+			"queue %s existed before Millrace and was adopted by an earlier Queue of this name; set spec.adoptionPolicy: Adopt to manage it again", s.name))
+	case owner == s.owner: // adopted again: the grant is checked below
 	case owner != "":
 		return r.stall(s, ReasonOwnedElsewhere, fmt.Sprintf(
 			"queue %s is managed by another Millrace Queue (%s=%s); it will not be taken over", s.name, sqsx.OwnerTag, owner))
@@ -471,7 +477,7 @@ func (r *QueueReconciler) syncTags(ctx context.Context, s *queueScope) (ctrl.Res
 		}
 		s.tags = out.Tags
 	}
-	set, remove := sqsx.TagDiff(sqsx.DesiredTags(q.Spec.Tags, s.owner), s.tags)
+	set, remove := sqsx.TagDiff(sqsx.DesiredTags(q.Spec.Tags, s.owner, q.Status.Adopted), s.tags)
 	if len(set) > 0 {
 		if _, err := s.sqs.TagQueue(ctx, &sqs.TagQueueInput{QueueUrl: aws.String(s.url), Tags: set}); err != nil {
 			return r.sqsError(s, "TagQueue", err)
@@ -513,6 +519,20 @@ func (r *QueueReconciler) reconcileDelete(ctx context.Context, q *millracev1.Que
 	return ctrl.Result{}, client.IgnoreNotFound(r.Patch(ctx, q, patch, client.FieldOwner(fieldOwner)))
 }
 
+// deletionGrant says whether the namespace may still delete a queue it owns: an adopted one only
+// with allowAdoption, an explicitly named one only with its name's prefix.
+func deletionGrant(g tenancy.Grants, q *millracev1.Queue, tags map[string]string) error {
+	if tags[sqsx.AdoptedTag] != "" {
+		if err := g.Adoption(); err != nil {
+			return err
+		}
+	}
+	if q.Spec.QueueName != "" {
+		return g.QueueName(q.Spec.QueueName)
+	}
+	return nil
+}
+
 // deleteOwnedQueue deletes the queue only if it carries this resource's owner tag: a queue that was
 // never created nor adopted by this resource is never deleted.
 func (r *QueueReconciler) deleteOwnedQueue(ctx context.Context, q *millracev1.Queue, name string) (ctrl.Result, error) {
@@ -538,6 +558,12 @@ func (r *QueueReconciler) deleteOwnedQueue(ctx context.Context, q *millracev1.Qu
 	if tags.Tags[sqsx.OwnerTag] != sqsx.OwnerValue(r.ClusterName, q.Namespace, q.Name) {
 		r.Recorder.Eventf(q, nil, corev1.EventTypeNormal, ReasonRetained, "Delete",
 			"queue %s was not created or adopted by this Queue; left in place", name)
+		return ctrl.Result{}, nil
+	}
+	// A queue that existed before Millrace, or that has a name only a grant allows, is deleted only
+	// while the namespace still holds that grant.
+	if err := deletionGrant(g, q, tags.Tags); err != nil {
+		r.Recorder.Eventf(q, nil, corev1.EventTypeNormal, ReasonRetained, "Delete", "queue %s left in place: %v", name, err)
 		return ctrl.Result{}, nil
 	}
 	if _, err := api.DeleteQueue(ctx, &sqs.DeleteQueueInput{QueueUrl: aws.String(url)}); err != nil {

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
@@ -205,6 +206,95 @@ func TestTenantCannotRedriveIntoAnotherNamespacesQueue(t *testing.T) {
 		t.Fatalf("status.deadLetterSources = %v", dlq.Status.DeadLetterSources)
 	}
 	expectAttributes(t, attributes(t, dlq.Status.QueueURL), map[string]string{sqsx.AttrRedriveAllowPolicy: sqsx.RedriveAllow([]string{work.Status.QueueARN})})
+}
+
+// An adopted queue that was retained kept the Queue's owner tag, so a new Queue of the same name
+// claimed it again as if it had created it: without allowAdoption (revoked meanwhile), and with
+// status.adopted false, so deleting that Queue deleted the other team's queue although
+// deletionPolicy was never set to Delete. An adopted queue now carries millrace.io/adopted: taking
+// it again is adopting it (Stalled without the grant), and deleting it needs the grant still.
+func TestARetainedAdoptedQueueCannotBeReclaimedAndDeletedWithoutAdoption(t *testing.T) {
+	ctx := context.Background()
+	ns := newNamespace(t)
+	name := "shared-" + ns
+	theirs, err := sqsClient.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(name), Tags: map[string]string{"team": "owner"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	grant(t, ns, millracev1.TenantPolicySpec{Queues: &millracev1.TenantQueuePolicy{QueueNamePrefixes: []string{"shared-"}, AllowAdoption: true}})
+	q := newQueue(ns, "shared", millracev1.QueueSpec{QueueName: name, AdoptionPolicy: millracev1.AdoptionPolicyAdopt})
+	create(t, q)
+	if got := waitReadyQueue(t, ns, "shared"); !got.Status.Adopted {
+		t.Fatalf("not adopted: %+v", got.Status)
+	}
+	deleteAndWaitGone(t, q)
+	if _, ok := queueExists(name); !ok {
+		t.Fatal("retained queue deleted")
+	}
+	t.Logf("tags of the retained queue: %v", tags(t, aws.ToString(theirs.QueueUrl)))
+
+	// The administrator takes adoption back (the name prefix stays granted).
+	p := &millracev1.TenantPolicy{}
+	if err := k8s.Get(ctx, client.ObjectKey{Name: "grant-" + ns}, p); err != nil {
+		t.Fatal(err)
+	}
+	p.Spec.Queues.AllowAdoption = false
+	if err := k8s.Update(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+
+	// The tenant creates the Queue again, adoptionPolicy Never (the default), no deletionPolicy.
+	again := newQueue(ns, "shared", millracev1.QueueSpec{QueueName: name})
+	create(t, again)
+	var got *millracev1.Queue
+	eventually(t, waitReady, func() error {
+		got = getQueue(t, ns, "shared")
+		for _, kind := range []string{millracev1.ConditionReady, millracev1.ConditionStalled} {
+			if c := meta.FindStatusCondition(got.Status.Conditions, kind); c != nil && c.Status == metav1.ConditionTrue && c.ObservedGeneration == got.Generation {
+				return nil
+			}
+		}
+		return fmt.Errorf("neither Ready nor Stalled: %+v", got.Status.Conditions)
+	})
+	if c := meta.FindStatusCondition(got.Status.Conditions, millracev1.ConditionStalled); c == nil || c.Status != metav1.ConditionTrue || c.Reason != controller.ReasonAlreadyExists {
+		t.Errorf("the retained queue was claimed again without adopting it: conditions %+v, status.adopted=%v, tags %v",
+			got.Status.Conditions, got.Status.Adopted, tags(t, aws.ToString(theirs.QueueUrl)))
+	}
+	deleteAndWaitGone(t, again)
+	if _, ok := queueExists(name); !ok {
+		t.Errorf("the other team's queue %s was DELETED with the second Queue (deletionPolicy never set to Delete, adoption revoked; %s=%s)",
+			name, sqsx.OwnerTag, sqsx.OwnerValue("?", ns, "shared"))
+	}
+}
+
+// Once adoption is taken back, a Queue that adopted a queue cannot delete it by setting
+// deletionPolicy: Delete: deleting a queue that existed before Millrace needs the grant still.
+func TestAnAdoptedQueueIsNotDeletedOnceAdoptionIsRevoked(t *testing.T) {
+	ctx := context.Background()
+	ns := newNamespace(t)
+	name := "legacy-" + ns
+	if _, err := sqsClient.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(name)}); err != nil {
+		t.Fatal(err)
+	}
+	grant(t, ns, millracev1.TenantPolicySpec{Queues: &millracev1.TenantQueuePolicy{QueueNamePrefixes: []string{"legacy-"}, AllowAdoption: true}})
+	q := newQueue(ns, "legacy", millracev1.QueueSpec{QueueName: name, AdoptionPolicy: millracev1.AdoptionPolicyAdopt, DeletionPolicy: millracev1.DeletionPolicyDelete})
+	create(t, q)
+	if got := waitReadyQueue(t, ns, "legacy"); !got.Status.Adopted {
+		t.Fatalf("not adopted: %+v", got.Status)
+	}
+	p := &millracev1.TenantPolicy{}
+	if err := k8s.Get(ctx, client.ObjectKey{Name: "grant-" + ns}, p); err != nil {
+		t.Fatal(err)
+	}
+	p.Spec.Queues.AllowAdoption = false
+	if err := k8s.Update(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second) // the manager's cache sees the policy
+	deleteAndWaitGone(t, q)
+	if _, ok := queueExists(name); !ok {
+		t.Fatal("the adopted queue was deleted after adoption was revoked")
+	}
 }
 
 // A tenant cannot make its queue use another team's KMS key through Millrace's AWS identity: a

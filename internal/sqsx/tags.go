@@ -15,13 +15,21 @@ func OwnerValue(cluster, namespace, name string) string {
 	return cluster + "/" + namespace + "/" + name
 }
 
-// DesiredTags are the spec's tags plus the owner tag.
-func DesiredTags(specTags map[string]string, owner string) map[string]string {
+// AdoptedTag marks a queue a Queue adopted (it existed before): a later Queue of the same name
+// may take it again only as adoption, with what adoption needs (adoptionPolicy: Adopt and a
+// TenantPolicy grant), and deleting it needs that grant still.
+const AdoptedTag = "millrace.io/adopted"
+
+// DesiredTags are the spec's tags plus the owner tag, and the adopted tag for an adopted queue.
+func DesiredTags(specTags map[string]string, owner string, adopted bool) map[string]string {
 	want := maps.Clone(specTags)
 	if want == nil {
 		want = map[string]string{}
 	}
 	want[OwnerTag] = owner
+	if adopted {
+		want[AdoptedTag] = "true"
+	}
 	return want
 }
 

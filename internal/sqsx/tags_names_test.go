@@ -34,12 +34,12 @@ func TestTagDiff(t *testing.T) {
 
 func TestDesiredTagsAddTheOwnerWithoutTouchingTheSpec(t *testing.T) {
 	spec := map[string]string{"team": "a"}
-	got := DesiredTags(spec, OwnerValue("c", "ns", "q"))
-	if got[OwnerTag] != "c/ns/q" || got["team"] != "a" || len(spec) != 1 {
+	got := DesiredTags(spec, OwnerValue("c", "ns", "q"), false)
+	if got[OwnerTag] != "c/ns/q" || got["team"] != "a" || len(spec) != 1 || got[AdoptedTag] != "" {
 		t.Fatalf("got %v (spec now %v)", got, spec)
 	}
-	if got := DesiredTags(nil, "o"); got[OwnerTag] != "o" {
-		t.Fatalf("nil spec tags: %v", got)
+	if got := DesiredTags(nil, "o", true); got[OwnerTag] != "o" || got[AdoptedTag] != "true" {
+		t.Fatalf("nil spec tags of an adopted queue: %v", got)
 	}
 }
 

@@ -208,7 +208,11 @@ func (r *ConsumerReconciler) Reconcile(ctx context.Context, req ctrl.Request) (r
 // findQueue validates the spec and finds the Queue and its URL.
 func (r *ConsumerReconciler) findQueue(ctx context.Context, s *consumerScope) (ctrl.Result, bool, error) {
 	c := s.c
+	// Whenever there is no Queue to read (invalid spec, Queue gone, no URL), the Consumer stops
+	// reading the one it read: a poller kept on a deleted Queue's URL would read it with no
+	// namespace's identity left to choose, and scale on a queue of that name created later.
 	if err := consumer.Validate(c, nil); err != nil {
+		r.unwatch(client.ObjectKeyFromObject(c), s.st)
 		res, err := r.stallConsumer(c, err.Error())
 		return res, true, err
 	}
@@ -217,11 +221,13 @@ func (r *ConsumerReconciler) findQueue(ctx context.Context, s *consumerScope) (c
 		if !apierrors.IsNotFound(err) {
 			return ctrl.Result{}, true, err
 		}
+		r.unwatch(client.ObjectKeyFromObject(c), s.st)
 		conditions.MarkReconciling(&c.Status.Conditions, c.Generation, ReasonWaitingForQueue,
 			fmt.Sprintf("spec.queueRef: Queue %q does not exist", c.Spec.QueueRef.Name))
 		return ctrl.Result{}, true, nil
 	}
 	if err := consumer.Validate(c, q); err != nil {
+		r.unwatch(client.ObjectKeyFromObject(c), s.st)
 		res, err := r.stallConsumer(c, err.Error())
 		return res, true, err
 	}

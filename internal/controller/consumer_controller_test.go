@@ -467,3 +467,25 @@ func TestConsumerIsNotReadyWhileItsDeploymentRollsOutOrIsStuck(t *testing.T) {
 	setDeploymentStatus(t, ns, "worker", rolledOut)
 	waitConsumerReady(t, ns, "worker", metav1.ConditionTrue, controller.ReasonAvailable, nil)
 }
+
+// A Consumer whose Queue was deleted kept its depth subscription: the poller of the deleted
+// queue's URL lived on (no Queue had the URL any more, so it was read with the manager's own
+// identity, also for a namespace mapped to an IAM role). The Consumer now stops reading it.
+func TestAConsumerStopsReadingADeletedQueue(t *testing.T) {
+	ns := newNamespace(t)
+	q := newQueue(ns, "gone", millracev1.QueueSpec{})
+	create(t, q)
+	url := waitReadyQueue(t, ns, "gone").Status.QueueURL
+	create(t, newConsumer(ns, "c", "gone", fastScaling(0)))
+	waitReplicas(t, ns, "c", 0, waitReady)
+	if n := monitor.Subscribers(url); n != 2 {
+		t.Fatalf("%d subscribers, want 2 (the Queue and the Consumer)", n)
+	}
+	deleteAndWaitGone(t, q)
+	eventually(t, 10*time.Second, func() error {
+		if n := monitor.Subscribers(url); n != 0 {
+			return fmt.Errorf("%s still has %d subscriber(s) after its Queue was deleted", url, n)
+		}
+		return nil
+	})
+}

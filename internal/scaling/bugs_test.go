@@ -162,3 +162,25 @@ func TestSmallChangesWithinTheToleranceDoNotScale(t *testing.T) {
 		{105 * time.Second, Observation{Visible: 60}, 6},
 	})
 }
+
+// Every decision kept a recommendation for the whole stabilization window (up to an hour), and
+// every decision scanned them all; a Consumer's reconciles are driven by its tenant (each write of
+// the Consumer, each change of its Deployment), so one tenant could make each decision of the
+// shared manager's single Consumer worker scan tens of thousands of entries. Equal counts keep only
+// their newest recommendation now: the state is bounded by the replica range, and the decisions
+// are the same (the other tests of this package).
+func TestDecisionStateIsBoundedWhateverTheReconcileRate(t *testing.T) {
+	p := defaults()
+	p.ScaleDown.StabilizationWindow = time.Hour
+	st := &State{}
+	now := time.Unix(1_700_000_000, 0)
+	const decisions = 30_000 // 50 reconciles a second for 10 minutes, all within the window
+	for i := range decisions {
+		visible := int64(25 + 10*(i%7)) // a backlog that moves: several counts recommended
+		Decide(p, 3, Observation{Visible: visible, At: now}, now, st)
+		now = now.Add(20 * time.Millisecond)
+	}
+	if n := len(st.recommendations); n > int(p.MaxReplicas)+2 {
+		t.Fatalf("%d recommendations kept after %d decisions (each decision scans them all)", n, decisions)
+	}
+}

@@ -406,8 +406,20 @@ func prune(events []timed, now time.Time) []timed {
 	return events[cut:]
 }
 
+// record keeps a recommendation for the windows. An earlier recommendation of the same count is
+// dropped: the windows ask only for the least and the most count within them, and for when the
+// last recommendation holding a count leaves them, which the newest of equal counts answers alone.
+// So the state holds at most one entry per count between minReplicas and maxReplicas, however
+// often decisions are made (one per reconcile, which a tenant can trigger at will: keeping them all
+// made each decision scan every one of the last hour's).
 func (st *State) record(now time.Time, n int32, window time.Duration) {
-	st.recommendations = append(st.recommendations, timed{at: now, n: n})
+	kept := st.recommendations[:0]
+	for _, r := range st.recommendations {
+		if r.seed || r.n != n {
+			kept = append(kept, r)
+		}
+	}
+	st.recommendations = append(kept, timed{at: now, n: n})
 	cut := 0
 	for cut < len(st.recommendations)-1 && now.Sub(st.recommendations[cut].at) > window {
 		cut++

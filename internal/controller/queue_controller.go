@@ -707,17 +707,17 @@ func deadLetterTarget(_ context.Context, o client.Object) []reconcile.Request {
 	return []reconcile.Request{{NamespacedName: k8stypes.NamespacedName{Namespace: q.Namespace, Name: q.Spec.DeadLetter.QueueRef.Name}}}
 }
 
-// specOrLifecycleChanged ignores the Queue's own status writes (message counts), so they never
-// cause SQS calls.
+// specOrLifecycleChanged ignores the Queue's own status writes (message counts) and changes of its
+// labels and annotations, which the reconcile does not read: none of them causes SQS calls (each
+// reconcile makes three or more, and a tenant could otherwise multiply them by rewriting an
+// annotation in a loop).
 func specOrLifecycleChanged() predicate.Predicate {
 	return predicate.Funcs{
 		UpdateFunc: func(e event.UpdateEvent) bool {
 			o, n := e.ObjectOld, e.ObjectNew
 			return o.GetGeneration() != n.GetGeneration() ||
 				!o.GetDeletionTimestamp().Equal(n.GetDeletionTimestamp()) ||
-				!equality.Semantic.DeepEqual(o.GetFinalizers(), n.GetFinalizers()) ||
-				!equality.Semantic.DeepEqual(o.GetLabels(), n.GetLabels()) ||
-				!equality.Semantic.DeepEqual(o.GetAnnotations(), n.GetAnnotations())
+				!equality.Semantic.DeepEqual(o.GetFinalizers(), n.GetFinalizers())
 		},
 	}
 }

@@ -158,20 +158,40 @@ func TestTenantCannotTakeOverAQueueItDidNotCreate(t *testing.T) {
 	}
 }
 
-// With adoption granted, an adopted queue is kept when its Queue goes (deletionPolicy unset).
-func TestAnAdoptedQueueIsRetainedByDefault(t *testing.T) {
-	ctx := context.Background()
-	ns := newNamespace(t)
-	name := "shared-" + ns
-	if _, err := sqsClient.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(name)}); err != nil {
+// adoptExisting creates an SQS queue named prefix+ns outside Millrace, grants ns that prefix and
+// adoption, and has a Queue named prefix without its dash adopt it, with deletion as given.
+func adoptExisting(t *testing.T, ns, prefix string, deletion millracev1.DeletionPolicy) (string, *millracev1.Queue) {
+	t.Helper()
+	name := prefix + ns
+	if _, err := sqsClient.CreateQueue(context.Background(), &sqs.CreateQueueInput{QueueName: aws.String(name), Tags: map[string]string{"team": "owner"}}); err != nil {
 		t.Fatal(err)
 	}
-	grant(t, ns, millracev1.TenantPolicySpec{Queues: &millracev1.TenantQueuePolicy{QueueNamePrefixes: []string{"shared-"}, AllowAdoption: true}})
-	q := newQueue(ns, "shared", millracev1.QueueSpec{QueueName: name, AdoptionPolicy: millracev1.AdoptionPolicyAdopt})
+	grant(t, ns, millracev1.TenantPolicySpec{Queues: &millracev1.TenantQueuePolicy{QueueNamePrefixes: []string{prefix}, AllowAdoption: true}})
+	q := newQueue(ns, strings.TrimSuffix(prefix, "-"), millracev1.QueueSpec{QueueName: name, AdoptionPolicy: millracev1.AdoptionPolicyAdopt, DeletionPolicy: deletion})
 	create(t, q)
-	if got := waitReadyQueue(t, ns, "shared"); !got.Status.Adopted {
+	if got := waitReadyQueue(t, ns, q.Name); !got.Status.Adopted {
 		t.Fatalf("not adopted: %+v", got.Status)
 	}
+	return name, q
+}
+
+// revokeAdoption takes allowAdoption back from the policy grant wrote for ns (the name prefix
+// stays granted).
+func revokeAdoption(t *testing.T, ns string) {
+	t.Helper()
+	p := &millracev1.TenantPolicy{}
+	if err := k8s.Get(context.Background(), client.ObjectKey{Name: "grant-" + ns}, p); err != nil {
+		t.Fatal(err)
+	}
+	p.Spec.Queues.AllowAdoption = false
+	if err := k8s.Update(context.Background(), p); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// With adoption granted, an adopted queue is kept when its Queue goes (deletionPolicy unset).
+func TestAnAdoptedQueueIsRetainedByDefault(t *testing.T) {
+	name, q := adoptExisting(t, newNamespace(t), "shared-", "")
 	deleteAndWaitGone(t, q)
 	if _, ok := queueExists(name); !ok {
 		t.Fatal("an adopted queue was deleted although deletionPolicy was not set to Delete")
@@ -214,34 +234,14 @@ func TestTenantCannotRedriveIntoAnotherNamespacesQueue(t *testing.T) {
 // deletionPolicy was never set to Delete. An adopted queue now carries millrace.io/adopted: taking
 // it again is adopting it (Stalled without the grant), and deleting it needs the grant still.
 func TestARetainedAdoptedQueueCannotBeReclaimedAndDeletedWithoutAdoption(t *testing.T) {
-	ctx := context.Background()
 	ns := newNamespace(t)
-	name := "shared-" + ns
-	theirs, err := sqsClient.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(name), Tags: map[string]string{"team": "owner"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	grant(t, ns, millracev1.TenantPolicySpec{Queues: &millracev1.TenantQueuePolicy{QueueNamePrefixes: []string{"shared-"}, AllowAdoption: true}})
-	q := newQueue(ns, "shared", millracev1.QueueSpec{QueueName: name, AdoptionPolicy: millracev1.AdoptionPolicyAdopt})
-	create(t, q)
-	if got := waitReadyQueue(t, ns, "shared"); !got.Status.Adopted {
-		t.Fatalf("not adopted: %+v", got.Status)
-	}
+	name, q := adoptExisting(t, ns, "shared-", "")
 	deleteAndWaitGone(t, q)
-	if _, ok := queueExists(name); !ok {
+	url, ok := queueExists(name)
+	if !ok {
 		t.Fatal("retained queue deleted")
 	}
-	t.Logf("tags of the retained queue: %v", tags(t, aws.ToString(theirs.QueueUrl)))
-
-	// The administrator takes adoption back (the name prefix stays granted).
-	p := &millracev1.TenantPolicy{}
-	if err := k8s.Get(ctx, client.ObjectKey{Name: "grant-" + ns}, p); err != nil {
-		t.Fatal(err)
-	}
-	p.Spec.Queues.AllowAdoption = false
-	if err := k8s.Update(ctx, p); err != nil {
-		t.Fatal(err)
-	}
+	revokeAdoption(t, ns)
 
 	// The tenant creates the Queue again, adoptionPolicy Never (the default), no deletionPolicy.
 	again := newQueue(ns, "shared", millracev1.QueueSpec{QueueName: name})
@@ -258,7 +258,7 @@ func TestARetainedAdoptedQueueCannotBeReclaimedAndDeletedWithoutAdoption(t *test
 	})
 	if c := meta.FindStatusCondition(got.Status.Conditions, millracev1.ConditionStalled); c == nil || c.Status != metav1.ConditionTrue || c.Reason != controller.ReasonAlreadyExists {
 		t.Errorf("the retained queue was claimed again without adopting it: conditions %+v, status.adopted=%v, tags %v",
-			got.Status.Conditions, got.Status.Adopted, tags(t, aws.ToString(theirs.QueueUrl)))
+			got.Status.Conditions, got.Status.Adopted, tags(t, url))
 	}
 	deleteAndWaitGone(t, again)
 	if _, ok := queueExists(name); !ok {
@@ -270,26 +270,9 @@ func TestARetainedAdoptedQueueCannotBeReclaimedAndDeletedWithoutAdoption(t *test
 // Once adoption is taken back, a Queue that adopted a queue cannot delete it by setting
 // deletionPolicy: Delete: deleting a queue that existed before Millrace needs the grant still.
 func TestAnAdoptedQueueIsNotDeletedOnceAdoptionIsRevoked(t *testing.T) {
-	ctx := context.Background()
 	ns := newNamespace(t)
-	name := "legacy-" + ns
-	if _, err := sqsClient.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(name)}); err != nil {
-		t.Fatal(err)
-	}
-	grant(t, ns, millracev1.TenantPolicySpec{Queues: &millracev1.TenantQueuePolicy{QueueNamePrefixes: []string{"legacy-"}, AllowAdoption: true}})
-	q := newQueue(ns, "legacy", millracev1.QueueSpec{QueueName: name, AdoptionPolicy: millracev1.AdoptionPolicyAdopt, DeletionPolicy: millracev1.DeletionPolicyDelete})
-	create(t, q)
-	if got := waitReadyQueue(t, ns, "legacy"); !got.Status.Adopted {
-		t.Fatalf("not adopted: %+v", got.Status)
-	}
-	p := &millracev1.TenantPolicy{}
-	if err := k8s.Get(ctx, client.ObjectKey{Name: "grant-" + ns}, p); err != nil {
-		t.Fatal(err)
-	}
-	p.Spec.Queues.AllowAdoption = false
-	if err := k8s.Update(ctx, p); err != nil {
-		t.Fatal(err)
-	}
+	name, q := adoptExisting(t, ns, "legacy-", millracev1.DeletionPolicyDelete)
+	revokeAdoption(t, ns)
 	time.Sleep(time.Second) // the manager's cache sees the policy
 	deleteAndWaitGone(t, q)
 	if _, ok := queueExists(name); !ok {
